@@ -1,0 +1,27 @@
+# Quick start: `make demo` runs the demo on the embedded default, `make test` runs the tests.
+# Each creates its own virtual environment (.venv) on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUBJECTS ?= 2000
+SEED ?= 42
+
+.PHONY: demo test bench clean
+
+$(BIN)/ledger: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(BIN)/ledger
+
+demo: $(BIN)/ledger
+	$(BIN)/ledger --data ledger-data demo --subjects $(SUBJECTS) --seed $(SEED)
+
+test: $(BIN)/ledger
+	$(BIN)/python -m pytest
+
+bench: $(BIN)/ledger
+	$(BIN)/python bench/bench_append.py
+
+clean:
+	rm -rf ledger-data .pytest_cache

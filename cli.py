@@ -1,0 +1,269 @@
+"""The ``ledger`` command line: parses arguments, calls the library, prints. Nothing else.
+
+Exit codes: 0 success, 1 a finding (rejected input, tampering, unjustified decisions),
+2 usage or configuration errors. Errors are one line on stderr, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ledger import __version__
+from ledger.config import DEFAULT_CONTROLLERS, Settings
+from ledger.errors import LedgerError
+from ledger.service import Ledger
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Failure(click.ClickException):
+    """One clear line on stderr and a chosen exit code."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def handles_errors(fn: F) -> F:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LedgerError as e:
+            raise Failure(str(e), e.exit_code) from None
+        except OSError as e:
+            raise Failure(f"{e.strerror or e}: {e.filename}" if e.filename else str(e), 2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+@contextmanager
+def opened(ctx: click.Context) -> Iterator[Ledger]:
+    ledger = Ledger.from_settings(ctx.obj)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
+@contextmanager
+def progress_bar(total: int | None, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar with a rate on a terminal; silent when stderr is not a TTY."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=total or 0, label=label, file=sys.stderr,
+                           show_pos=True, show_eta=bool(total)) as bar:
+        yield bar.update
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ledger")
+@click.option("--data", "data_dir", metavar="DIR", envvar="LEDGER_DATA",
+              help="Data directory [env LEDGER_DATA; default ./ledger-data].")
+@click.option("--log", "log_url", metavar="URL", envvar="LEDGER_LOG",
+              help="Event log: 'embedded' (default) or kafka://host:port/topic [env LEDGER_LOG].")
+@click.option("--now", metavar="T", envvar="LEDGER_NOW",
+              help="The ledger clock, ISO-8601 (a bare date is 00:00 UTC) [env LEDGER_NOW; default: the wall clock].")
+@click.pass_context
+def main(ctx: click.Context, data_dir: str | None, log_url: str | None, now: str | None) -> None:
+    """consent-ledger: an event-sourced consent and activity ledger.
+
+    Upstream apps publish events (JSON lines or the Python API); the ledger pseudonymises
+    subjects, encrypts personal data per subject and appends Avro events to a hash-chained,
+    append-only log.
+    """
+    ctx.obj = Settings.from_env(data_dir, log_url, now)
+
+
+@main.command()
+@click.option("--controller", "controllers", multiple=True, metavar="NAME",
+              help="Controller to create (repeatable) [default: coegi and cowrite].")
+@json_option
+@click.pass_obj
+@handles_errors
+def init(settings: Settings, controllers: tuple[str, ...], as_json: bool) -> None:
+    """Create the data directory: config, master key (0600), key vault, log."""
+    path, created = Ledger.init(settings.data_dir, controllers or DEFAULT_CONTROLLERS)
+    if as_json:
+        emit_json({"data_dir": str(path), "created": created})
+    else:
+        click.echo(f"{'Created' if created else 'Already initialised:'} {path}")
+
+
+@main.group()
+def controller() -> None:
+    """Manage controllers (tenants)."""
+
+
+@controller.command("add")
+@click.argument("name")
+@click.option("--policy", help="Retention policy name [default: same as NAME].")
+@click.pass_context
+@handles_errors
+def controller_add(ctx: click.Context, name: str, policy: str | None) -> None:
+    """Add a controller with its own pseudonym secret."""
+    with opened(ctx) as ledger:
+        added = ledger.add_controller(name, policy)
+    click.echo(f"{'Added' if added else 'Already present:'} {name}")
+
+
+@controller.command("list")
+@json_option
+@click.pass_context
+@handles_errors
+def controller_list(ctx: click.Context, as_json: bool) -> None:
+    """List controllers and their policies."""
+    with opened(ctx) as ledger:
+        rows = [{"controller": c.name, "policy": c.policy} for c in ledger.config.controllers.values()]
+    if as_json:
+        emit_json(rows)
+    else:
+        for r in rows:
+            click.echo(f"{r['controller']}\tpolicy={r['policy']}")
+
+
+@main.command()
+@click.argument("file", type=click.File("rb"))
+@json_option
+@click.pass_context
+@handles_errors
+def publish(ctx: click.Context, file: Any, as_json: bool) -> None:
+    """Validate and append JSON-lines events from FILE (or - for stdin).
+
+    Prints accepted / duplicate / rejected counts. Each rejected line goes to the dead letters
+    with its line number and reason; it never stops the rest. Exit 1 if any line was rejected.
+    """
+    origin = "-" if file.name in ("<stdin>", "-") else Path(file.name).name
+    with opened(ctx) as ledger, progress_bar(None, "Publishing") as progress:
+        report = ledger.publish(iter(file), origin=origin, progress=progress)
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        click.echo(f"accepted {report.accepted}, duplicates {report.duplicates}, "
+                   f"rejected {report.rejected}")
+        for r in report.rejects:
+            click.echo(f"  line {r.line}: {r.reason}", err=True)
+        if report.rejected > len(report.rejects):
+            click.echo(f"  ... and {report.rejected - len(report.rejects)} more in the dead letters",
+                       err=True)
+    if report.rejected:
+        ctx.exit(1)
+
+
+@main.command("dead-letters")
+@json_option
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.pass_context
+@handles_errors
+def dead_letters(ctx: click.Context, as_json: bool, limit: int) -> None:
+    """List rejected input: when, where from, which line and why (the input stays encrypted)."""
+    with opened(ctx) as ledger:
+        entries = list(ledger.dead_letters.read())[-limit:]
+    if as_json:
+        emit_json(entries)
+    else:
+        for e in entries:
+            click.echo(f"{e['rejected_at']}  {e['origin']}:{e['line']}  {e['reason']}")
+
+
+@main.group()
+def subject() -> None:
+    """Subjects: pseudonyms."""
+
+
+@subject.command("id")
+@click.option("--email", help="The person's e-mail address.")
+@click.option("--account", help="The person's account id in an app.")
+@click.option("--controller", required=True, help="Controller whose secret keys the pseudonym.")
+@json_option
+@click.pass_context
+@handles_errors
+def subject_id(ctx: click.Context, email: str | None, account: str | None, controller: str,
+               as_json: bool) -> None:
+    """Print the pseudonym of a person for a controller."""
+    with opened(ctx) as ledger:
+        pid = ledger.subject_id(controller, email=email, account=account)
+    if as_json:
+        emit_json({"controller": controller, "subject": pid})
+    else:
+        click.echo(pid)
+
+
+@main.group()
+def schemas() -> None:
+    """Avro event schemas."""
+
+
+@schemas.command("check")
+@json_option
+@handles_errors
+def schemas_check(as_json: bool) -> None:
+    """Prove every schema version reads the events written with the previous versions."""
+    from ledger.compatibility import check_all
+
+    results = check_all()
+    if as_json:
+        emit_json([r.as_dict() for r in results])
+    else:
+        for r in results:
+            mark = "ok  " if r.ok else "FAIL"
+            click.echo(f"{mark} {r.type}: v{r.writer_version} -> v{r.reader_version}"
+                       f"{'' if r.ok else '  ' + r.problem}")
+        ok = sum(r.ok for r in results)
+        click.echo(f"{ok}/{len(results)} compatible")
+    if not all(r.ok for r in results):
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--subjects", type=click.IntRange(min=1, max=5_000_000), default=1000,
+              show_default=True, help="People to simulate (split over both controllers).")
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed (same seed, same history).")
+@click.option("--years", type=click.IntRange(min=1, max=20), default=5, show_default=True,
+              help="Length of the simulated history, ending at the ledger clock.")
+@json_option
+@click.pass_context
+@handles_errors
+def demo(ctx: click.Context, subjects: int, seed: int, years: int, as_json: bool) -> None:
+    """Generate a realistic multi-year history for both seed controllers and publish it."""
+    from ledger.demo import run_demo
+
+    settings: Settings = ctx.obj
+    Ledger.init(settings.data_dir)
+    with opened(ctx) as ledger, progress_bar(None, "Publishing history") as progress:
+        summary = run_demo(ledger, subjects=subjects, seed=seed, years=years, progress=progress)
+    if as_json:
+        emit_json(summary)
+    else:
+        click.echo(format_summary(summary))
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [
+        f"Demo history {summary['from']} .. {summary['to']} in {summary['data_dir']}",
+        f"  events: accepted {summary['accepted']}, duplicates {summary['duplicates']}, "
+        f"rejected {summary['rejected']} ({summary['events_per_second']:,.0f} events/s)",
+    ]
+    for controller, n in summary["subjects"].items():
+        lines.append(f"  {controller}: {n} subjects")
+    lines.append("  by type: " + ", ".join(f"{t} {n}" for t, n in summary["by_type"].items()))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""The ledger clock (SPEC §3): what ``recorded_at`` is stamped from."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> int:
+        """UTC microseconds since the Unix epoch."""
+
+
+class SystemClock:
+    def now(self) -> int:
+        return time.time_ns() // 1000
+
+
+class FixedClock:
+    """A clock set by ``--now`` / ``LEDGER_NOW`` (simulation, back-filling history); the demo
+    moves it forward as its history unfolds."""
+
+    def __init__(self, micros: int) -> None:
+        self.micros = micros
+
+    def now(self) -> int:
+        return self.micros
+
+    def set(self, micros: int) -> None:
+        self.micros = micros

@@ -1,0 +1,353 @@
+"""Producer JSON -> a validated draft event (SPEC §3 JSON form). Pure: no I/O, no secrets.
+
+Every rejection names the field and the problem, and never quotes a value that could be
+personal data."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from ledger.errors import InvalidEvent
+from ledger.pseudonyms import IDENTIFIER_KINDS, MAX_IDENTIFIER, is_pseudonym
+from ledger.schemas import SchemaRegistry
+from ledger.timeutil import MICROS, parse_timestamp
+from ledger.vocabulary import FIELD_VOCABULARIES, SWEEP_TYPES
+
+MAX_LINE_BYTES = 1 << 20  # 1 MiB
+MAX_PII_BYTES = 64 << 10
+MAX_TEXT = 1024  # a body string
+MAX_TOKEN = 128  # source, actor, list names, ids
+MAX_LIST_ITEMS = 256
+MAX_CLOCK_SKEW = 24 * 3600 * MICROS  # occurred_at may be at most a day ahead of the ledger
+
+ENVELOPE_KEYS = frozenset(
+    {"type", "event_id", "controller", "occurred_at", "source", "actor", "subject", "pii"}
+)
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@/-]*")
+_ACTOR = re.compile(r"subject|(?:staff|system):[A-Za-z0-9][A-Za-z0-9_.@/-]{0,63}")
+_PURPOSE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
+_LOOKS_LIKE_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_PURPOSE_FIELDS = {
+    ("ConsentGiven", "purpose"),
+    ("ConsentWithdrawn", "purpose"),
+    ("ObjectionRaised", "purpose"),
+}
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A validated producer event, before pseudonymisation and encryption."""
+
+    type: str
+    event_id: str
+    controller: str
+    identifier: tuple[str, str] | None  # ("email" | "account", value as given)
+    subject_id: str | None  # a pseudonym given directly
+    occurred_at: int
+    source: str
+    actor: str
+    body: dict[str, Any]
+    pii: dict[str, Any] | None
+    account_ref: str | None  # raw account id from SubjectRegistered, to be hashed
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    name: str
+    kind: str  # string, long, boolean, timestamp, string_array, long_map
+    nullable: bool
+    required: bool
+    default: Any
+
+
+def _field_spec(definition: Mapping[str, Any]) -> _Field:
+    t = definition["type"]
+    nullable = isinstance(t, list) and "null" in t
+    if isinstance(t, list):
+        t = next(x for x in t if x != "null")
+    if isinstance(t, dict):
+        if t.get("logicalType") == "timestamp-micros":
+            kind = "timestamp"
+        elif t["type"] == "array":
+            kind = "string_array"
+        elif t["type"] == "map":
+            kind = "long_map"
+        else:
+            kind = t["type"]
+    else:
+        kind = t
+    has_default = "default" in definition
+    return _Field(definition["name"], kind, nullable, not (nullable or has_default),
+                  definition.get("default"))
+
+
+def _reject(field: str | None, reason: str) -> InvalidEvent:
+    return InvalidEvent(reason, field)
+
+
+def _token(value: Any, field: str, max_len: int = MAX_TOKEN) -> str:
+    if not isinstance(value, str):
+        raise _reject(field, f"expected a string, got {_kind(value)}")
+    if not value:
+        raise _reject(field, "must not be empty")
+    if len(value) > max_len:
+        raise _reject(field, f"longer than {max_len} characters")
+    if not _TOKEN.fullmatch(value):
+        raise _reject(field, "may only contain letters, digits and _ . : @ / -")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number", type(None): "null"}.get(type(value), "a value")
+
+
+def _text(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise _reject(field, f"expected a string, got {_kind(value)}")
+    if len(value) > MAX_TEXT:
+        raise _reject(field, f"longer than {MAX_TEXT} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _reject(field, "not valid Unicode (lone surrogate)") from None
+    if _LOOKS_LIKE_EMAIL.search(value):
+        raise _reject(field, "looks like an e-mail address; personal data belongs in pii")
+    return value
+
+
+class Intake:
+    """Validates producer events against the schemas and the domain vocabulary."""
+
+    def __init__(self, registry: SchemaRegistry, controllers: Iterable[str]) -> None:
+        self.controllers = frozenset(controllers)
+        self._fields = {
+            t: [_field_spec(f) for f in registry.body_fields(t)] for t in registry.types()
+        }
+
+    # JSON lines ---------------------------------------------------------------------------
+    def parse_line(self, line: bytes, now: int) -> Draft:
+        if len(line) > MAX_LINE_BYTES:
+            raise _reject(None, f"line is {len(line)} bytes, over the 1 MiB limit")
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise _reject(None, f"not UTF-8 (byte {e.start})") from None
+        try:
+            obj = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+        except json.JSONDecodeError as e:
+            raise _reject(None, f"malformed JSON: {e.msg} at column {e.colno}") from None
+        except RecursionError:
+            raise _reject(None, "malformed JSON: nested too deeply") from None
+        except ValueError as e:  # duplicate keys, NaN/Infinity, oversized integers
+            raise _reject(None, f"malformed JSON: {e}") from None
+        return self.validate(obj, now)
+
+    # one event ----------------------------------------------------------------------------
+    def validate(self, obj: Any, now: int, *, allow_sweep: bool = False) -> Draft:
+        if not isinstance(obj, Mapping):
+            raise _reject(None, f"an event must be a JSON object, got {_kind(obj)}")
+        event_type = obj.get("type")
+        if event_type is None:
+            raise _reject("type", "missing")
+        if not isinstance(event_type, str):
+            raise _reject("type", f"expected a string, got {_kind(event_type)}")
+        fields = self._fields.get(event_type)
+        if fields is None:
+            shown = f" {event_type!r}" if _TOKEN.fullmatch(event_type) and len(event_type) <= 40 else ""
+            raise _reject("type", f"unknown event type{shown}")
+        if event_type in SWEEP_TYPES and not allow_sweep:
+            raise _reject("type", f"{event_type} is emitted by the retention sweep, not by producers")
+
+        known = {f.name for f in fields}
+        unknown = [k for k in obj if k not in ENVELOPE_KEYS and k not in known]
+        if "recorded_at" in unknown:
+            raise _reject("recorded_at", "is stamped by the ledger; producers must not send it")
+        if unknown:
+            names = sorted(str(k)[:40] for k in unknown)[:5]
+            raise _reject(names[0], f"unknown field for {event_type} (unknown: {', '.join(names)})")
+
+        event_id = obj.get("event_id")
+        if event_id is None:
+            raise _reject("event_id", "missing (a UUID chosen by the producer, the idempotency key)")
+        if not isinstance(event_id, str) or len(event_id) > 64:
+            raise _reject("event_id", "expected a UUID string")
+        try:
+            event_id = str(UUID(event_id))
+        except ValueError:
+            raise _reject("event_id", "not a UUID") from None
+
+        controller = obj.get("controller")
+        if controller is None:
+            raise _reject("controller", "missing")
+        if not isinstance(controller, str):
+            raise _reject("controller", f"expected a string, got {_kind(controller)}")
+        if controller not in self.controllers:
+            shown = f" {controller!r}" if _TOKEN.fullmatch(controller) and len(controller) <= 40 else ""
+            raise _reject("controller", f"unknown controller{shown} (add it with `ledger controller add`)")
+
+        occurred_raw = obj.get("occurred_at")
+        if occurred_raw is None:
+            raise _reject("occurred_at", "missing")
+        try:
+            occurred_at = parse_timestamp(occurred_raw)
+        except ValueError as e:
+            raise _reject("occurred_at", str(e)) from None
+        if occurred_at > now + MAX_CLOCK_SKEW:
+            raise _reject("occurred_at", "more than a day after the ledger clock")
+
+        source = _token(obj.get("source"), "source") if "source" in obj else None
+        if source is None:
+            raise _reject("source", "missing")
+        actor = obj.get("actor")
+        if actor is None:
+            raise _reject("actor", "missing")
+        if not isinstance(actor, str) or not _ACTOR.fullmatch(actor):
+            raise _reject("actor", "expected 'subject', 'staff:<id>' or 'system:<component>'")
+
+        identifier, subject_id = self._subject(obj.get("subject"))
+        pii = self._pii(obj.get("pii"))
+
+        body: dict[str, Any] = {}
+        account_ref = None
+        for f in fields:
+            value = obj.get(f.name)
+            if value is None:
+                if f.required:
+                    raise _reject(f.name, "missing")
+                body[f.name] = None if f.nullable else f.default
+                continue
+            if event_type == "SubjectRegistered" and f.name == "account_ref":
+                account_ref = self._account(value, "account_ref")
+                body[f.name] = None  # the ledger stores a keyed hash, the raw id goes to pii
+                continue
+            body[f.name] = self._value(event_type, f, value)
+        return Draft(event_type, event_id, controller, identifier, subject_id, occurred_at,
+                     source, actor, body, pii, account_ref)
+
+    def _subject(self, subject: Any) -> tuple[tuple[str, str] | None, str | None]:
+        if subject is None:
+            raise _reject("subject", "missing (give {\"email\": ...}, {\"account\": ...} or {\"id\": ...})")
+        if not isinstance(subject, Mapping):
+            raise _reject("subject", f"expected an object, got {_kind(subject)}")
+        keys = list(subject)
+        if len(keys) != 1 or keys[0] not in (*IDENTIFIER_KINDS, "id"):
+            raise _reject("subject", "must have exactly one of 'email', 'account' or 'id'")
+        kind = keys[0]
+        value = subject[kind]
+        if kind == "id":
+            if not isinstance(value, str) or not is_pseudonym(value):
+                raise _reject("subject.id", "expected a pseudonym (64 lower-case hex digits)")
+            return None, value
+        if kind == "email":
+            if not isinstance(value, str):
+                raise _reject("subject.email", f"expected a string, got {_kind(value)}")
+            if len(value) > MAX_IDENTIFIER or not _EMAIL.fullmatch(value.strip()):
+                raise _reject("subject.email", "not an e-mail address")
+            return ("email", value), None
+        return ("account", self._account(value, "subject.account")), None
+
+    @staticmethod
+    def _account(value: Any, field: str) -> str:
+        if not isinstance(value, str):
+            raise _reject(field, f"expected a string, got {_kind(value)}")
+        if not value.strip() or len(value) > MAX_TOKEN or any(c.isspace() for c in value.strip()):
+            raise _reject(field, f"expected a non-empty account id without spaces, at most {MAX_TOKEN} characters")
+        return value
+
+    @staticmethod
+    def _pii(pii: Any) -> dict[str, Any] | None:
+        if pii is None:
+            return None
+        if not isinstance(pii, Mapping):
+            raise _reject("pii", f"expected an object, got {_kind(pii)}")
+        for key, value in pii.items():
+            if len(key) > 64:
+                raise _reject("pii", "attribute names are at most 64 characters")
+            if value is not None and not isinstance(value, (str, int, float, bool)):
+                raise _reject(f"pii.{key[:40]}", "expected a string, number, boolean or null")
+            if isinstance(value, str):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise _reject(f"pii.{key[:40]}", "not valid Unicode (lone surrogate)") from None
+        size = len(json.dumps(pii, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        if size > MAX_PII_BYTES:
+            raise _reject("pii", f"{size} bytes, over the {MAX_PII_BYTES // 1024} KiB limit")
+        return dict(pii)
+
+    @staticmethod
+    def _value(event_type: str, f: _Field, value: Any) -> Any:
+        name = f.name
+        if f.kind == "string":
+            if (event_type, name) in _PURPOSE_FIELDS:
+                if not isinstance(value, str) or not _PURPOSE.fullmatch(value):
+                    raise _reject(name, "expected a purpose name (lower-case letters, digits, _)")
+                return value
+            text = _text(value, name)
+            if not text:
+                raise _reject(name, "must not be empty")
+            vocabulary = FIELD_VOCABULARIES.get((event_type, name))
+            if vocabulary is not None and text not in vocabulary:
+                raise _reject(name, f"must be one of {', '.join(sorted(vocabulary))}")
+            if name == "notice_sha256" and not _HEX64.fullmatch(text):
+                raise _reject(name, "expected 64 lower-case hex digits (SHA-256)")
+            if name == "currency" and not _CURRENCY.fullmatch(text):
+                raise _reject(name, "expected an ISO 4217 code such as SEK")
+            return text
+        if f.kind == "long":
+            if isinstance(value, bool) or not isinstance(value, int):
+                if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+                    value = int(value)
+                else:
+                    raise _reject(name, f"expected an integer, got {_kind(value)}")
+            if not _INT64[0] <= value <= _INT64[1]:
+                raise _reject(name, "outside the 64-bit integer range")
+            if name == "units" and value < 0:
+                raise _reject(name, "must not be negative")
+            return value
+        if f.kind == "boolean":
+            if not isinstance(value, bool):
+                raise _reject(name, f"expected true or false, got {_kind(value)}")
+            return value
+        if f.kind == "timestamp":
+            try:
+                return parse_timestamp(value)
+            except ValueError as e:
+                raise _reject(name, str(e)) from None
+        if f.kind == "string_array":
+            if not isinstance(value, list):
+                raise _reject(name, f"expected an array of strings, got {_kind(value)}")
+            if len(value) > MAX_LIST_ITEMS:
+                raise _reject(name, f"more than {MAX_LIST_ITEMS} items")
+            return [_text(v, f"{name}[{i}]") for i, v in enumerate(value)]
+        if f.kind == "long_map":
+            if not isinstance(value, Mapping) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value.values()
+            ):
+                raise _reject(name, "expected an object of integers")
+            return dict(value)
+        raise _reject(name, f"unsupported field kind {f.kind}")  # a schema this code lacks
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate key {dup[:40]!r}")
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")

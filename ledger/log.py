@@ -1,0 +1,79 @@
+"""The event log port (SPEC §7): an append-only, totally ordered sequence of records, each
+carrying the hash of its predecessor. The embedded SQLite log and the Kafka log implement it.
+
+A record's hash is SHA-256 over ``prev_hash || recorded_at (8 bytes, big-endian) || payload``;
+the first record's ``prev_hash`` is 32 zero bytes. The payload is the Avro single-object
+encoded event."""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+GENESIS_HASH = bytes(32)
+
+
+def chain_hash(prev_hash: bytes, recorded_at: int, payload: bytes) -> bytes:
+    return hashlib.sha256(prev_hash + recorded_at.to_bytes(8, "big", signed=True) + payload).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRecord:
+    """An encoded event waiting to be appended."""
+
+    event_id: str
+    event_type: str
+    subject: str  # the partitioning key on Kafka
+    recorded_at: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    position: int
+    event_id: str
+    event_type: str
+    recorded_at: int
+    prev_hash: bytes
+    payload: bytes
+
+    @property
+    def hash(self) -> bytes:
+        return chain_hash(self.prev_hash, self.recorded_at, self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class LogHead:
+    position: int  # 0 for an empty log
+    hash: bytes
+    recorded_at: int
+
+
+class EventLog(abc.ABC):
+    """Port: append batches, read from a position, optionally only what was known by T."""
+
+    @abc.abstractmethod
+    def append(self, records: Sequence[PendingRecord]) -> list[int | None]:
+        """Appends in order, atomically and durably before returning. Returns each record's
+        position, or None where its event_id is already in the log (a duplicate, not stored
+        again). Raises ClockError if a record's recorded_at is behind the log's last one."""
+
+    @abc.abstractmethod
+    def read(
+        self, start: int = 1, *, recorded_by: int | None = None, limit: int | None = None
+    ) -> Iterator[LogRecord]:
+        """Records from position ``start`` in log order; with ``recorded_by``, only those
+        with recorded_at <= it (knowledge time)."""
+
+    @abc.abstractmethod
+    def head(self) -> LogHead:
+        """The last record's position, hash and recorded_at."""
+
+    @abc.abstractmethod
+    def contains(self, event_ids: Sequence[str]) -> set[str]:
+        """Which of these event ids are already in the log."""
+
+    def close(self) -> None:  # noqa: B027 - optional for adapters
+        pass

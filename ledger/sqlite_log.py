@@ -1,0 +1,156 @@
+"""The embedded event log: the ``eventsourcing`` library's SQLite application recorder.
+
+Its ``stored_events`` table gives durable (WAL, synchronous=FULL), gapless, totally ordered
+positions (the rowid, which the library calls the notification id). Each event is stored as
+one row: ``originator_id`` = event_id (the table's primary key makes appends idempotent),
+``originator_version`` = 1, ``topic`` = the event type, ``state`` = the record frame
+``prev_hash (32) || recorded_at (8, big-endian) || Avro single-object bytes``."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from uuid import UUID
+
+from eventsourcing.persistence import PersistenceError, StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+
+from ledger.errors import ClockError, LogError
+from ledger.log import GENESIS_HASH, EventLog, LogHead, LogRecord, PendingRecord
+from ledger.timeutil import format_micros
+
+_FRAME = 40  # prev_hash (32) + recorded_at (8)
+_ORIGINATOR_VERSION = 1
+_IN_CHUNK = 500  # bound on SQL parameters per IN (...) query
+
+
+def _frame(prev_hash: bytes, recorded_at: int, payload: bytes) -> bytes:
+    return prev_hash + recorded_at.to_bytes(8, "big", signed=True) + payload
+
+
+def _unframe(position: int, originator_id: str, topic: str, state: bytes) -> LogRecord:
+    if len(state) < _FRAME:
+        raise LogError(f"position {position}: record frame is truncated")
+    return LogRecord(
+        position=position,
+        event_id=str(UUID(originator_id)),
+        event_type=topic,
+        recorded_at=int.from_bytes(state[32:40], "big", signed=True),
+        prev_hash=bytes(state[:32]),
+        payload=bytes(state[_FRAME:]),
+    )
+
+
+class SQLiteEventLog(EventLog):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.datastore = SQLiteDatastore(str(path), originator_id_type="uuid", lock_timeout=30)
+            self.recorder = SQLiteApplicationRecorder(self.datastore)
+            self.recorder.create_table()
+        except PersistenceError as e:
+            raise LogError(f"cannot open the event log {path}: {e}") from None
+
+    def append(self, records: Sequence[PendingRecord]) -> list[int | None]:
+        if not records:
+            return []
+        try:
+            with self.datastore.get_connection(commit=True) as conn:
+                cursor = conn.cursor()
+                cursor.execute("PRAGMA synchronous=FULL")
+                # IMMEDIATE: take the write lock before reading the head, so the chain and the
+                # duplicate check cannot race another writer process.
+                cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    result = self._append_locked(cursor, records)
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+                return result
+        except (PersistenceError, sqlite3.Error) as e:
+            raise LogError(f"append to {self.path} failed: {e}") from None
+
+    def _append_locked(self, cursor, records: Sequence[PendingRecord]) -> list[int | None]:  # type: ignore[no-untyped-def]
+        head = self._head(cursor)
+        seen = self._existing(cursor, [r.event_id for r in records])
+        prev_hash, last_recorded = head.hash, head.recorded_at
+        stored: list[StoredEvent] = []
+        fresh: list[bool] = []
+        for r in records:
+            if r.event_id in seen:
+                fresh.append(False)
+                continue
+            if r.recorded_at < last_recorded:
+                raise ClockError(
+                    f"the ledger clock {format_micros(r.recorded_at)} is behind the log's last "
+                    f"recorded_at {format_micros(last_recorded)}; recorded_at never decreases"
+                )
+            seen.add(r.event_id)
+            frame = _frame(prev_hash, r.recorded_at, r.payload)
+            stored.append(StoredEvent(UUID(r.event_id), _ORIGINATOR_VERSION, r.event_type, frame))
+            prev_hash = hashlib.sha256(frame).digest()
+            last_recorded = r.recorded_at
+            fresh.append(True)
+        positions = iter(self.recorder._insert_events(cursor, stored) or [])
+        return [next(positions) if ok else None for ok in fresh]
+
+    def _existing(self, cursor, event_ids: list[str]) -> set[str]:  # type: ignore[no-untyped-def]
+        found: set[str] = set()
+        hexes = {UUID(e).hex: e for e in event_ids}
+        keys = list(hexes)
+        for i in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[i : i + _IN_CHUNK]
+            cursor.execute(
+                "SELECT originator_id FROM stored_events WHERE originator_id IN "
+                f"({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            found.update(hexes[row[0]] for row in cursor.fetchall())
+        return found
+
+    def _head(self, cursor) -> LogHead:  # type: ignore[no-untyped-def]
+        cursor.execute("SELECT rowid, state FROM stored_events ORDER BY rowid DESC LIMIT 1")
+        row = cursor.fetchone()
+        if row is None:
+            return LogHead(0, GENESIS_HASH, 0)
+        state = row[1]
+        return LogHead(
+            row[0], hashlib.sha256(state).digest(), int.from_bytes(state[32:40], "big", signed=True)
+        )
+
+    def head(self) -> LogHead:
+        with self.datastore.transaction(commit=False) as cursor:
+            return self._head(cursor)
+
+    def contains(self, event_ids: Sequence[str]) -> set[str]:
+        with self.datastore.transaction(commit=False) as cursor:
+            return self._existing(cursor, list(event_ids))
+
+    def read(
+        self, start: int = 1, *, recorded_by: int | None = None, limit: int | None = None
+    ) -> Iterator[LogRecord]:
+        page = 10_000
+        position = max(start, 1)
+        remaining = limit
+        while remaining is None or remaining > 0:
+            size = page if remaining is None else min(page, remaining)
+            try:
+                batch = self.recorder.select_notifications(position, size)
+            except PersistenceError as e:
+                raise LogError(f"read from {self.path} failed: {e}") from None
+            for n in batch:
+                record = _unframe(n.id, n.originator_id.hex, n.topic, n.state)  # type: ignore[union-attr]
+                if recorded_by is not None and record.recorded_at > recorded_by:
+                    return  # recorded_at never decreases along the log
+                yield record
+            if len(batch) < size:
+                return
+            position = batch[-1].id + 1
+            if remaining is not None:
+                remaining -= len(batch)
+
+    def close(self) -> None:
+        self.datastore.close()

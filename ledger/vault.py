@@ -1,0 +1,243 @@
+"""The key vault (SPEC §6): per-subject data keys, one per category, wrapped by a master key
+and kept apart from the log. Erasure destroys keys (crypto-shredding); the log is never
+rewritten.
+
+``KeyVault`` is the port a KMS or HashiCorp Vault can implement; ``SQLiteKeyVault`` is the
+embedded adapter (its own SQLite file under the data directory)."""
+
+from __future__ import annotations
+
+import abc
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ledger.errors import ConfigError, KeyUnavailable, LedgerError
+from ledger.vocabulary import KEY_CATEGORIES
+
+KEY_SIZE = 32  # AES-256
+NONCE_SIZE = 12
+BLOB_VERSION = 1
+_CATEGORY_CODES = {name: code for code, name in enumerate(KEY_CATEGORIES)}
+_BLOB_HEADER = 1 + 1 + 2 + NONCE_SIZE  # version, category, key generation, nonce
+
+
+@dataclass(frozen=True, slots=True)
+class DataKey:
+    controller: str
+    subject: str
+    category: str
+    generation: int
+    key: bytes
+
+
+class KeyVault(abc.ABC):
+    """Port: where subject data keys and controller secrets live."""
+
+    @abc.abstractmethod
+    def data_keys(self, wanted: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], DataKey]:
+        """Current keys for (controller, subject, category), created where missing. New keys
+        are durable before this returns, so no ciphertext is ever written under a key that a
+        crash could lose."""
+
+    @abc.abstractmethod
+    def data_key(self, controller: str, subject: str, category: str, generation: int) -> bytes:
+        """A key for decryption; raises KeyUnavailable if it was shredded or sealed."""
+
+    @abc.abstractmethod
+    def shred(self, controller: str, subject: str, categories: list[str]) -> list[str]:
+        """Destroys the subject's keys of these categories; returns the categories destroyed."""
+
+    @abc.abstractmethod
+    def secret(self, name: str, create: bool = False) -> bytes:
+        """A named secret (controller pseudonym secrets, the dead-letter key)."""
+
+    def close(self) -> None:  # noqa: B027 - optional for adapters
+        pass
+
+
+class SQLiteKeyVault(KeyVault):
+    """Keys AES-GCM-wrapped by the master key, in ``keys.sqlite``. Shredding deletes the row
+    with SQLite's secure_delete on and checkpoints the WAL, so the wrapped key bytes do not
+    linger in free pages or the journal."""
+
+    def __init__(self, path: Path, master_key: bytes) -> None:
+        if len(master_key) != KEY_SIZE:
+            raise ConfigError("the master key must be 32 bytes")
+        self.path = path
+        self._master = AESGCM(master_key)
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str, str], DataKey] = {}
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA secure_delete=ON")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS data_keys (controller TEXT, subject TEXT, "
+            "category TEXT, generation INTEGER, wrapped BLOB, created_at TEXT "
+            "DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (controller, subject, category))"
+        )
+        # A shredded key leaves a tombstone (no key material) so that a later key for the same
+        # subject gets a new generation and old ciphertext can never be opened with it.
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS shredded (controller TEXT, subject TEXT, "
+            "category TEXT, generation INTEGER, shredded_at TEXT DEFAULT CURRENT_TIMESTAMP, "
+            "PRIMARY KEY (controller, subject, category, generation))"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, wrapped BLOB)"
+        )
+
+    # wrapping -----------------------------------------------------------------------------
+    def _wrap(self, key: bytes, label: str) -> bytes:
+        nonce = os.urandom(NONCE_SIZE)
+        return nonce + self._master.encrypt(nonce, key, label.encode())
+
+    def _unwrap(self, wrapped: bytes, label: str) -> bytes:
+        try:
+            return self._master.decrypt(wrapped[:NONCE_SIZE], wrapped[NONCE_SIZE:], label.encode())
+        except InvalidTag:
+            raise ConfigError(
+                "cannot unwrap keys: wrong master key (LEDGER_MASTER_KEY or master.key)"
+            ) from None
+
+    # data keys ----------------------------------------------------------------------------
+    def data_keys(self, wanted: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], DataKey]:
+        with self._lock:
+            found = {k: self._cache[k] for k in wanted if k in self._cache}
+            missing = [k for k in wanted if k not in found]
+            if not missing:
+                return found
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for controller, subject, category in missing:
+                    row = self._db.execute(
+                        "SELECT generation, wrapped FROM data_keys "
+                        "WHERE controller=? AND subject=? AND category=?",
+                        (controller, subject, category),
+                    ).fetchone()
+                    label = f"{controller}/{subject}/{category}"
+                    if row is not None:
+                        generation, wrapped = row
+                        key = self._unwrap(wrapped, f"{label}/{generation}")
+                    else:
+                        generation = self._next_generation(controller, subject, category)
+                        key = AESGCM.generate_key(bit_length=256)
+                        self._db.execute(
+                            "INSERT INTO data_keys (controller, subject, category, generation,"
+                            " wrapped) VALUES (?,?,?,?,?)",
+                            (controller, subject, category, generation,
+                             self._wrap(key, f"{label}/{generation}")),
+                        )
+                    dk = DataKey(controller, subject, category, generation, key)
+                    found[(controller, subject, category)] = dk
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            for k in missing:
+                self._cache[k] = found[k]
+            if len(self._cache) > 200_000:  # bounded memory on huge histories
+                self._cache.clear()
+            return found
+
+    def _next_generation(self, controller: str, subject: str, category: str) -> int:
+        row = self._db.execute(
+            "SELECT MAX(generation) FROM shredded WHERE controller=? AND subject=? AND category=?",
+            (controller, subject, category),
+        ).fetchone()
+        return 1 if row[0] is None else row[0] + 1
+
+    def data_key(self, controller: str, subject: str, category: str, generation: int) -> bytes:
+        cached = self._cache.get((controller, subject, category))
+        if cached is not None and cached.generation == generation:
+            return cached.key
+        with self._lock:
+            row = self._db.execute(
+                "SELECT generation, wrapped FROM data_keys "
+                "WHERE controller=? AND subject=? AND category=?",
+                (controller, subject, category),
+            ).fetchone()
+        if row is None or row[0] != generation:
+            raise KeyUnavailable(f"the {category} key of this subject was shredded")
+        return self._unwrap(row[1], f"{controller}/{subject}/{category}/{generation}")
+
+    def shred(self, controller: str, subject: str, categories: list[str]) -> list[str]:
+        destroyed = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for category in categories:
+                    row = self._db.execute(
+                        "DELETE FROM data_keys WHERE controller=? AND subject=? AND category=? "
+                        "RETURNING generation",
+                        (controller, subject, category),
+                    ).fetchone()
+                    self._cache.pop((controller, subject, category), None)
+                    if row is not None:
+                        self._db.execute(
+                            "INSERT OR IGNORE INTO shredded (controller, subject, category,"
+                            " generation) VALUES (?,?,?,?)",
+                            (controller, subject, category, row[0]),
+                        )
+                        destroyed.append(category)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            # Push the deletion out of the WAL into the (secure-deleted) main file.
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return destroyed
+
+    # secrets ------------------------------------------------------------------------------
+    def secret(self, name: str, create: bool = False) -> bytes:
+        with self._lock:
+            row = self._db.execute("SELECT wrapped FROM secrets WHERE name=?", (name,)).fetchone()
+            if row is not None:
+                return self._unwrap(row[0], f"secret/{name}")
+            if not create:
+                raise ConfigError(f"no secret {name!r} in the key vault")
+            value = os.urandom(KEY_SIZE)
+            self._db.execute(
+                "INSERT INTO secrets (name, wrapped) VALUES (?,?)",
+                (name, self._wrap(value, f"secret/{name}")),
+            )
+            return value
+
+    def close(self) -> None:
+        self._db.close()
+
+
+# Sealing personal data --------------------------------------------------------------------
+def seal(key: DataKey, plaintext: bytes, event_id: str) -> bytes:
+    """Encrypts an event's personal data. The event id is authenticated as associated data, so
+    a blob moved onto another event does not decrypt."""
+    nonce = os.urandom(NONCE_SIZE)
+    header = bytes((BLOB_VERSION, _CATEGORY_CODES[key.category])) + key.generation.to_bytes(2, "big")
+    return header + nonce + AESGCM(key.key).encrypt(nonce, plaintext, header + event_id.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class BlobHeader:
+    category: str
+    generation: int
+
+
+def blob_header(blob: bytes) -> BlobHeader:
+    if len(blob) < _BLOB_HEADER + 16 or blob[0] != BLOB_VERSION or blob[1] >= len(KEY_CATEGORIES):
+        raise LedgerError("not a ledger pii blob")
+    return BlobHeader(KEY_CATEGORIES[blob[1]], int.from_bytes(blob[2:4], "big"))
+
+
+def unseal(key: bytes, blob: bytes, event_id: str) -> bytes:
+    header = blob[:4]
+    nonce = blob[4:_BLOB_HEADER]
+    try:
+        return AESGCM(key).decrypt(nonce, blob[_BLOB_HEADER:], header + event_id.encode())
+    except InvalidTag:
+        raise KeyUnavailable("personal data cannot be decrypted with this key") from None

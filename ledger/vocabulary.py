@@ -1,0 +1,111 @@
+"""The privacy-domain vocabulary: event types and the values their fields may take.
+
+Pure data, no I/O. The Avro schemas in ``schemas/`` fix the field *types*; this module fixes
+the *meanings* (which values are allowed, which events count as activity, which key category
+an event's personal data is encrypted under).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+EVENT_TYPES: Final = (
+    "SubjectRegistered",
+    "PersonalDataUpdated",
+    "NewsletterSubscribed",
+    "Unsubscribed",
+    "ConsentGiven",
+    "ConsentWithdrawn",
+    "ObjectionRaised",
+    "LoggedIn",
+    "ServiceUsed",
+    "InvoiceUsageRecorded",
+    "DataShared",
+    "RightsRequested",
+    "RightsRequestClosed",
+    "DeletionNoticeSent",
+    "SubjectPseudonymised",
+    "SubjectErased",
+    "RetentionReviewed",
+)
+
+# Event types that count as activity of the person (SPEC §3); a policy may narrow this.
+ACTIVITY_TYPES: Final = frozenset(
+    {
+        "SubjectRegistered",
+        "NewsletterSubscribed",
+        "ConsentGiven",
+        "LoggedIn",
+        "ServiceUsed",
+        "InvoiceUsageRecorded",
+    }
+)
+
+# Emitted by the retention sweep only; upstream producers may not publish them.
+SWEEP_TYPES: Final = frozenset(
+    {"DeletionNoticeSent", "SubjectPseudonymised", "SubjectErased", "RetentionReviewed"}
+)
+
+# Key categories (SPEC §6). Personal data of bookkeeping events is encrypted under the
+# bookkeeping key so that it can outlive the profile key under the legal hold.
+KEY_CATEGORIES: Final = ("profile", "bookkeeping")
+BOOKKEEPING_TYPES: Final = frozenset({"InvoiceUsageRecorded"})
+
+
+def key_category(event_type: str) -> str:
+    return "bookkeeping" if event_type in BOOKKEEPING_TYPES else "profile"
+
+
+RELATIONS: Final = frozenset(
+    {
+        "customer_contact",
+        "supplier_contact",
+        "partner_contact",
+        "consultant",
+        "job_seeker",
+        "student",
+        "user",
+    }
+)
+MARKETING_CHANNELS: Final = frozenset({"email", "sms", "app", "post"})
+CONSENT_CHANNELS: Final = frozenset({"web", "app", "email", "sms", "post", "phone", "in_person"})
+VIAS: Final = frozenset({"link", "settings", "support", "email", "phone", "post", "in_person"})
+UPDATE_ORIGINS: Final = frozenset({"self", "staff", "register:SPAR", "register:Bolagsverket"})
+RECIPIENT_KINDS: Final = frozenset({"group_company", "processor", "partner", "coach", "customer"})
+LEGAL_BASES: Final = frozenset({"consent", "contract", "legal_obligation", "legitimate_interest"})
+RIGHTS: Final = frozenset(
+    {"access", "rectification", "erasure", "restriction", "portability", "objection"}
+)
+REQUEST_OUTCOMES: Final = frozenset({"fulfilled", "partially_fulfilled", "refused", "withdrawn"})
+
+# Purposes policies and permits() use (SPEC §3); a policy may add more.
+PURPOSES: Final = frozenset(
+    {
+        "service",
+        "invoicing",
+        "matching",
+        "marketing",
+        "newsletter",
+        "profiling",
+        "analytics",
+        "coach_sharing",
+    }
+)
+
+ALL: Final = "*"  # "every list" / "every channel" in an unsubscribe
+
+# Field vocabularies checked on intake: (event type, field) -> allowed values.
+FIELD_VOCABULARIES: Final[dict[tuple[str, str], frozenset[str]]] = {
+    ("SubjectRegistered", "relation"): RELATIONS,
+    ("PersonalDataUpdated", "origin"): UPDATE_ORIGINS,
+    ("NewsletterSubscribed", "channel"): MARKETING_CHANNELS,
+    ("Unsubscribed", "channel"): MARKETING_CHANNELS | {ALL},
+    ("Unsubscribed", "via"): VIAS,
+    ("ConsentGiven", "channel"): CONSENT_CHANNELS,
+    ("ConsentWithdrawn", "via"): VIAS,
+    ("ObjectionRaised", "via"): VIAS,
+    ("DataShared", "recipient_kind"): RECIPIENT_KINDS,
+    ("DataShared", "basis"): LEGAL_BASES,
+    ("RightsRequested", "right"): RIGHTS,
+    ("RightsRequestClosed", "outcome"): REQUEST_OUTCOMES,
+}

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger.clock import FixedClock
+from ledger.service import Ledger
+from ledger.timeutil import parse_timestamp
+
+_ids = itertools.count(1)
+
+# A valid body for every producer event type (sweep types are built by the ledger itself).
+BODIES: dict[str, dict[str, Any]] = {
+    "SubjectRegistered": {"relation": "user", "account_ref": "cw-000042"},
+    "PersonalDataUpdated": {"fields": ["address"], "origin": "register:SPAR"},
+    "NewsletterSubscribed": {"list": "weekly", "channel": "email"},
+    "Unsubscribed": {"list": "*", "channel": "*", "via": "link"},
+    "ConsentGiven": {
+        "purpose": "newsletter", "notice_id": "nl-terms", "notice_version": "3",
+        "notice_sha256": "a" * 64, "language": "sv", "ui_action": "Skicka", "channel": "web",
+    },
+    "ConsentWithdrawn": {"purpose": "profiling", "via": "settings"},
+    "ObjectionRaised": {"purpose": "marketing", "via": "email"},
+    "LoggedIn": {"app": "cowrite", "method": "bankid"},
+    "ServiceUsed": {"app": "cowrite", "feature": "cv_builder"},
+    "InvoiceUsageRecorded": {
+        "billed_party": "Matchning Norr AB", "units": 3, "unit": "document",
+        "amount_minor": 44_700, "currency": "SEK", "invoice_ref": "INV-2026-0042",
+    },
+    "DataShared": {"recipient_kind": "coach", "recipient": "Matchning Norr AB", "basis": "consent"},
+    "RightsRequested": {"request_id": "rq-1", "right": "erasure"},
+    "RightsRequestClosed": {"request_id": "rq-1", "outcome": "fulfilled"},
+}
+
+
+def event_id() -> str:
+    return str(uuid.UUID(int=next(_ids), version=4))
+
+
+def make_event(event_type: str = "LoggedIn", **overrides: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "type": event_type,
+        "event_id": event_id(),
+        "controller": "cowrite",
+        "occurred_at": "2026-03-01T09:30:00Z",
+        "source": "web",
+        "actor": "subject",
+        "subject": {"email": "Anna.Svensson@example.se"},
+        **BODIES[event_type],
+        "pii": {"name": "Anna Svensson", "phone": "+46 70 123 45 67"},
+    }
+    event.update(overrides)
+    return {k: v for k, v in event.items() if v is not ...}
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "ledger-data"
+    Ledger.init(path)
+    return path
+
+
+@pytest.fixture
+def ledger(data_dir: Path) -> Iterator[Ledger]:
+    with Ledger.open(data_dir) as opened:
+        opened.clock = FixedClock(parse_timestamp("2026-03-05T12:00:00Z"))
+        yield opened
