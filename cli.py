@@ -18,6 +18,7 @@ import click
 from ledger import __version__
 from ledger.config import DEFAULT_CONTROLLERS, Settings
 from ledger.errors import LedgerError
+from ledger.intake import iter_lines
 from ledger.service import Ledger
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -148,9 +149,10 @@ def publish(ctx: click.Context, file: Any, as_json: bool) -> None:
     Prints accepted / duplicate / rejected counts. Each rejected line goes to the dead letters
     with its line number and reason; it never stops the rest. Exit 1 if any line was rejected.
     """
-    origin = "-" if file.name in ("<stdin>", "-") else Path(file.name).name
+    name = getattr(file, "name", "-")
+    origin = "-" if name in ("<stdin>", "-") else Path(name).name
     with opened(ctx) as ledger, progress_bar(None, "Publishing") as progress:
-        report = ledger.publish(iter(file), origin=origin, progress=progress)
+        report = ledger.publish(iter_lines(file), origin=origin, progress=progress)
     if as_json:
         emit_json(report.as_dict())
     else:

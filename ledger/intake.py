@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 from uuid import UUID
 
 from ledger.errors import InvalidEvent
@@ -338,6 +338,19 @@ class Intake:
                 raise _reject(name, "expected an object of integers")
             return dict(value)
         raise _reject(name, f"unsupported field kind {f.kind}")  # a schema this code lacks
+
+
+def iter_lines(stream: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """Lines of a binary stream with bounded memory: a line longer than the limit is cut to
+    limit + 1 bytes (so that intake rejects it as oversize) and its rest is skipped."""
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit and not line.endswith(b"\n"):
+            while (rest := stream.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass
+        yield line
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

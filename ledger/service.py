@@ -201,7 +201,7 @@ class Ledger:
         self, lines: Iterable[bytes], *, origin: str = "-", progress: Progress | None = None
     ) -> PublishReport:
         """Validates and appends JSON lines; blank lines are skipped."""
-        numbered = ((n, line) for n, line in enumerate(lines, 1) if line.strip())
+        numbered = ((n, line.rstrip(b"\r\n")) for n, line in enumerate(lines, 1) if line.strip())
         return self._run(numbered, origin, progress)
 
     def _run(
@@ -243,7 +243,7 @@ class Ledger:
         for number, item in chunk:
             try:
                 if isinstance(item, (bytes, bytearray)):
-                    draft = self.intake.parse_line(bytes(item).rstrip(b"\r\n"), now)
+                    draft = self.intake.parse_line(bytes(item), now)
                 else:
                     draft = self.intake.validate(item, now)
             except InvalidEvent as e:
