@@ -90,7 +90,9 @@ class SQLiteEventLog(EventLog):
                 )
             seen.add(r.event_id)
             frame = _frame(prev_hash, r.recorded_at, r.payload)
-            stored.append(StoredEvent(UUID(r.event_id), _ORIGINATOR_VERSION, r.event_type, frame))
+            # The recorder stores a UUID as its hex; handing it the hex saves a parse per event.
+            stored.append(StoredEvent(r.event_id.replace("-", ""), _ORIGINATOR_VERSION,  # type: ignore[arg-type]
+                                      r.event_type, frame))
             prev_hash = hashlib.sha256(frame).digest()
             last_recorded = r.recorded_at
             fresh.append(True)
@@ -99,7 +101,7 @@ class SQLiteEventLog(EventLog):
 
     def _existing(self, cursor, event_ids: list[str]) -> set[str]:  # type: ignore[no-untyped-def]
         found: set[str] = set()
-        hexes = {UUID(e).hex: e for e in event_ids}
+        hexes = {e.replace("-", "").lower(): e for e in event_ids}
         keys = list(hexes)
         for i in range(0, len(keys), _IN_CHUNK):
             chunk = keys[i : i + _IN_CHUNK]

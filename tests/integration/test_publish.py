@@ -132,3 +132,22 @@ def test_bookkeeping_events_use_the_bookkeeping_key(ledger: Ledger) -> None:
     assert ledger.personal_data(invoice)["pii"]["name"] == "Anna Svensson"  # type: ignore[index]
     with pytest.raises(KeyUnavailable):
         ledger.personal_data(login)
+
+
+def test_parallel_publishing_keeps_input_order_and_rejects(ledger: Ledger, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import ledger.service as service
+
+    monkeypatch.setattr(service, "CHUNK", 50)
+    events = [make_event("LoggedIn", subject={"email": f"p{i % 37}@example.se"}) for i in range(600)]
+    raw = lines(events)
+    raw[123] = b"{not json\n"
+    report = ledger.publish(raw, workers=2)
+    assert report.as_dict() == {"accepted": 599, "duplicates": 0, "rejected": 1}
+    assert report.rejects[0].line == 124
+    stored = [r.event_id for r in ledger.log.read()]
+    assert stored == [e["event_id"] for i, e in enumerate(events) if i != 123]
+    # workers created the keys in the shared vault; every blob opens in this process
+    for _, event in list(ledger.events())[::50]:
+        assert ledger.personal_data(event)["subject"]["email"].startswith("p")  # type: ignore[index]
+    again = ledger.publish(raw, workers=2)
+    assert again.as_dict() == {"accepted": 0, "duplicates": 599, "rejected": 1}
