@@ -146,7 +146,7 @@ class Intake:
         except UnicodeDecodeError as e:
             raise _reject(None, f"not UTF-8 (byte {e.start})") from None
         try:
-            obj = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+            obj = _DECODER.decode(text)
         except json.JSONDecodeError as e:
             raise _reject(None, f"malformed JSON: {e.msg} at column {e.colno}") from None
         except RecursionError:
@@ -371,3 +371,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+# One decoder for every line: json.loads would build a new one per call with these hooks.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)

@@ -51,7 +51,29 @@ class Preparer:
         self.vault = vault
         self.codec = AvroCodec(registry or default_registry())
 
+    def prepare_all(self, package: list[Unit], origin: str) -> list[Prepared]:
+        """Prepares units; the data keys of the whole package are fetched (and new ones made
+        durable) in one vault transaction."""
+        validated = [self._validate(unit, origin) for unit in package]
+        wanted = {
+            (d.controller, subject, key_category(d.type))
+            for _, drafts in validated
+            for _, _, d, subject in drafts
+            if d.identifier or d.pii or d.account_ref
+        }
+        keys = self.vault.data_keys(wanted) if wanted else {}
+        for out, drafts in validated:
+            for number, item, d, subject in drafts:
+                try:
+                    out.pending.append(self._encode(d, subject, out.recorded_at, keys))
+                except (CodecError, InvalidEvent) as e:
+                    out.rejects.append(Reject(origin, number, str(e), raw_input(item)))
+        return [out for out, _ in validated]
+
     def prepare(self, unit: Unit, origin: str) -> Prepared:
+        return self.prepare_all([unit], origin)[0]
+
+    def _validate(self, unit: Unit, origin: str) -> tuple[Prepared, list[tuple[int, Any, Draft, str]]]:
         now = unit.recorded_at
         out = Prepared(recorded_at=now)
         drafts: list[tuple[int, Any, Draft, str]] = []
@@ -65,20 +87,7 @@ class Preparer:
                 out.rejects.append(Reject(origin, number, str(e), raw_input(item)))
                 continue
             drafts.append((number, item, draft, self.subject_of(draft)))
-
-        wanted = {
-            (d.controller, subject, key_category(d.type))
-            for _, _, d, subject in drafts
-            if d.identifier or d.pii or d.account_ref
-        }
-        keys = self.vault.data_keys(wanted) if wanted else {}
-
-        for number, item, d, subject in drafts:
-            try:
-                out.pending.append(self._encode(d, subject, now, keys))
-            except (CodecError, InvalidEvent) as e:
-                out.rejects.append(Reject(origin, number, str(e), raw_input(item)))
-        return out
+        return out, drafts
 
     def _encode(self, d: Draft, subject: str, now: int, keys: Mapping[Any, Any]) -> PendingRecord:
         personal: dict[str, Any] = {}
@@ -128,6 +137,6 @@ def worker_init(vault_path: str, master_key: bytes, controllers: list[str], secr
     _worker = Preparer(Intake(default_registry(), controllers), secrets, vault)
 
 
-def worker_prepare(unit: Unit, origin: str) -> Prepared:
+def worker_prepare(package: list[Unit], origin: str) -> list[Prepared]:
     assert _worker is not None, "worker_init was not run"
-    return _worker.prepare(unit, origin)
+    return _worker.prepare_all(package, origin)

@@ -64,6 +64,21 @@ class RecordOutcome:
     position: int | None
 
 
+def _packages(units: Iterable[Unit]) -> Iterator[list[Unit]]:
+    """Groups units into packages of about CHUNK items: one worker task and one log
+    transaction each, however small the units (a demo day holds a handful of events)."""
+    package: list[Unit] = []
+    size = 0
+    for unit in units:
+        package.append(unit)
+        size += len(unit.items)
+        if size >= CHUNK:
+            yield package
+            package, size = [], 0
+    if package:
+        yield package
+
+
 def controller_secret_name(controller: str) -> str:
     return f"controller/{controller}"
 
@@ -200,7 +215,7 @@ class Ledger:
         prepared = self._preparer.prepare(Unit(self.clock.now(), [(1, event)]), "api")
         if prepared.rejects:
             raise InvalidEvent(prepared.rejects[0].reason)
-        return self._commit(prepared)[0]
+        return self._commit([prepared])[0]
 
     def record_many(
         self,
@@ -251,21 +266,21 @@ class Ledger:
         self, units: Iterable[Unit], origin: str, progress: Progress | None, workers: int
     ) -> PublishReport:
         report = PublishReport()
-        units = iter(units)
+        packages = _packages(units)
         if workers > 1 and self._master_key is not None:
             # Small inputs are not worth starting processes for: go parallel only once the
             # input has proved long.
-            head = list(itertools.islice(units, PARALLEL_AFTER))
+            head = list(itertools.islice(packages, PARALLEL_AFTER))
             if len(head) == PARALLEL_AFTER:
-                prepared_units = self._prepare_in_workers(itertools.chain(head, units), origin, workers)
+                prepared = self._prepare_in_workers(itertools.chain(head, packages), origin, workers)
             else:
-                prepared_units = (self._preparer.prepare(u, origin) for u in head)
+                prepared = (self._preparer.prepare_all(p, origin) for p in head)
         else:
-            prepared_units = (self._preparer.prepare(u, origin) for u in units)
-        for prepared in prepared_units:
-            outcomes = self._commit(prepared)
-            chunk = PublishReport(rejected=len(prepared.rejects),
-                                  rejects=prepared.rejects[: PublishReport.KEEP])
+            prepared = (self._preparer.prepare_all(p, origin) for p in packages)
+        for package in prepared:
+            outcomes = self._commit(package)
+            rejects = [r for p in package for r in p.rejects]
+            chunk = PublishReport(rejected=len(rejects), rejects=rejects[: PublishReport.KEEP])
             for o in outcomes:
                 if o.position is not None:
                     chunk.accepted += 1
@@ -274,11 +289,13 @@ class Ledger:
                     chunk.duplicates += 1
             report.add(chunk)
             if progress:
-                progress(len(outcomes) + len(prepared.rejects))
+                progress(len(outcomes) + len(rejects))
         return report
 
-    def _prepare_in_workers(self, units: Iterator[Unit], origin: str, workers: int) -> Iterator[Prepared]:
-        """Prepares units in worker processes, in order, with a bounded number in flight."""
+    def _prepare_in_workers(
+        self, packages: Iterator[list[Unit]], origin: str, workers: int
+    ) -> Iterator[list[Prepared]]:
+        """Prepares packages in worker processes, in order, with a bounded number in flight."""
         context = multiprocessing.get_context("spawn")  # no SQLite handles cross a fork
         with ProcessPoolExecutor(
             max_workers=workers,
@@ -291,21 +308,24 @@ class Ledger:
                 {c: controller_secret_name(c) for c in self.config.controllers},
             ),
         ) as pool:
-            in_flight: deque[Future[Prepared]] = deque()
-            for unit in units:
-                in_flight.append(pool.submit(worker_prepare, unit, origin))
+            in_flight: deque[Future[list[Prepared]]] = deque()
+            for package in packages:
+                in_flight.append(pool.submit(worker_prepare, package, origin))
                 if len(in_flight) >= 2 * workers:
                     yield in_flight.popleft().result()
             while in_flight:
                 yield in_flight.popleft().result()
 
-    def _commit(self, prepared: Prepared) -> list[RecordOutcome]:
-        """The ordered half of publishing: one atomic, durable append per unit."""
-        positions = self.log.append(prepared.pending)
-        self.dead_letters.write(prepared.rejects, prepared.recorded_at)
+    def _commit(self, package: list[Prepared]) -> list[RecordOutcome]:
+        """The ordered half of publishing: one atomic, durable append per package (each
+        record keeps its own unit's recorded_at)."""
+        pending = [r for p in package for r in p.pending]
+        positions = self.log.append(pending)
+        for p in package:
+            self.dead_letters.write(p.rejects, p.recorded_at)
         return [
             RecordOutcome(p.event_id, p.subject, "accepted" if pos else "duplicate", pos)
-            for p, pos in zip(prepared.pending, positions, strict=True)
+            for p, pos in zip(pending, positions, strict=True)
         ]
 
     def _append_events(self, events: list[Event]) -> list[RecordOutcome]:
