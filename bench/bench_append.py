@@ -24,11 +24,11 @@ from fastavro import schemaless_writer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ledger.clock import FixedClock  # noqa: E402
-from ledger.demo_history import generate_history  # noqa: E402
-from ledger.intake import iter_lines  # noqa: E402
-from ledger.service import Ledger  # noqa: E402
-from ledger.timeutil import to_micros  # noqa: E402
+from ledger.clock import FixedClock
+from ledger.demo_history import generate_history
+from ledger.intake import iter_lines
+from ledger.service import Ledger
+from ledger.timeutil import to_micros
 
 
 def write_demo_lines(path: Path, events: int, seed: int) -> tuple[int, int]:
@@ -54,7 +54,7 @@ def publish(data_dir: Path, lines_path: Path, now: int, workers: int, limit: int
         ledger.clock = FixedClock(now)
         lines = iter_lines(f)
         if limit is not None:
-            lines = (line for _, line in zip(range(limit), lines))
+            lines = (line for _, line in zip(range(limit), lines, strict=False))
         started = time.perf_counter()
         report = ledger.publish(lines, origin="bench", workers=workers)
         return report.as_dict(), time.perf_counter() - started
@@ -63,7 +63,7 @@ def publish(data_dir: Path, lines_path: Path, now: int, workers: int, limit: int
 def bare_encode_rate(data_dir: Path, sample: int) -> float:
     with Ledger.open(data_dir) as ledger:
         prepared = []
-        for record, event in ledger.events():
+        for _, event in ledger.events():
             prepared.append((ledger.registry.latest(event.type).fast, event.to_record()))
             if len(prepared) >= sample:
                 break

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -33,7 +33,7 @@ def run_demo(
     by_type: Counter[str] = Counter()
     people: dict[str, set[str]] = {}
 
-    def batches() -> Iterator[tuple[int, list[Mapping[str, Any]]]]:
+    def batches() -> Iterator[tuple[int, Sequence[Mapping[str, Any]]]]:
         for batch in generate_history(subjects, seed, start=start, end=end):
             for e in batch.events:
                 by_type[e["type"]] += 1

@@ -10,7 +10,7 @@ import itertools
 import json
 import multiprocessing
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,7 +229,7 @@ class Ledger:
 
     def record_batches(
         self,
-        batches: Iterable[tuple[int, list[Mapping[str, Any]]]],
+        batches: Iterable[tuple[int, Sequence[Mapping[str, Any]]]],
         *,
         origin: str = "api",
         progress: Progress | None = None,
@@ -297,13 +297,15 @@ class Ledger:
     ) -> Iterator[list[Prepared]]:
         """Prepares packages in worker processes, in order, with a bounded number in flight."""
         context = multiprocessing.get_context("spawn")  # no SQLite handles cross a fork
+        master_key = self._master_key
+        assert master_key is not None
         with ProcessPoolExecutor(
             max_workers=workers,
             mp_context=context,
             initializer=worker_init,
             initargs=(
                 str(self.data_dir / cfg.VAULT_FILE),
-                self._master_key,
+                master_key,
                 list(self.config.controllers),
                 {c: controller_secret_name(c) for c in self.config.controllers},
             ),
@@ -356,4 +358,4 @@ class Ledger:
         return result
 
 
-__all__ = ["Ledger", "PublishReport", "RecordOutcome", "KeyUnavailable"]
+__all__ = ["KeyUnavailable", "Ledger", "PublishReport", "RecordOutcome"]

@@ -3,6 +3,7 @@ Kafka later), in the style of eventsourcing's own persistence tests."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 
@@ -77,7 +78,7 @@ class EventLogContract:
         log.append([pending(3)])
         records = list(log.read())
         assert records[0].prev_hash == GENESIS_HASH
-        for before, after in zip(records, records[1:]):
+        for before, after in itertools.pairwise(records):
             assert after.prev_hash == before.hash
         last = records[-1]
         assert log.head().hash == chain_hash(last.prev_hash, last.recorded_at, last.payload)

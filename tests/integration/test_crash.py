@@ -4,6 +4,7 @@ durable before the ciphertext that needs them)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -69,7 +70,7 @@ def test_sigkill_loses_no_acknowledged_event(data_dir: Path, trial: int) -> None
             assert {e["event_id"] for e in chunk_events(n)} <= stored_ids
         assert len(records) % CHUNK == 0, "a batch was half-appended"
         assert [r.position for r in records] == list(range(1, len(records) + 1))
-        for before, after in zip(records, records[1:]):
+        for before, after in itertools.pairwise(records):
             assert after.prev_hash == before.hash
         for record in records[:: CHUNK // 3]:
             event = ledger.codec.decode(record.payload)

@@ -3,6 +3,7 @@ data in plaintext anywhere under the data directory."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def test_the_history_is_recorded_in_time_order_and_decrypts(demo_dir: Path) -> N
         records = list(ledger.log.read())
         assert [r.recorded_at for r in records] == sorted(r.recorded_at for r in records)
         assert records[-1].recorded_at - records[0].recorded_at > 3 * 365 * 86_400 * 10**6
-        for before, after in zip(records, records[1:]):
+        for before, after in itertools.pairwise(records):
             assert after.prev_hash == before.hash
         emails = {p.email.strip().lower() for p in demo_people(SUBJECTS, SEED)}
         seen = set()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +52,7 @@ def test_two_writers_keep_one_chain(tmp_path: Path) -> None:
         (a if i % 2 else b).append([pending(i), pending(i)])
     records = list(a.read())
     assert [r.position for r in records] == list(range(1, 41))
-    for before, after in zip(records, records[1:]):
+    for before, after in itertools.pairwise(records):
         assert after.prev_hash == before.hash
     a.close()
     b.close()
