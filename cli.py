@@ -82,15 +82,18 @@ def progress_bar(total: int | None, label: str) -> Iterator[Callable[[int], None
               help="Event log: 'embedded' (default) or kafka://host:port/topic [env LEDGER_LOG].")
 @click.option("--now", metavar="T", envvar="LEDGER_NOW",
               help="The ledger clock, ISO-8601 (a bare date is 00:00 UTC) [env LEDGER_NOW; default: the wall clock].")
+@click.option("--schema-registry", metavar="URL", envvar="LEDGER_SCHEMA_REGISTRY",
+              help="Kafka: a Confluent-compatible schema registry for schema ids [env LEDGER_SCHEMA_REGISTRY; default: built-in ids].")
 @click.pass_context
-def main(ctx: click.Context, data_dir: str | None, log_url: str | None, now: str | None) -> None:
+def main(ctx: click.Context, data_dir: str | None, log_url: str | None, now: str | None,
+         schema_registry: str | None) -> None:
     """consent-ledger: an event-sourced consent and activity ledger.
 
     Upstream apps publish events (JSON lines or the Python API); the ledger pseudonymises
     subjects, encrypts personal data per subject and appends Avro events to a hash-chained,
     append-only log.
     """
-    ctx.obj = Settings.from_env(data_dir, log_url, now)
+    ctx.obj = Settings.from_env(data_dir, log_url, now, schema_registry)
 
 
 @main.command()

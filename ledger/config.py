@@ -1,7 +1,7 @@
 """Settings and the data directory.
 
 Settings come from CLI options or the environment (``LEDGER_DATA``, ``LEDGER_LOG``,
-``LEDGER_NOW``, ``LEDGER_MASTER_KEY``) and are read when a ledger is opened, not at import.
+``LEDGER_NOW``, ``LEDGER_SCHEMA_REGISTRY``, ``LEDGER_MASTER_KEY``) and are read when a ledger is opened, not at import.
 The data directory holds::
 
     ledger.toml          controllers and their policies
@@ -50,15 +50,21 @@ class Settings:
     data_dir: Path
     log_url: str = "embedded"
     now: str | None = None  # ISO-8601; None means the wall clock
+    schema_registry: str | None = None  # Kafka: a Confluent-compatible registry's URL
 
     @classmethod
     def from_env(
-        cls, data_dir: str | Path | None = None, log_url: str | None = None, now: str | None = None
+        cls,
+        data_dir: str | Path | None = None,
+        log_url: str | None = None,
+        now: str | None = None,
+        schema_registry: str | None = None,
     ) -> Settings:
         return cls(
             data_dir=Path(data_dir or os.environ.get("LEDGER_DATA") or DEFAULT_DATA_DIR),
             log_url=log_url or os.environ.get("LEDGER_LOG") or "embedded",
             now=now or os.environ.get("LEDGER_NOW") or None,
+            schema_registry=schema_registry or os.environ.get("LEDGER_SCHEMA_REGISTRY") or None,
         )
 
 

@@ -38,6 +38,7 @@ class LogRecord:
     recorded_at: int
     prev_hash: bytes
     payload: bytes
+    partition: int = 0  # the hash chain it belongs to: one per Kafka partition, one embedded
 
     @property
     def hash(self) -> bytes:
@@ -70,6 +71,12 @@ class EventLog(abc.ABC):
     @abc.abstractmethod
     def head(self) -> LogHead:
         """The last record's position, hash and recorded_at."""
+
+    def heads(self) -> dict[int, LogHead]:
+        """The head of every hash chain, by partition (the embedded log has one: 0); empty
+        for an empty log."""
+        head = self.head()
+        return {0: head} if head.position else {}
 
     @abc.abstractmethod
     def contains(self, event_ids: Sequence[str]) -> set[str]:

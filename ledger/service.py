@@ -89,7 +89,7 @@ def open_log(settings: cfg.Settings) -> EventLog:
     scheme = url.split("://", 1)[0] if "://" in url else url
     factory = LOG_BACKENDS.get(scheme)
     if factory is None:
-        raise UsageError(f"--log: unsupported log {url!r} (use 'embedded')")
+        raise UsageError(f"--log: unsupported log {url!r} (use 'embedded' or kafka://host:port/topic)")
     return factory(settings)
 
 
@@ -99,7 +99,13 @@ def _embedded(settings: cfg.Settings) -> EventLog:
     return SQLiteEventLog(settings.data_dir / cfg.LOG_FILE)
 
 
-LOG_BACKENDS: dict[str, Callable[[cfg.Settings], EventLog]] = {"embedded": _embedded}
+def _kafka(settings: cfg.Settings) -> EventLog:
+    from ledger.kafka_log import KafkaEventLog
+
+    return KafkaEventLog.from_settings(settings)
+
+
+LOG_BACKENDS: dict[str, Callable[[cfg.Settings], EventLog]] = {"embedded": _embedded, "kafka": _kafka}
 
 
 class Ledger:
@@ -136,9 +142,10 @@ class Ledger:
         *,
         log: str | None = None,
         now: str | None = None,
+        schema_registry: str | None = None,
     ) -> Ledger:
         """Opens the ledger from the same settings as the CLI (arguments, else environment)."""
-        return cls.from_settings(cfg.Settings.from_env(data_dir, log, now))
+        return cls.from_settings(cfg.Settings.from_env(data_dir, log, now, schema_registry))
 
     @classmethod
     def from_settings(cls, settings: cfg.Settings) -> Ledger:

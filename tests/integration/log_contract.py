@@ -9,13 +9,20 @@ from collections.abc import Iterator
 
 import pytest
 
+from ledger.codec import AvroCodec
 from ledger.errors import ClockError
+from ledger.events import Event
 from ledger.log import GENESIS_HASH, EventLog, PendingRecord, chain_hash
 
+_codec = AvroCodec()
 
-def pending(recorded_at: int, subject: str = "s1", payload: bytes | None = None) -> PendingRecord:
+
+def pending(recorded_at: int, subject: str = "s1") -> PendingRecord:
+    """A real encoded event (the Kafka log checks what it frames and reads back)."""
     eid = str(uuid.uuid4())
-    return PendingRecord(eid, "LoggedIn", subject, recorded_at, payload or eid.encode())
+    event = Event("LoggedIn", eid, "cowrite", subject, max(0, recorded_at - 1), recorded_at,
+                  "web", "subject", {"app": "cowrite", "method": "bankid"})
+    return PendingRecord(eid, "LoggedIn", subject, recorded_at, _codec.encode(event))
 
 
 class EventLogContract:
@@ -82,6 +89,39 @@ class EventLogContract:
             assert after.prev_hash == before.hash
         last = records[-1]
         assert log.head().hash == chain_hash(last.prev_hash, last.recorded_at, last.payload)
+
+    def test_every_chain_is_intact_and_ends_at_its_head(self, log: EventLog) -> None:
+        """One chain per partition (Kafka) or one for the log (embedded); heads() names the
+        last record of each."""
+        log.append([pending(5, subject=f"s{i}") for i in range(12)])
+        log.append([pending(6, subject=f"s{i}") for i in range(0, 12, 3)])
+        chains: dict[int, list] = {}
+        for record in log.read():
+            chains.setdefault(record.partition, []).append(record)
+        heads = log.heads()
+        assert set(heads) == set(chains)
+        for partition, chain in chains.items():
+            assert chain[0].prev_hash == GENESIS_HASH
+            for before, after in itertools.pairwise(chain):
+                assert after.prev_hash == before.hash
+            assert (heads[partition].position, heads[partition].hash) == (chain[-1].position, chain[-1].hash)
+        assert log.head().position in {h.position for h in heads.values()}
+
+    def test_read_is_in_position_order_and_resumes_from_any_position(self, log: EventLog) -> None:
+        log.append([pending(7, subject=f"s{i % 5}") for i in range(15)])
+        records = list(log.read())
+        positions = [r.position for r in records]
+        assert positions == sorted(positions) and len(set(positions)) == 15
+        for i in (0, 4, 9, 14):
+            assert [r.position for r in log.read(positions[i])] == positions[i:]
+        assert [r.position for r in log.read(positions[-1] + 1)] == []
+
+    def test_as_of_over_many_subjects(self, log: EventLog) -> None:
+        early = [pending(10, subject=f"s{i}") for i in range(6)]
+        late = [pending(20, subject=f"s{i}") for i in range(6)]
+        log.append(early)
+        log.append(late)
+        assert {r.event_id for r in log.read(recorded_by=15)} == {r.event_id for r in early}
 
     def test_recorded_at_round_trips(self, log: EventLog) -> None:
         log.append([pending(1_772_357_400_123_456)])
