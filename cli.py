@@ -280,5 +280,103 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# --- Kafka (issue 6) ---------------------------------------------------------------------
+
+
+def _kafka_log(settings: Settings) -> Any:
+    """The Kafka log named by --log; these commands need no data directory."""
+    from ledger.errors import UsageError
+    from ledger.kafka_log import KafkaEventLog
+
+    if not settings.log_url.startswith("kafka://"):
+        raise UsageError("this command needs --log kafka://host:port/topic (or LEDGER_LOG)")
+    return KafkaEventLog.from_settings(settings)
+
+
+@main.group()
+def kafka() -> None:
+    """The Kafka log: topics, chain heads, dead letters (give --log kafka://host:port/topic)."""
+
+
+@kafka.command("init")
+@click.option("--partitions", type=click.IntRange(min=1, max=10_000), metavar="N",
+              help="Partitions of the event topic [default: the URL's ?partitions=, else 6].")
+@click.option("--replication-factor", type=click.IntRange(min=1, max=16), default=1,
+              show_default=True, help="Replicas per partition (3 in production).")
+@json_option
+@click.pass_obj
+@handles_errors
+def kafka_init(settings: Settings, partitions: int | None, replication_factor: int,
+               as_json: bool) -> None:
+    """Create the event topic and the dead-letter topic if they are missing.
+
+    An existing event topic is never repartitioned: a subject's events must stay in the
+    partition its key hashes to. Exit 2 if it exists with another --partitions count.
+    """
+    log = _kafka_log(settings)
+    try:
+        report = log.create_topics(partitions, replication_factor)
+    finally:
+        log.close()
+    topic, rejected = log.settings.topic, log.settings.rejected_topic
+    have = report.partitions.get(topic)
+    if as_json:
+        emit_json({"topic": topic, "partitions": have, "rejected_topic": rejected,
+                   "created": report.created})
+    else:
+        for name in (topic, rejected):
+            state = "Created" if name in report.created else "Already present:"
+            n = report.partitions.get(name)
+            click.echo(f"{state} {name} ({n} partition{'' if n == 1 else 's'})")
+    if partitions is not None and have != partitions:
+        raise Failure(f"{topic} already has {have} partitions, not {partitions}; repartitioning "
+                      "would move subjects between partitions (create a new topic instead)", 2)
+
+
+@kafka.command("heads")
+@json_option
+@click.pass_obj
+@handles_errors
+def kafka_heads(settings: Settings, as_json: bool) -> None:
+    """The head of each partition's hash chain: position, offset, recorded_at, hash."""
+    from ledger.kafka_log import split_position
+    from ledger.timeutil import format_micros
+
+    log = _kafka_log(settings)
+    try:
+        heads = log.heads()
+    finally:
+        log.close()
+    rows = [{"partition": p, "offset": split_position(h.position)[1], "position": h.position,
+             "recorded_at": format_micros(h.recorded_at), "hash": h.hash.hex()}
+            for p, h in sorted(heads.items())]
+    if as_json:
+        emit_json(rows)
+    else:
+        for r in rows:
+            click.echo(f"{r['partition']}\toffset {r['offset']}\t{r['recorded_at']}\t{r['hash']}")
+        if not rows:
+            click.echo("(no ledger records)")
+
+
+@kafka.command("rejected")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@json_option
+@click.pass_obj
+@handles_errors
+def kafka_rejected(settings: Settings, limit: int, as_json: bool) -> None:
+    """List the dead-letter topic: which message (topic/partition/offset) and why."""
+    log = _kafka_log(settings)
+    try:
+        entries = list(log.rejected(limit))
+    finally:
+        log.close()
+    if as_json:
+        emit_json(entries)
+    else:
+        for e in entries:
+            click.echo(f"{e['source']}\t{e['reason']}")
+
+
 if __name__ == "__main__":
     main()

@@ -196,6 +196,12 @@ def check_topic(name: str) -> str:
     return name
 
 
+@dataclass(frozen=True, slots=True)
+class TopicsReport:
+    partitions: dict[str, int]  # topic -> partition count
+    created: list[str]
+
+
 @dataclass(slots=True)
 class _Tail:
     """The last chained record of a partition as this process knows it."""
@@ -347,10 +353,10 @@ class KafkaEventLog(EventLog):
         with self.translated(f"reading the metadata of {self.settings.topic}"):
             return sorted(self._control_consumer().partitions_for_topic(self.settings.topic))
 
-    def create_topics(self, partitions: int | None = None, replication_factor: int = 1) -> dict[str, int]:
-        """Creates the event and dead-letter topics if missing; returns each one's partition
-        count. The event topic keeps its records forever (retention -1); the dead-letter topic
-        is compacted by source coordinates, so repeated copies of a message collapse."""
+    def create_topics(self, partitions: int | None = None, replication_factor: int = 1) -> TopicsReport:
+        """Creates the event and dead-letter topics if missing. The event topic keeps its
+        records forever (retention -1); the dead-letter topic is compacted by source
+        coordinates, so repeated copies of a message collapse."""
         from kafka import KafkaAdminClient
         from kafka.errors import TopicAlreadyExistsError
 
@@ -382,7 +388,7 @@ class KafkaEventLog(EventLog):
             finally:
                 admin.close()
         self._rejected_ready = True
-        return counts
+        return TopicsReport(counts, sorted(missing))
 
     # writing --------------------------------------------------------------------------------
     def _writer_state(self, *, create: bool) -> _Writer:
@@ -473,7 +479,7 @@ class KafkaEventLog(EventLog):
         """Sends and waits for every acknowledgement (acks=all). On any failure nothing of
         the batch is reported as appended, the producer is dropped (so nothing more from this
         session can land behind a gap) and the writer state is rebuilt on the next append."""
-        from kafka.errors import KafkaError
+        from kafka.errors import KafkaError, KafkaTimeoutError
 
         producer = self.producer()
         topic = self.settings.topic
@@ -485,7 +491,9 @@ class KafkaEventLog(EventLog):
                     topic, value=value, key=key, partition=p, headers=[(CHAIN_HEADER, header)],
                     timestamp_ms=max(0, recorded_at // 1000),
                 ))
-            producer.flush(timeout=self.settings.timeout + 5)
+            producer.flush(timeout=self.settings.timeout)
+        except KafkaTimeoutError:
+            problem = f"no acknowledgement within {self.settings.timeout:g}s"
         except KafkaError as e:
             problem = _one_line(e)
         failed = [f for f in futures if not f.succeeded()]
@@ -538,10 +546,7 @@ class KafkaEventLog(EventLog):
         self._writer = None
         producer, self._producer = self._producer, None
         if producer is not None:
-            try:
-                producer.close(timeout=0)
-            except Exception as e:  # noqa: BLE001 - closing a broken client must not mask the cause
-                logger.debug("closing the producer after a failure: %s", e)
+            _close_producer(producer, 0)
 
     def contains(self, event_ids: Sequence[str]) -> set[str]:
         ids = self._writer_state(create=False).ids
@@ -744,14 +749,28 @@ class KafkaEventLog(EventLog):
 
     def close(self) -> None:
         if self._producer is not None:
-            try:
-                self._producer.close(timeout=self.settings.timeout)
-            except Exception as e:  # noqa: BLE001 - close is best effort; appends already waited
-                logger.debug("closing the producer: %s", e)
+            _close_producer(self._producer, self.settings.timeout)
             self._producer = None
         if self._control is not None:
             self._control.close()
             self._control = None
+
+
+def _close_producer(producer: KafkaProducer, timeout: float) -> None:
+    """kafka-python's close() flushes first and, if the broker does not answer, raises
+    without closing (its __del__ then raises again at a random later moment); here a
+    failed flush ends in a forced close. Appends already waited for their acknowledgements,
+    so only dead-letter copies can be pending."""
+    from kafka.errors import KafkaError
+
+    try:
+        producer.close(timeout=timeout)
+    except KafkaError as e:
+        logger.warning("Kafka producer closed with unsent records: %s", _one_line(e))
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+        producer._closed = True  # what close() would have set
 
 
 def _one_line(e: BaseException) -> str:
