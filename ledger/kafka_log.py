@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from ledger.codec import AvroCodec
+from ledger.codec import HEADER_SIZE, AvroCodec
 from ledger.confluent import (
     BuiltinSchemaIds,
     RegistrySchemaIds,
@@ -278,6 +278,7 @@ class KafkaEventLog(EventLog):
         self._rejected: set[tuple[int, int]] = set()
         self._rejected_ready = False
         self._partition_of: dict[str, int] = {}
+        self._framing: dict[bytes, bytes] = {}  # single-object header -> Confluent header
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaEventLog:
@@ -435,7 +436,7 @@ class KafkaEventLog(EventLog):
         plan: list[tuple[int, bytes, bytes, bytes, int] | None] = []
         hashes: list[bytes] = []
         for r in records:
-            eid = uuid.UUID(r.event_id).bytes
+            eid = _id_bytes(r.event_id)
             if eid in writer.ids or eid in fresh:
                 plan.append(None)
                 continue
@@ -444,10 +445,14 @@ class KafkaEventLog(EventLog):
                     f"the ledger clock {format_micros(r.recorded_at)} is behind the log's last "
                     f"recorded_at {format_micros(clock)}; recorded_at never decreases"
                 )
-            try:
-                value = to_confluent(r.payload, self.registry, self.ids)
-            except CodecError as e:
-                raise LogError(f"event {r.event_id}: {e}") from None
+            prefix = self._framing.get(r.payload[:HEADER_SIZE])
+            if prefix is None:  # once per schema: the Confluent header for its fingerprint
+                try:
+                    prefix = to_confluent(r.payload[:HEADER_SIZE], self.registry, self.ids)
+                except CodecError as e:
+                    raise LogError(f"event {r.event_id}: {e}") from None
+                self._framing[r.payload[:HEADER_SIZE]] = prefix
+            value = prefix + r.payload[HEADER_SIZE:]
             p = self._partition(r.subject, count)
             tail = tails[p]
             header = chain_header(tail.hash, r.recorded_at, eid)
@@ -550,7 +555,7 @@ class KafkaEventLog(EventLog):
 
     def contains(self, event_ids: Sequence[str]) -> set[str]:
         ids = self._writer_state(create=False).ids
-        return {e for e in event_ids if uuid.UUID(e).bytes in ids}
+        return {e for e in event_ids if _id_bytes(e) in ids}
 
     # reading --------------------------------------------------------------------------------
     def _inspect(self, partition: int, m: Any) -> LogRecord | str:
@@ -609,17 +614,22 @@ class KafkaEventLog(EventLog):
             return
         first_partition, first_offset = split_position(start)
         remaining = limit
-        for p in self.partitions():
-            if p < first_partition:
-                continue
-            offset = first_offset if p == first_partition else 0
-            for record in self.read_partition(p, offset, recorded_by=recorded_by,
-                                              with_duplicates=with_duplicates):
-                yield record
-                if remaining is not None:
-                    remaining -= 1
-                    if remaining == 0:
-                        return
+        partitions = [p for p in self.partitions() if p >= first_partition]
+        if not partitions:
+            return
+        consumer = self.consumer()
+        try:
+            for p in partitions:
+                offset = first_offset if p == first_partition else 0
+                for record in self._read_partition(consumer, p, offset, recorded_by, with_duplicates):
+                    yield record
+                    if remaining is not None:
+                        remaining -= 1
+                        if remaining == 0:
+                            return
+        finally:
+            consumer.close()
+            self._flush_rejects()
 
     def read_partition(
         self,
@@ -633,22 +643,27 @@ class KafkaEventLog(EventLog):
         owns the partition reads, resuming from its own stored offset."""
         consumer = self.consumer()
         try:
-            seen: set[str] = set()
-            if offset > 0 and not with_duplicates:
-                seen.update(r.event_id for r in self._records(_Range(self, consumer, partition, 0, offset)))
-            for record in self._records(_Range(self, consumer, partition, offset)):
-                if not with_duplicates:
-                    if record.event_id in seen:
-                        logger.info("skipping a second copy of event %s at %s[%d] offset %d",
-                                    record.event_id, self.settings.topic, partition,
-                                    split_position(record.position)[1])
-                        continue
-                    seen.add(record.event_id)
-                if recorded_by is None or record.recorded_at <= recorded_by:
-                    yield record
+            yield from self._read_partition(consumer, partition, offset, recorded_by, with_duplicates)
         finally:
             consumer.close()
             self._flush_rejects()
+
+    def _read_partition(self, consumer: KafkaConsumer, partition: int, offset: int,
+                        recorded_by: int | None, with_duplicates: bool) -> Iterator[LogRecord]:
+        seen: set[str] = set()
+        if offset > 0 and not with_duplicates:
+            # Resuming mid-partition: the ids before the offset still count as seen.
+            seen.update(r.event_id for r in self._records(_Range(self, consumer, partition, 0, offset)))
+        for record in self._records(_Range(self, consumer, partition, offset)):
+            if not with_duplicates:
+                if record.event_id in seen:
+                    logger.info("skipping a second copy of event %s at %s[%d] offset %d",
+                                record.event_id, self.settings.topic, partition,
+                                split_position(record.position)[1])
+                    continue
+                seen.add(record.event_id)
+            if recorded_by is None or record.recorded_at <= recorded_by:
+                yield record
 
     def heads(self) -> dict[int, LogHead]:
         """Each partition's last chained record, read from the broker (not from memory)."""
@@ -754,6 +769,19 @@ class KafkaEventLog(EventLog):
         if self._control is not None:
             self._control.close()
             self._control = None
+
+
+def _id_bytes(event_id: str) -> bytes:
+    """The 16 bytes of a UUID string; the canonical form (what intake stores) without
+    building a UUID object, which costs more than the rest of the per-record work here."""
+    if len(event_id) == 36:
+        try:
+            raw = bytes.fromhex(event_id.replace("-", ""))
+        except ValueError:
+            raw = b""
+        if len(raw) == 16:
+            return raw
+    return uuid.UUID(event_id).bytes
 
 
 def _close_producer(producer: KafkaProducer, timeout: float) -> None:
