@@ -55,6 +55,7 @@ from urllib.parse import parse_qsl
 
 from ledger.codec import HEADER_SIZE, AvroCodec
 from ledger.confluent import (
+    CONFLUENT_HEADER,
     BuiltinSchemaIds,
     RegistrySchemaIds,
     SchemaIds,
@@ -399,23 +400,74 @@ class KafkaEventLog(EventLog):
         if not partitions and create:
             self.create_topics()
             partitions = self.partitions()
-        writer = _Writer(partitions, {p: _Tail() for p in partitions})
-        consumer = self.consumer()
-        try:
-            for p in partitions:
-                messages = _Range(self, consumer, p, 0)
-                tail = writer.tails[p]
-                for record in self._records(messages):
-                    writer.ids.add(uuid.UUID(record.event_id).bytes)
-                    tail.offset, tail.hash = split_position(record.position)[1], record.hash
-                    tail.recorded_at = record.recorded_at
-                    writer.clock = max(writer.clock, record.recorded_at)
-                tail.end = messages.end or 0
-        finally:
-            consumer.close()
-            self._flush_rejects()
+        writer = _Writer(partitions, {})
+        ends = self._scan_ids(partitions, writer)
+        for p in partitions:
+            writer.tails[p] = self._tail(p, ends[p])
+            writer.clock = max(writer.clock, writer.tails[p].recorded_at)
         self._writer = writer
         return writer
+
+    def _scan_ids(self, partitions: list[int], writer: _Writer) -> dict[int, int]:
+        """Collects the event ids of every partition, fetching all partitions at once, up to
+        each one's high-water mark; returns those marks. Only the framing and the chain
+        header are checked here, not the Avro body (decoding would halve the scan rate): a
+        message that passes these but whose body is corrupt (tampering, or a writer bug)
+        still counts as present for the duplicate check, while readers dead-letter it and a
+        chain verifier sees the break after it. The clock comes from the fully validated
+        partition tails."""
+        from kafka import TopicPartition
+
+        if not partitions:
+            return {}
+        topic = self.settings.topic
+        ends: dict[int, int | None] = dict.fromkeys(partitions)
+        done: set[int] = set()
+        consumer = self.consumer()
+        try:
+            with self.translated(f"scanning {topic}"):
+                tps = {p: TopicPartition(topic, p) for p in partitions}
+                consumer.assign(list(tps.values()))
+                for tp in tps.values():
+                    consumer.seek(tp, 0)
+                deadline = time.monotonic() + self.settings.timeout
+                while len(done) < len(partitions):
+                    batch = consumer.poll(timeout_ms=20)
+                    for p, tp in tps.items():
+                        if ends[p] is None:
+                            ends[p] = consumer.highwater(tp)
+                        if p in done:
+                            continue
+                        for m in batch.get(tp, ()):
+                            end = ends[p]
+                            if end is not None and m.offset >= end:
+                                break
+                            found = self._chain_of(m)
+                            if found is not None:
+                                writer.ids.add(found[2])
+                        position = consumer.position(tp)
+                        if ends[p] is not None and position >= (ends[p] or 0):
+                            done.add(p)
+                            consumer.pause(tp)
+                    if batch:
+                        deadline = time.monotonic() + self.settings.timeout
+                    elif time.monotonic() > deadline:
+                        raise KafkaUnavailable(f"Kafka {self.settings.where}: no fetch answer "
+                                               f"scanning {topic} within {self.settings.timeout:g}s")
+        finally:
+            consumer.close()
+        return {p: end or 0 for p, end in ends.items()}
+
+    def _chain_of(self, m: Any) -> tuple[bytes, int, bytes] | None:
+        """The chain header of a message framed as a ledger record, else None."""
+        value = m.value
+        if value is None or len(value) < CONFLUENT_HEADER or value[0] != 0:
+            return None
+        try:
+            self.ids.schema_for(int.from_bytes(value[1:CONFLUENT_HEADER], "big"))
+        except CodecError:
+            return None
+        return parse_chain_header(m.headers)
 
     def _partition(self, subject: str, count: int) -> int:
         p = self._partition_of.get(subject)
@@ -682,12 +734,15 @@ class KafkaEventLog(EventLog):
             return LogHead(0, GENESIS_HASH, 0)
         return max(heads.values(), key=lambda h: (h.recorded_at, h.position))
 
-    def _tail(self, partition: int) -> _Tail:
+    def _tail(self, partition: int, end: int | None = None) -> _Tail:
+        """The last valid record below ``end`` (default: the high-water mark), found by
+        reading backwards in growing windows."""
         consumer = self._control_consumer()
-        probe = _Range(self, consumer, partition, 0)
-        for _ in probe:
-            break  # one fetch tells the high-water mark
-        end = probe.end or 0
+        if end is None:
+            probe = _Range(self, consumer, partition, 0)
+            for _ in probe:
+                break  # one fetch tells the high-water mark
+            end = probe.end or 0
         window, high = 1, end
         while high > 0:
             low = max(0, end - window)
