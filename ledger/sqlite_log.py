@@ -24,6 +24,7 @@ from ledger.timeutil import format_micros
 _FRAME = 40  # prev_hash (32) + recorded_at (8)
 _ORIGINATOR_VERSION = 1
 _IN_CHUNK = 500  # bound on SQL parameters per IN (...) query
+_CACHE_KIB = 64 * 1024  # page cache for appends: the event-id index is touched at random
 
 
 def _frame(prev_hash: bytes, recorded_at: int, payload: bytes) -> bytes:
@@ -60,6 +61,7 @@ class SQLiteEventLog(EventLog):
             with self.datastore.get_connection(commit=True) as conn:
                 cursor = conn.cursor()
                 cursor.execute("PRAGMA synchronous=FULL")
+                cursor.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
                 # IMMEDIATE: take the write lock before reading the head, so the chain and the
                 # duplicate check cannot race another writer process.
                 cursor.execute("BEGIN IMMEDIATE")

@@ -138,6 +138,7 @@ def test_parallel_publishing_keeps_input_order_and_rejects(ledger: Ledger, monke
     import ledger.service as service
 
     monkeypatch.setattr(service, "CHUNK", 50)
+    monkeypatch.setattr(service, "PACKAGE", 100)  # 6 packages: past PARALLEL_AFTER
     events = [make_event("LoggedIn", subject={"email": f"p{i % 37}@example.se"}) for i in range(600)]
     raw = lines(events)
     raw[123] = b"{not json\n"
