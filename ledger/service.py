@@ -357,7 +357,8 @@ class Ledger:
         if event.pii is None:
             return None
         header = blob_header(event.pii)
-        key = self.vault.data_key(event.controller, event.subject, header.category, header.generation)
+        key = self.vault.data_key(event.controller, event.subject, header.category,
+                                  header.generation, include_sealed=include_sealed)
         result: dict[str, Any] = json.loads(unseal(key, event.pii, event.event_id))
         return result
 
