@@ -39,7 +39,7 @@ def run_demo(
         ledger.clock = original_clock
     elapsed = time.perf_counter() - started
     total = report.accepted + report.duplicates + report.rejected
-    return {
+    summary = {
         "data_dir": str(ledger.data_dir),
         "seed": seed,
         "from": start.isoformat(),
@@ -52,3 +52,7 @@ def run_demo(
         "by_type": dict(by_type.most_common()),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    from projections import project_and_summarise  # the demo ends with projected tables
+
+    summary["projections"] = project_and_summarise(ledger)
+    return summary

@@ -12,6 +12,7 @@ from projections.projector import (
     projections_path,
     query,
     replay,
+    stored_position,
     summary,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "projections_path",
     "query",
     "replay",
+    "stored_position",
     "summary",
 ]

@@ -104,14 +104,14 @@ TABLES: Final = (
     ), ("controller", "subject")),
     Table("rights_requests", (
         ("controller", "VARCHAR"), ("subject", "VARCHAR"), ("request_id", "VARCHAR"),
-        ("right", "VARCHAR"), ("scope", "VARCHAR"), ("received_at", "TIMESTAMP"),
+        ("requested_right", "VARCHAR"), ("scope", "VARCHAR"), ("received_at", "TIMESTAMP"),
         ("due_at", "TIMESTAMP"), ("closed_at", "TIMESTAMP"), ("outcome", "VARCHAR"),
         ("request_event_id", "VARCHAR"), ("close_event_id", "VARCHAR"),
     ), ("controller", "subject", "request_id")),
     Table("disclosures", (
         ("position", "BIGINT"), ("event_id", "VARCHAR"), ("controller", "VARCHAR"),
         ("subject", "VARCHAR"), ("recipient_kind", "VARCHAR"), ("recipient", "VARCHAR"),
-        ("basis", "VARCHAR"), ("at", "TIMESTAMP"),
+        ("basis", "VARCHAR"), ("shared_at", "TIMESTAMP"),
     )),
     # Filled by the retention sweep (a later issue); created here so the file's shape is whole.
     Table("retention_decisions", (

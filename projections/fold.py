@@ -191,7 +191,7 @@ def data_shared(e: EventColumns) -> list[Rows]:
     return [Rows("disclosures", {
         "position": e.position, "event_id": e.event_id, "controller": e.controller,
         "subject": e.subject, "recipient_kind": e.body["recipient_kind"],
-        "recipient": e.body["recipient"], "basis": e.body["basis"], "at": e.occurred_at,
+        "recipient": e.body["recipient"], "basis": e.body["basis"], "shared_at": e.occurred_at,
     })]
 
 
@@ -267,7 +267,7 @@ def subject_status(history: Sequence[HistoryEvent]) -> SubjectStatus:
 @dataclass(frozen=True, slots=True)
 class RightsRequest:
     request_id: str
-    right: str | None  # None: a close whose request is not (yet) in the log
+    requested_right: str | None  # None: a close whose request is not (yet) in the log
     scope: str | None
     received_at: int | None
     due_at: int | None
@@ -295,7 +295,7 @@ def request_rows(history: Sequence[HistoryEvent]) -> list[RightsRequest]:
         o, c = opened.get(rid), closed.get(rid)
         rows.append(RightsRequest(
             request_id=rid,
-            right=o.body.get("right") if o else None,
+            requested_right=o.body.get("right") if o else None,
             scope=o.body.get("scope") if o else None,
             received_at=o.occurred_at if o else None,
             due_at=answer_due(o.occurred_at) if o else None,

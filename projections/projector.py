@@ -220,6 +220,14 @@ def fingerprint(path: str | Path, registry: SchemaRegistry) -> str:
         store.close()
 
 
+def stored_position(path: str | Path) -> int:
+    """The log position a projections file reflects (0 if it does not exist yet)."""
+    if not Path(path).exists():
+        return 0
+    result = query(path, "SELECT coalesce(max(position), 0) FROM ledger_position")
+    return int(result.rows[0][0])
+
+
 @dataclass(frozen=True, slots=True)
 class QueryResult:
     columns: list[str]
