@@ -18,6 +18,7 @@ from ledger.codec import HEADER_SIZE, SINGLE_OBJECT_MAGIC
 from ledger.errors import CodecError
 from ledger.log import RecordPage
 from ledger.schemas import SchemaRegistry, SchemaVersion
+from projections import columnar_avro
 from projections.fold import EventColumns
 
 
@@ -43,8 +44,10 @@ class DecodedPage:
 
 
 class PageDecoder:
-    def __init__(self, registry: SchemaRegistry) -> None:
+    def __init__(self, registry: SchemaRegistry, *, columnar: bool = True) -> None:
         self.registry = registry
+        self.columnar = columnar
+        self._flat: dict[bytes, list[dict[str, Any]] | None] = {}
 
     def decode(self, page: RecordPage) -> DecodedPage:
         result = DecodedPage(page.positions[0], page.positions[-1], page.recorded_at[-1])
@@ -64,6 +67,35 @@ class PageDecoder:
         return result
 
     def _decode_group(
+        self, page: RecordPage, writer: SchemaVersion, indices: list[int], result: DecodedPage
+    ) -> None:
+        fields = self._columnar_fields(writer)
+        if fields is not None:
+            try:
+                arrays = columnar_avro.decode([page.payloads[i] for i in indices], HEADER_SIZE,
+                                              fields)
+            except columnar_avro.Declined:
+                pass  # record by record below, which also names the corrupt records
+            else:
+                result.groups.append(_columns_from_arrays(writer, page, indices, arrays))
+                return
+        self._decode_records(page, writer, indices, result)
+
+    def _columnar_fields(self, writer: SchemaVersion) -> list[dict[str, Any]] | None:
+        """The writer's fields, envelope flattened, if the columnar path can decode them: the
+        latest version of its type (older ones need schema resolution) with simple fields."""
+        if writer.fingerprint not in self._flat:
+            fields = None
+            if self.columnar and self.registry.latest(writer.type) is writer:
+                envelope, *body = writer.definition["fields"]
+                flat = [*envelope["type"]["fields"], *body]
+                names = [f["name"] for f in flat]
+                if len(set(names)) == len(names) and columnar_avro.supported(flat):
+                    fields = flat
+            self._flat[writer.fingerprint] = fields
+        return self._flat[writer.fingerprint]
+
+    def _decode_records(
         self, page: RecordPage, writer: SchemaVersion, indices: list[int], result: DecodedPage
     ) -> None:
         reader = self.registry.latest(writer.type)
@@ -92,6 +124,27 @@ class PageDecoder:
     @staticmethod
     def _error(page: RecordPage, i: int, event_type: str | None, reason: str) -> ProjectionError:
         return ProjectionError(page.positions[i], page.recorded_at[i], event_type, reason)
+
+
+def _columns_from_arrays(
+    writer: SchemaVersion, page: RecordPage, indices: list[int], arrays: dict[str, Any]
+) -> EventColumns:
+    envelope = {"event_id", "controller", "subject", "occurred_at", "recorded_at", "source",
+                "actor", "pii"}
+    return EventColumns(
+        type=writer.type,
+        version=writer.version,
+        position=[page.positions[i] for i in indices],
+        event_id=arrays["event_id"],
+        controller=arrays["controller"],
+        subject=arrays["subject"],
+        occurred_at=arrays["occurred_at"],
+        recorded_at=arrays["recorded_at"],
+        source=arrays["source"],
+        actor=arrays["actor"],
+        has_pii=arrays["pii"],
+        body={k: v for k, v in arrays.items() if k not in envelope},
+    )
 
 
 def _columns(

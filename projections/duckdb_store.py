@@ -113,6 +113,13 @@ TABLES: Final = (
         ("subject", "VARCHAR"), ("recipient_kind", "VARCHAR"), ("recipient", "VARCHAR"),
         ("basis", "VARCHAR"), ("shared_at", "TIMESTAMP"),
     )),
+    # The rights and sweep events of each subject: what the per-subject refolds read.
+    Table("subject_history", (
+        ("controller", "VARCHAR"), ("subject", "VARCHAR"), ("position", "BIGINT"),
+        ("type", "VARCHAR"), ("occurred_at", "TIMESTAMP"), ("event_id", "VARCHAR"),
+        ("request_id", "VARCHAR"), ("requested_right", "VARCHAR"), ("scope", "VARCHAR"),
+        ("outcome", "VARCHAR"), ("reason", "VARCHAR"), ("erase_due_at", "TIMESTAMP"),
+    )),
     # Filled by the retention sweep (a later issue); created here so the file's shape is whole.
     Table("retention_decisions", (
         ("controller", "VARCHAR"), ("subject", "VARCHAR"), ("as_of", "TIMESTAMP"),
@@ -144,8 +151,23 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _ts(values: Sequence[int | None]) -> pa.Array:
-    return pa.array(values, pa.int64()).cast(pa.timestamp("us"))
+def _arrow(values: Any, arrow_type: pa.DataType) -> pa.Array:
+    """A column (list or Arrow array) as an Arrow array of the given type."""
+    if isinstance(values, pa.Array):
+        return values if values.type == arrow_type else values.cast(arrow_type)
+    return pa.array(values, arrow_type)
+
+
+def _ts(values: Any) -> pa.Array:
+    return _arrow(values, pa.int64()).cast(pa.timestamp("us"))
+
+
+def _is_column(value: Any) -> bool:
+    return isinstance(value, (list, pa.Array))
+
+
+def _pylist(values: Any) -> list[Any]:
+    return values.to_pylist() if isinstance(values, pa.Array) else list(values)
 
 
 class DuckDBStore(TrackingRecorder):
@@ -273,15 +295,15 @@ class DuckDBStore(TrackingRecorder):
 
     def _events_select(self, g: EventColumns) -> str:
         columns: dict[str, pa.Array] = {
-            "position": pa.array(g.position, pa.int64()),
-            "event_id": pa.array(g.event_id, pa.string()),
-            "controller": pa.array(g.controller, pa.string()),
-            "subject": pa.array(g.subject, pa.string()),
+            "position": _arrow(g.position, pa.int64()),
+            "event_id": _arrow(g.event_id, pa.string()),
+            "controller": _arrow(g.controller, pa.string()),
+            "subject": _arrow(g.subject, pa.string()),
             "occurred_at": _ts(g.occurred_at),
             "recorded_at": _ts(g.recorded_at),
-            "source": pa.array(g.source, pa.string()),
-            "actor": pa.array(g.actor, pa.string()),
-            "has_pii": pa.array(g.has_pii, pa.bool_()),
+            "source": _arrow(g.source, pa.string()),
+            "actor": _arrow(g.actor, pa.string()),
+            "has_pii": _arrow(g.has_pii, pa.bool_()),
         }
         body: list[str] = []
         for f in self.registry.body_fields(g.type):
@@ -346,11 +368,10 @@ class DuckDBStore(TrackingRecorder):
         view = self._register(pa.table({"controller": pa.array(controllers, pa.string()),
                                         "subject": pa.array(subjects, pa.string())}))
         rows = self.con.execute(
-            "SELECT e.controller, e.subject, e.type, e.position, epoch_us(e.occurred_at), "
-            "e.event_id, body->>'request_id', body->>'right', body->>'scope', "
-            "body->>'outcome', body->>'reason', epoch_us((body->>'erase_due_at')::TIMESTAMP) "
-            f"FROM events e SEMI JOIN {view} t USING (controller, subject) "
-            f"WHERE e.type IN ({_in_list(SUBJECT_TYPES)})"
+            "SELECT h.controller, h.subject, h.type, h.position, epoch_us(h.occurred_at), "
+            "h.event_id, h.request_id, h.requested_right, h.scope, h.outcome, h.reason, "
+            f"epoch_us(h.erase_due_at) FROM subject_history h SEMI JOIN {view} t "
+            "USING (controller, subject)"
         ).fetchall()
         history: dict[tuple[str, str], list[HistoryEvent]] = {k: [] for k in touched}
         for c, s, typ, pos, occ, eid, rid, right, scope, outcome, reason, erase_due in rows:
@@ -410,7 +431,7 @@ class DuckDBStore(TrackingRecorder):
         return int(row[0]), row[1]
 
 
-def _body_column(avro_type: Any, values: list[Any], name: str) -> tuple[pa.Array, str]:
+def _body_column(avro_type: Any, values: Any, name: str) -> tuple[pa.Array, str]:
     """An Arrow column for a body field and the SQL expression that puts it in the JSON."""
     if isinstance(avro_type, list):  # ["null", T]: nullable T
         avro_type = next(t for t in avro_type if t != "null")
@@ -420,31 +441,32 @@ def _body_column(avro_type: Any, values: list[Any], name: str) -> tuple[pa.Array
         if avro_type.get("logicalType") == "timestamp-micros":
             return _ts(values), col
         if kind == "array" and avro_type.get("items") == "string":
-            return pa.array(values, pa.list_(pa.string())), col
-        return pa.array([None if v is None else json.dumps(v, sort_keys=True) for v in values],
-                        pa.string()), f"{col}::JSON"
+            return _arrow(values, pa.list_(pa.string())), col
+        return pa.array([None if v is None else json.dumps(v, sort_keys=True)
+                         for v in _pylist(values)], pa.string()), f"{col}::JSON"
     simple = {"string": pa.string(), "long": pa.int64(), "int": pa.int32(),
               "boolean": pa.bool_(), "double": pa.float64(), "float": pa.float32()}
     if avro_type in simple:
-        return pa.array(values, simple[avro_type]), col
-    return pa.array([None if v is None else json.dumps(v) for v in values], pa.string()), f"{col}::JSON"
+        return _arrow(values, simple[avro_type]), col
+    return pa.array([None if v is None else json.dumps(v) for v in _pylist(values)],
+                    pa.string()), f"{col}::JSON"
 
 
 def _arrow_rows(spec: Table, rows: list[Rows]) -> pa.Table:
     tables = []
     for r in rows:
-        n = next(len(v) for v in r.columns.values() if isinstance(v, list))
+        n = next(len(v) for v in r.columns.values() if _is_column(v))
         tables.append(_arrow_table(spec, {
-            c: (v if isinstance(v, list) else [v] * n) for c, v in r.columns.items()
+            c: (v if _is_column(v) else [v] * n) for c, v in r.columns.items()
         }))
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
-def _arrow_table(spec: Table, columns: dict[str, list[Any]]) -> pa.Table:
+def _arrow_table(spec: Table, columns: dict[str, Any]) -> pa.Table:
     arrays = {}
     for name, sql_type in spec.columns:
         values = columns[name]
-        arrays[name] = _ts(values) if sql_type == "TIMESTAMP" else pa.array(values, _ARROW[sql_type])
+        arrays[name] = _ts(values) if sql_type == "TIMESTAMP" else _arrow(values, _ARROW[sql_type])
     return pa.table(arrays)
 
 
@@ -459,7 +481,7 @@ def _touched_subjects(groups: Iterable[EventColumns]) -> set[tuple[str, str]]:
     touched: set[tuple[str, str]] = set()
     for g in groups:
         if g.type in SUBJECT_TYPES:
-            touched.update(zip(g.controller, g.subject, strict=True))
+            touched.update(zip(_pylist(g.controller), _pylist(g.subject), strict=True))
     return touched
 
 
