@@ -48,12 +48,29 @@ def _kind(avro_type: Any) -> tuple[bool, str] | None:
     return None
 
 
-class _Cursor:
-    def __init__(self, payloads: Sequence[bytes], skip: int) -> None:
-        lengths = np.fromiter((len(p) for p in payloads), dtype=np.int64, count=len(payloads))
+class Records:
+    """Many records in one buffer: ``data`` (padded) and each record's [start, end)."""
+
+    def __init__(self, payloads: Sequence[bytes]) -> None:
+        lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
         self.ends = np.cumsum(lengths)
-        self.offsets = self.ends - lengths + skip
+        self.starts = self.ends - lengths
         self.data = np.frombuffer(b"".join(payloads) + bytes(_PAD), dtype=np.uint8)
+
+    def fingerprints(self, skip: int, size: int) -> np.ndarray:
+        """``size`` bytes after ``skip`` of each record, as one unsigned integer (records
+        shorter than that read into the next record or the padding: check lengths first)."""
+        index = self.starts[:, None] + skip + np.arange(size, dtype=np.int64)
+        index = np.minimum(index, len(self.data) - 1)
+        weights = np.uint64(256) ** np.arange(size, dtype=np.uint64)
+        return (self.data[index].astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+
+
+class _Cursor:
+    def __init__(self, records: Records, rows: np.ndarray, skip: int) -> None:
+        self.ends = records.ends[rows]
+        self.offsets = records.starts[rows] + skip
+        self.data = records.data
         self.limit = len(self.data) - _PAD
 
     def varint(self, where: np.ndarray | None = None) -> np.ndarray:
@@ -135,13 +152,15 @@ class _Cursor:
         return array
 
 
-def decode(payloads: Sequence[bytes], skip: int, fields: Sequence[dict[str, Any]]) -> dict[str, pa.Array]:
-    """Decodes records that all have the record schema ``fields`` (after ``skip`` header
-    bytes). Returns one Arrow array per field (bytes fields: only whether they are set, as
-    booleans). Raises Declined if the group must go the record-by-record way."""
-    cursor = _Cursor(payloads, skip)
+def decode(records: Records, rows: np.ndarray, skip: int,
+           fields: Sequence[dict[str, Any]]) -> dict[str, pa.Array]:
+    """Decodes the records ``rows`` (indices into ``records``), which all have the record
+    schema ``fields`` after ``skip`` header bytes. Returns one Arrow array per field (bytes
+    fields: only whether they are set, as booleans). Raises Declined if the group must go the
+    record-by-record way."""
+    cursor = _Cursor(records, rows, skip)
     out: dict[str, pa.Array] = {}
-    n = len(payloads)
+    n = len(rows)
     for f in fields:
         shape = _kind(f["type"])
         if shape is None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 from fastavro import schemaless_reader
 
 from ledger.codec import HEADER_SIZE, SINGLE_OBJECT_MAGIC
@@ -20,6 +22,9 @@ from ledger.log import RecordPage
 from ledger.schemas import SchemaRegistry, SchemaVersion
 from projections import columnar_avro
 from projections.fold import EventColumns
+
+
+_MAGIC = int.from_bytes(SINGLE_OBJECT_MAGIC, "little")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,35 +56,44 @@ class PageDecoder:
 
     def decode(self, page: RecordPage) -> DecodedPage:
         result = DecodedPage(page.positions[0], page.positions[-1], page.recorded_at[-1])
-        by_schema: dict[bytes, list[int]] = {}
-        for i, payload in enumerate(page.payloads):
-            if len(payload) < HEADER_SIZE or payload[:2] != SINGLE_OBJECT_MAGIC:
-                result.errors.append(self._error(page, i, None, "not Avro single-object encoding"))
-                continue
-            by_schema.setdefault(payload[2:HEADER_SIZE], []).append(i)
-        for fingerprint, indices in by_schema.items():
+        records = columnar_avro.Records(page.payloads)
+        lengths = records.ends - records.starts
+        magic = records.fingerprints(0, 2)
+        ok = (lengths >= HEADER_SIZE) & (magic == _MAGIC)
+        for i in np.flatnonzero(~ok):
+            result.errors.append(self._error(page, int(i), None, "not Avro single-object encoding"))
+        rows = np.flatnonzero(ok)
+        schema_ids = records.fingerprints(2, 8)[rows]
+        order = np.argsort(schema_ids, kind="stable")  # groups keep log order inside
+        ids, starts = np.unique(schema_ids[order], return_index=True)
+        groups = np.split(rows[order], starts[1:]) if len(rows) else []
+        # in order of first appearance, so that the output does not depend on fingerprints
+        for schema_id, group in sorted(zip(ids.tolist(), groups, strict=True),
+                                       key=lambda g: g[1][0]):
+            fingerprint = int(schema_id).to_bytes(8, "little")
             try:
                 writer = self.registry.by_fingerprint(fingerprint)
             except CodecError as e:
-                result.errors.extend(self._error(page, i, None, str(e)) for i in indices)
+                result.errors.extend(self._error(page, int(i), None, str(e)) for i in group)
                 continue
-            self._decode_group(page, writer, indices, result)
+            self._decode_group(page, records, writer, group, result)
+        result.errors.sort(key=lambda e: e.position)
         return result
 
     def _decode_group(
-        self, page: RecordPage, writer: SchemaVersion, indices: list[int], result: DecodedPage
+        self, page: RecordPage, records: columnar_avro.Records, writer: SchemaVersion,
+        rows: np.ndarray, result: DecodedPage,
     ) -> None:
         fields = self._columnar_fields(writer)
         if fields is not None:
             try:
-                arrays = columnar_avro.decode([page.payloads[i] for i in indices], HEADER_SIZE,
-                                              fields)
+                arrays = columnar_avro.decode(records, rows, HEADER_SIZE, fields)
             except columnar_avro.Declined:
                 pass  # record by record below, which also names the corrupt records
             else:
-                result.groups.append(_columns_from_arrays(writer, page, indices, arrays))
+                result.groups.append(_columns_from_arrays(writer, page, rows, arrays))
                 return
-        self._decode_records(page, writer, indices, result)
+        self._decode_records(page, writer, rows.tolist(), result)
 
     def _columnar_fields(self, writer: SchemaVersion) -> list[dict[str, Any]] | None:
         """The writer's fields, envelope flattened, if the columnar path can decode them: the
@@ -127,14 +141,14 @@ class PageDecoder:
 
 
 def _columns_from_arrays(
-    writer: SchemaVersion, page: RecordPage, indices: list[int], arrays: dict[str, Any]
+    writer: SchemaVersion, page: RecordPage, rows: np.ndarray, arrays: dict[str, Any]
 ) -> EventColumns:
     envelope = {"event_id", "controller", "subject", "occurred_at", "recorded_at", "source",
                 "actor", "pii"}
     return EventColumns(
         type=writer.type,
         version=writer.version,
-        position=[page.positions[i] for i in indices],
+        position=pa.array(np.asarray(page.positions, dtype=np.int64)[rows], pa.int64()),
         event_id=arrays["event_id"],
         controller=arrays["controller"],
         subject=arrays["subject"],

@@ -137,6 +137,17 @@ TABLES: Final = (
     ), ("projection", "log", "partition")),
 )
 TABLE: Final = {t.name: t for t in TABLES}
+
+# Bulk loading (a rebuild, a replay, the first projection of a log): pages only append -
+# events, and the latest-wins rows into unkeyed staging tables - and the keyed tables, the
+# clocks and the refolds are computed once at the end (``finish_bulk``). The merge rules are
+# associative, so reducing everything once equals reducing page by page; and every page still
+# commits with its position, so a crash in the middle resumes the bulk load.
+STAGED: Final = tuple(n for n, r in MERGE_RULES.items() if isinstance(r, LatestWins))
+_BULK_DDL: Final = (
+    *(f"CREATE TABLE IF NOT EXISTS {n}_staged AS SELECT * FROM {n} LIMIT 0" for n in STAGED),
+    "CREATE TABLE IF NOT EXISTS bulk_load (first_position BIGINT)",
+)
 # ledger_position.as_of says how a file was made, not what it holds: not fingerprinted, so
 # a replay as of T and a rebuild of the same log prefix have the same fingerprint.
 _UNFINGERPRINTED: Final = {"ledger_position": {"as_of"}}
@@ -201,6 +212,8 @@ class DuckDBStore(TrackingRecorder):
         with self._transaction():
             for t in TABLES:
                 self.con.execute(t.ddl())
+            for ddl in _BULK_DDL:
+                self.con.execute(ddl)
 
     def _check_format(self) -> None:
         try:
@@ -216,8 +229,44 @@ class DuckDBStore(TrackingRecorder):
     def reset(self) -> None:
         """Empties every table (a rebuild starts from position 0)."""
         with self._transaction():
-            for t in TABLES:
-                self.con.execute(f"DELETE FROM {t.name}")
+            for name in [*(t.name for t in TABLES), *(f"{n}_staged" for n in STAGED), "bulk_load"]:
+                self.con.execute(f"DELETE FROM {name}")
+
+    # bulk loading -------------------------------------------------------------------------
+    def bulk_start(self) -> int | None:
+        """The first position of an unfinished bulk load, else None."""
+        row = self.con.execute("SELECT min(first_position) FROM bulk_load").fetchone()
+        return None if row is None else row[0]
+
+    def begin_bulk(self, first_position: int) -> None:
+        if self.bulk_start() is None:
+            with self._transaction():
+                self.con.execute("INSERT INTO bulk_load VALUES (?)", [first_position])
+
+    def finish_bulk(self) -> None:
+        """Reduces the staged rows into the keyed tables, computes the clocks and refolds
+        the subjects of the bulk-loaded range, in one transaction."""
+        first = self.bulk_start()
+        if first is None:
+            return
+        try:
+            with self._transaction():
+                last, _ = self.position()
+                for table in STAGED:
+                    self._merge_from(table, f"{table}_staged")
+                    self.con.execute(f"DELETE FROM {table}_staged")
+                self._update_clocks(first, last)
+                self._add_subjects(first, last)
+                touched = {(c, s) for c, s in self.con.execute(
+                    "SELECT DISTINCT controller, subject FROM subject_history "
+                    "WHERE position >= ?", [first]).fetchall()}
+                if touched:
+                    self._refold_subjects(touched)
+                self.con.execute("DELETE FROM bulk_load")
+        except duckdb.Error as e:
+            raise ProjectionStoreError(f"projecting into {self.path} failed: {_one_line(e)}") from None
+        finally:
+            self._unregister_all()
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -257,16 +306,18 @@ class DuckDBStore(TrackingRecorder):
     def apply(self, page: DecodedPage, changes: list[Rows], tracking: Tracking) -> None:
         """Writes the page's events, its state changes and the new position atomically."""
         try:
+            bulk = self.bulk_start() is not None
             with self._transaction():
                 first, last = page.first_position, page.last_position
                 if page.groups:
                     self._insert_events(page.groups)
-                    self._update_clocks(first, last)
-                    self._add_subjects(first, last)
+                    if not bulk:
+                        self._update_clocks(first, last)
+                        self._add_subjects(first, last)
                 for table, rows in _by_table(changes).items():
-                    self._merge(table, rows)
+                    self._merge(table, rows, staged=bulk)
                 touched = _touched_subjects(page.groups)
-                if touched:
+                if touched and not bulk:
                     self._refold_subjects(touched)
                 if page.errors:
                     self._insert_errors(page.errors)
@@ -344,15 +395,26 @@ class DuckDBStore(TrackingRecorder):
             [first, last],
         )
 
-    def _merge(self, table: str, rows: list[Rows]) -> None:
+    def _merge(self, table: str, rows: list[Rows], *, staged: bool = False) -> None:
         spec = TABLE[table]
         view = self._register(_arrow_rows(spec, rows))
         cols = ", ".join(_q(c) for c in spec.names)
         rule = MERGE_RULES[table]
         if isinstance(rule, Append):
             self.con.execute(f"INSERT INTO {table} SELECT {cols} FROM {view} ORDER BY position")
-            return
+        elif staged:
+            self.con.execute(f"INSERT INTO {table}_staged SELECT {cols} FROM {view}")
+        else:
+            self._merge_from(table, view)
+
+    def _merge_from(self, table: str, source: str) -> None:
+        """Merges rows from ``source`` into a latest-wins table: per key the greatest
+        (since, position) of the source, and it replaces the table's row only if greater."""
+        spec = TABLE[table]
+        rule = MERGE_RULES[table]
         assert isinstance(rule, LatestWins)
+        cols = ", ".join(_q(c) for c in spec.names)
+        view = source
         key = ", ".join(_q(k) for k in rule.key)
         order = ", ".join(f"{_q(o)} DESC" for o in rule.order)
         updates = ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in spec.names if c not in rule.key)

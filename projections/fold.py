@@ -46,7 +46,7 @@ class EventColumns:
 
     type: str
     version: int
-    position: list[int]
+    position: Column
     event_id: Column
     controller: Column
     subject: Column

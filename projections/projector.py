@@ -80,6 +80,8 @@ class Projector:
     ) -> ProjectReport:
         started = time.perf_counter()
         start = (self.store.max_tracking_id(self.log_name) or 0) + 1
+        if start == 1:  # projecting a whole log: load in bulk, reduce once at the end
+            self.store.begin_bulk(start)
         events = errors = 0
         for page, changes in self._prepared(start, recorded_by, stop):
             self.store.apply(page, changes, Tracking(self.log_name, page.last_position))
@@ -87,6 +89,7 @@ class Projector:
             errors += len(page.errors)
             if progress:
                 progress(page.count)
+        self.store.finish_bulk()
         position, _ = self.store.position()
         return ProjectReport(events, errors, position, time.perf_counter() - started)
 
