@@ -53,6 +53,7 @@ class PageDecoder:
         self.registry = registry
         self.columnar = columnar
         self._flat: dict[bytes, list[dict[str, Any]] | None] = {}
+        self._positions = np.zeros(0, dtype=np.int64)
 
     def decode(self, page: RecordPage) -> DecodedPage:
         result = DecodedPage(page.positions[0], page.positions[-1], page.recorded_at[-1])
@@ -63,6 +64,7 @@ class PageDecoder:
         for i in np.flatnonzero(~ok):
             result.errors.append(self._error(page, int(i), None, "not Avro single-object encoding"))
         rows = np.flatnonzero(ok)
+        self._positions = np.asarray(page.positions, dtype=np.int64)
         schema_ids = records.fingerprints(2, 8)[rows]
         order = np.argsort(schema_ids, kind="stable")  # groups keep log order inside
         ids, starts = np.unique(schema_ids[order], return_index=True)
@@ -91,7 +93,8 @@ class PageDecoder:
             except columnar_avro.Declined:
                 pass  # record by record below, which also names the corrupt records
             else:
-                result.groups.append(_columns_from_arrays(writer, page, rows, arrays))
+                positions = pa.array(self._positions[rows], pa.int64())
+                result.groups.append(_columns_from_arrays(writer, positions, arrays))
                 return
         self._decode_records(page, writer, rows.tolist(), result)
 
@@ -141,14 +144,14 @@ class PageDecoder:
 
 
 def _columns_from_arrays(
-    writer: SchemaVersion, page: RecordPage, rows: np.ndarray, arrays: dict[str, Any]
+    writer: SchemaVersion, positions: pa.Array, arrays: dict[str, Any]
 ) -> EventColumns:
     envelope = {"event_id", "controller", "subject", "occurred_at", "recorded_at", "source",
                 "actor", "pii"}
     return EventColumns(
         type=writer.type,
         version=writer.version,
-        position=pa.array(np.asarray(page.positions, dtype=np.int64)[rows], pa.int64()),
+        position=positions,
         event_id=arrays["event_id"],
         controller=arrays["controller"],
         subject=arrays["subject"],

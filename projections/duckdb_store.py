@@ -253,10 +253,10 @@ class DuckDBStore(TrackingRecorder):
             with self._transaction():
                 last, _ = self.position()
                 for table in STAGED:
-                    self._merge_from(table, f"{table}_staged")
+                    self._merge_from(table, f"{table}_staged", into_empty=first == 1)
                     self.con.execute(f"DELETE FROM {table}_staged")
-                self._update_clocks(first, last)
-                self._add_subjects(first, last)
+                self._update_clocks(first, last, into_empty=first == 1)
+                self._add_subjects(first, last, into_empty=first == 1)
                 touched = {(c, s) for c, s in self.con.execute(
                     "SELECT DISTINCT controller, subject FROM subject_history "
                     "WHERE position >= ?", [first]).fetchall()}
@@ -369,7 +369,7 @@ class DuckDBStore(TrackingRecorder):
             f"occurred_at, recorded_at, source, actor, has_pii, {body_json} FROM {view}"
         )
 
-    def _update_clocks(self, first: int, last: int) -> None:
+    def _update_clocks(self, first: int, last: int, *, into_empty: bool = False) -> None:
         clocks = ", ".join(
             f"max(occurred_at) FILTER (WHERE type IN ({_in_list(types)})) AS {c}"
             for c, types in CLOCKS.items()
@@ -383,15 +383,16 @@ class DuckDBStore(TrackingRecorder):
         self.con.execute(
             f"INSERT INTO activity_clock SELECT controller, subject, min(occurred_at), {clocks}, "
             f"max(occurred_at), count(*) FROM events WHERE position BETWEEN ? AND ? "
-            f"GROUP BY controller, subject ON CONFLICT DO UPDATE SET {updates}",
+            f"GROUP BY controller, subject "
+            + ("" if into_empty else f"ON CONFLICT DO UPDATE SET {updates}"),
             [first, last],
         )
 
-    def _add_subjects(self, first: int, last: int) -> None:
+    def _add_subjects(self, first: int, last: int, *, into_empty: bool = False) -> None:
         self.con.execute(
             "INSERT INTO pseudonymisation_status (controller, subject, status) "
             "SELECT DISTINCT controller, subject, 'active' FROM events "
-            "WHERE position BETWEEN ? AND ? ON CONFLICT DO NOTHING",
+            "WHERE position BETWEEN ? AND ? " + ("" if into_empty else "ON CONFLICT DO NOTHING"),
             [first, last],
         )
 
@@ -407,23 +408,23 @@ class DuckDBStore(TrackingRecorder):
         else:
             self._merge_from(table, view)
 
-    def _merge_from(self, table: str, source: str) -> None:
+    def _merge_from(self, table: str, source: str, *, into_empty: bool = False) -> None:
         """Merges rows from ``source`` into a latest-wins table: per key the greatest
         (since, position) of the source, and it replaces the table's row only if greater."""
         spec = TABLE[table]
         rule = MERGE_RULES[table]
         assert isinstance(rule, LatestWins)
         cols = ", ".join(_q(c) for c in spec.names)
-        view = source
         key = ", ".join(_q(k) for k in rule.key)
         order = ", ".join(f"{_q(o)} DESC" for o in rule.order)
         updates = ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in spec.names if c not in rule.key)
+        reduced = (f"INSERT INTO {table} SELECT {cols} FROM {source} "
+                   f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}) = 1")
+        if into_empty:  # a bulk load from position 1: nothing to merge with
+            self.con.execute(reduced)
+            return
         newer = _lexicographic_greater(rule.order, "excluded", table)
-        self.con.execute(
-            f"INSERT INTO {table} SELECT {cols} FROM {view} "
-            f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}) = 1 "
-            f"ON CONFLICT DO UPDATE SET {updates} WHERE {newer}"
-        )
+        self.con.execute(f"{reduced} ON CONFLICT DO UPDATE SET {updates} WHERE {newer}")
 
     def _refold_subjects(self, touched: set[tuple[str, str]]) -> None:
         controllers, subjects = zip(*sorted(touched), strict=True)

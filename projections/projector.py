@@ -97,7 +97,7 @@ class Projector:
         self, start: int, recorded_by: int | None, stop: threading.Event | None
     ) -> Iterator[tuple[DecodedPage, list[Rows]]]:
         """Decoded and folded pages, produced one page ahead by a reader thread."""
-        ready: queue.Queue[tuple[DecodedPage, list[Rows]] | BaseException | None] = queue.Queue(2)
+        ready: queue.Queue[tuple[DecodedPage, list[Rows]] | BaseException | None] = queue.Queue(1)
         halt = threading.Event()
 
         def produce() -> None:
@@ -226,6 +226,9 @@ def fingerprint(path: str | Path, registry: SchemaRegistry) -> str:
 def stored_position(path: str | Path) -> int:
     """The log position a projections file reflects (0 if it does not exist yet)."""
     if not Path(path).exists():
+        return 0
+    tables = query(path, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'ledger_position'")
+    if not tables.rows[0][0]:  # created, but a crash came before its tables were committed
         return 0
     result = query(path, "SELECT coalesce(max(position), 0) FROM ledger_position")
     return int(result.rows[0][0])
