@@ -277,6 +277,172 @@ def format_summary(summary: dict[str, Any]) -> str:
     for controller, n in summary["subjects"].items():
         lines.append(f"  {controller}: {n} subjects")
     lines.append("  by type: " + ", ".join(f"{t} {n}" for t, n in summary["by_type"].items()))
+    if "projections" in summary:
+        lines.extend(format_projection_summary(summary["projections"]))
+    return "\n".join(lines)
+
+# --- projections (SPEC §4): project, replay, query ---------------------------------------
+
+
+@contextmanager
+def rate_bar(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar showing events/s on a terminal; silent when stderr is not a TTY."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    import time
+
+    started = time.perf_counter()
+    done = [0]
+
+    def rate(_: object) -> str:
+        elapsed = time.perf_counter() - started
+        return f"{done[0] / elapsed:,.0f} events/s" if elapsed > 0 else ""
+
+    with click.progressbar(length=max(total, 1), label=label, file=sys.stderr, show_pos=True,
+                           item_show_func=rate) as bar:
+        def update(n: int) -> None:
+            done[0] += n
+            bar.update(n, done[0])
+
+        yield update
+
+
+def format_projection_summary(p: dict[str, Any]) -> list[str]:
+    lines = [f"Projections: {p['projection']['events']:,} events projected "
+             f"({p['projection']['events_per_second']:,} events/s)"]
+    for controller, c in p["by_controller"].items():
+        lines.append(
+            f"  {controller}: {c['subjects']} subjects, {c['active']} active / {c['inactive']} "
+            f"inactive (no activity for {c['inactive_after_months']} months); consents "
+            f"{c['consents_granted']} granted, {c['consents_withdrawn']} withdrawn, "
+            f"{c['objections']} objections")
+    return lines
+
+
+def _report_line(report: Any) -> str:
+    errors = f", {report.errors} to projection_errors" if report.errors else ""
+    return (f"projected {report.events:,} events{errors}; position {report.position:,} "
+            f"({report.seconds:.2f} s, {report.events_per_second:,.0f} events/s)")
+
+
+@main.command()
+@click.option("--rebuild", is_flag=True, help="Empty the tables and project the whole log again.")
+@click.option("--follow", is_flag=True, help="Keep projecting new events until interrupted.")
+@click.option("--fingerprint", "show_fingerprint", is_flag=True,
+              help="Print a content hash of all tables (same log prefix, same hash).")
+@click.option("--db", "db", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Projections file [default: DATA/projections.duckdb].")
+@json_option
+@click.pass_context
+@handles_errors
+def project(ctx: click.Context, rebuild: bool, follow: bool, show_fingerprint: bool,
+            db: str | None, as_json: bool) -> None:
+    """Bring the DuckDB projections up to date with the log.
+
+    Incremental from the stored log position; --rebuild starts from zero. Events that do not
+    decode go to the projection_errors table and never stop the projector.
+    """
+    import projections
+
+    with opened(ctx) as ledger:
+        path = projections.projections_path(ledger, db)
+        total = ledger.log.head().position
+        if follow:
+            import signal
+            import threading
+
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            if rebuild:
+                projections.project(ledger, path=path, rebuild=True)
+            try:
+                report = projections.follow(
+                    ledger, path=path, stop=stop,
+                    on_progress=lambda r: click.echo(_report_line(r), err=True))
+            except KeyboardInterrupt:
+                stop.set()
+                return
+        else:
+            pending = total - (0 if rebuild else projections.stored_position(path))
+            with rate_bar(pending, "Projecting") as progress:
+                report = projections.project(ledger, path=path, rebuild=rebuild,
+                                             progress=progress)
+        fp = projections.fingerprint(path, ledger.registry) if show_fingerprint else None
+    if as_json:
+        emit_json({**report.as_dict(), "file": str(path),
+                   **({"fingerprint": fp} if fp else {})})
+        return
+    click.echo(_report_line(report))
+    if fp:
+        click.echo(f"fingerprint {fp}")
+
+
+@main.command()
+@click.option("--as-of", "as_of", required=True, metavar="T",
+              help="Knowledge time: only events recorded at or before T (ISO-8601).")
+@click.option("--into", "into", required=True, metavar="FILE", type=click.Path(dir_okay=False),
+              help="The DuckDB file to build (not the live projections).")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@click.option("--fingerprint", "show_fingerprint", is_flag=True, help="Print the content hash.")
+@json_option
+@click.pass_context
+@handles_errors
+def replay(ctx: click.Context, as_of: str, into: str, force: bool, show_fingerprint: bool,
+           as_json: bool) -> None:
+    """Build the projections as they were known at T into a separate DuckDB file."""
+    import projections
+    from ledger.timeutil import format_micros, parse_cli_time
+
+    t = parse_cli_time(as_of, "--as-of")
+    with opened(ctx) as ledger, rate_bar(ledger.log.head().position, "Replaying") as progress:
+        report = projections.replay(ledger, t, into, force=force, progress=progress)
+        fp = projections.fingerprint(into, ledger.registry) if show_fingerprint else None
+    if as_json:
+        emit_json({**report.as_dict(), "as_of": format_micros(t), "file": into,
+                   **({"fingerprint": fp} if fp else {})})
+        return
+    click.echo(f"{_report_line(report)} as of {format_micros(t)} into {into}")
+    if fp:
+        click.echo(f"fingerprint {fp}")
+
+
+@main.command()
+@click.argument("sql")
+@click.option("--db", "db", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Projections file, e.g. a replay [default: DATA/projections.duckdb].")
+@click.option("--json", "as_json", is_flag=True, help="Rows as a JSON array of objects.")
+@click.option("--csv", "as_csv", is_flag=True, help="Rows as CSV with a header line.")
+@click.pass_context
+@handles_errors
+def query(ctx: click.Context, sql: str, db: str | None, as_json: bool, as_csv: bool) -> None:
+    """Run SQL over the projections (read-only). Tables: see docs/projections.md."""
+    import projections
+
+    if as_json and as_csv:
+        raise Failure("--json and --csv exclude each other", 2)
+    settings: Settings = ctx.obj
+    path = Path(db) if db else settings.data_dir / projections.PROJECTIONS_FILE
+    result = projections.query(path, sql)
+    if as_json:
+        emit_json([dict(zip(result.columns, row, strict=True)) for row in result.rows])
+    elif as_csv:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(result.columns)
+        writer.writerows(result.rows)
+    else:
+        click.echo(format_table(result.columns, result.rows))
+
+
+def format_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
     return "\n".join(lines)
 
 

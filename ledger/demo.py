@@ -46,7 +46,7 @@ def run_demo(
     report = ledger.record_batches(batches(), origin="demo", progress=progress, workers=workers)
     elapsed = time.perf_counter() - started
     total = report.accepted + report.duplicates + report.rejected
-    return {
+    summary = {
         "data_dir": str(ledger.data_dir),
         "seed": seed,
         "from": start.isoformat(),
@@ -58,3 +58,7 @@ def run_demo(
         "subjects": {c: len(s) for c, s in sorted(people.items())},
         "by_type": dict(by_type.most_common()),
     }
+    from projections import project_and_summarise  # the demo ends with projected tables
+
+    summary["projections"] = project_and_summarise(ledger)
+    return summary
