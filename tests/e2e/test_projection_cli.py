@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from click.testing import CliRunner
-from conftest import make_event
+from tests.conftest import make_event
 
 import projections
 from cli import main

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from conftest import make_event
+from tests.conftest import make_event
 
 from ledger.service import Ledger
 from ledger.vocabulary import EVENT_TYPES
