@@ -109,6 +109,7 @@ def test_a_broker_that_stops_answering_mid_publish(
     events are all in the topic once the broker answers again."""
     path, count = demo_file
     monkeypatch.setattr(ledger.service, "CHUNK", 100)  # several appends from a small file
+    monkeypatch.setattr(ledger.service, "PACKAGE", 100)
     data = tmp_path / "d"
     Ledger.init(data)
     with TansuBroker.start() as broker:
