@@ -332,22 +332,31 @@ def _report_line(report: Any) -> str:
 @click.option("--fingerprint", "show_fingerprint", is_flag=True,
               help="Print a content hash of all tables (same log prefix, same hash).")
 @click.option("--db", "db", metavar="FILE", type=click.Path(dir_okay=False),
-              help="Projections file [default: DATA/projections.duckdb].")
+              help="Projections file [default: DATA/projections.duckdb; on Kafka "
+                   "DATA/projections.TOPIC[.shard-I-of-N].duckdb].")
+@click.option("--worker", "worker_spec", metavar="I/N",
+              help="Kafka: project the partitions p with p % N == I into this worker's shard.")
 @json_option
 @click.pass_context
 @handles_errors
 def project(ctx: click.Context, rebuild: bool, follow: bool, show_fingerprint: bool,
-            db: str | None, as_json: bool) -> None:
+            db: str | None, worker_spec: str | None, as_json: bool) -> None:
     """Bring the DuckDB projections up to date with the log.
 
-    Incremental from the stored log position; --rebuild starts from zero. Events that do not
-    decode go to the projection_errors table and never stop the projector.
+    Incremental from the stored log position (on Kafka: one offset per partition); --rebuild
+    starts from zero. Events that do not decode go to the projection_errors table and never
+    stop the projector. On Kafka, N workers (--worker 0/N .. N-1/N) share the partitions,
+    each with its own shard; `ledger query --shards` reads the shards as one.
     """
     import projections
+    from projections.workers import Worker, is_partitioned
 
+    worker = Worker.parse(worker_spec) if worker_spec else None
     with opened(ctx) as ledger:
-        path = projections.projections_path(ledger, db)
-        total = ledger.log.head().position
+        path = projections.projections_path(ledger, db, worker)
+        # A partitioned log's positions are not a count: no total for the progress bar.
+        total = 0 if is_partitioned(ledger.log) else ledger.log.head().position
+        report: Any
         if follow:
             import signal
             import threading
@@ -355,19 +364,19 @@ def project(ctx: click.Context, rebuild: bool, follow: bool, show_fingerprint: b
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             if rebuild:
-                projections.project(ledger, path=path, rebuild=True)
+                projections.project(ledger, path=path, rebuild=True, worker=worker)
             try:
                 report = projections.follow(
-                    ledger, path=path, stop=stop,
+                    ledger, path=path, stop=stop, worker=worker,
                     on_progress=lambda r: click.echo(_report_line(r), err=True))
             except KeyboardInterrupt:
                 stop.set()
                 return
         else:
-            pending = total - (0 if rebuild else projections.stored_position(path))
+            pending = max(0, total - (0 if rebuild else projections.stored_position(path)))
             with rate_bar(pending, "Projecting") as progress:
                 report = projections.project(ledger, path=path, rebuild=rebuild,
-                                             progress=progress)
+                                             progress=progress, worker=worker)
         fp = projections.fingerprint(path, ledger.registry) if show_fingerprint else None
     if as_json:
         emit_json({**report.as_dict(), "file": str(path),
@@ -411,19 +420,29 @@ def replay(ctx: click.Context, as_of: str, into: str, force: bool, show_fingerpr
 @click.argument("sql")
 @click.option("--db", "db", metavar="FILE", type=click.Path(dir_okay=False),
               help="Projections file, e.g. a replay [default: DATA/projections.duckdb].")
+@click.option("--shards", "shards", metavar="GLOB", multiple=True,
+              help="Kafka workers' shard files (a glob, repeatable), queried as one.")
 @click.option("--json", "as_json", is_flag=True, help="Rows as a JSON array of objects.")
 @click.option("--csv", "as_csv", is_flag=True, help="Rows as CSV with a header line.")
 @click.pass_context
 @handles_errors
-def query(ctx: click.Context, sql: str, db: str | None, as_json: bool, as_csv: bool) -> None:
+def query(ctx: click.Context, sql: str, db: str | None, shards: tuple[str, ...], as_json: bool,
+          as_csv: bool) -> None:
     """Run SQL over the projections (read-only). Tables: see docs/projections.md."""
     import projections
 
     if as_json and as_csv:
         raise Failure("--json and --csv exclude each other", 2)
+    if db and shards:
+        raise Failure("--db and --shards exclude each other", 2)
     settings: Settings = ctx.obj
-    path = Path(db) if db else settings.data_dir / projections.PROJECTIONS_FILE
-    result = projections.query(path, sql)
+    if shards:
+        from projections.workers import expand, query_shards
+
+        result = projections.QueryResult(*query_shards(expand(shards), sql))
+    else:
+        path = Path(db) if db else settings.data_dir / _default_projections_file(settings)
+        result = projections.query(path, sql)
     if as_json:
         emit_json([dict(zip(result.columns, row, strict=True)) for row in result.rows])
     elif as_csv:
@@ -434,6 +453,17 @@ def query(ctx: click.Context, sql: str, db: str | None, as_json: bool, as_csv: b
         writer.writerows(result.rows)
     else:
         click.echo(format_table(result.columns, result.rows))
+
+
+def _default_projections_file(settings: Settings) -> str:
+    if settings.log_url.startswith("kafka://"):
+        from ledger.kafka_log import KafkaSettings
+        from projections.workers import Worker, shard_name
+
+        return shard_name(KafkaSettings.parse(settings.log_url).topic, Worker(0, 1))
+    import projections
+
+    return projections.PROJECTIONS_FILE
 
 
 def format_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
@@ -523,6 +553,26 @@ def kafka_heads(settings: Settings, as_json: bool) -> None:
             click.echo(f"{r['partition']}\toffset {r['offset']}\t{r['recorded_at']}\t{r['hash']}")
         if not rows:
             click.echo("(no ledger records)")
+
+
+@kafka.command("fingerprint")
+@click.argument("files", nargs=-1, required=True)
+@json_option
+@handles_errors
+def kafka_fingerprint(files: tuple[str, ...], as_json: bool) -> None:
+    """A content hash of projection FILES taken together (paths or globs).
+
+    Log positions are left out, so the shards of Kafka workers, a whole Kafka projection
+    and an embedded projection of the same events all hash alike.
+    """
+    from projections.workers import content_fingerprint, expand
+
+    paths = expand(files)
+    fp = content_fingerprint(paths)
+    if as_json:
+        emit_json({"files": [str(p) for p in paths], "fingerprint": fp})
+    else:
+        click.echo(fp)
 
 
 @kafka.command("rejected")

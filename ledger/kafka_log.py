@@ -281,6 +281,11 @@ class KafkaEventLog(EventLog):
         self._partition_of: dict[str, int] = {}
         self._framing: dict[bytes, bytes] = {}  # single-object header -> Confluent header
 
+    @property
+    def name(self) -> str:
+        """The log's name in projection tracking: its topic."""
+        return self.settings.topic
+
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaEventLog:
         return cls(KafkaSettings.parse(settings.log_url, settings.schema_registry))
@@ -690,20 +695,25 @@ class KafkaEventLog(EventLog):
         *,
         recorded_by: int | None = None,
         with_duplicates: bool = False,
+        scan_prefix: bool = True,
     ) -> Iterator[LogRecord]:
         """One partition from an offset up to its current end: what a projection worker that
-        owns the partition reads, resuming from its own stored offset."""
+        owns the partition reads, resuming from its own stored offset. Without
+        ``scan_prefix`` the ids before the offset are not collected: for readers that
+        remember what they applied (a projection's events table) and check themselves."""
         consumer = self.consumer()
         try:
-            yield from self._read_partition(consumer, partition, offset, recorded_by, with_duplicates)
+            yield from self._read_partition(consumer, partition, offset, recorded_by,
+                                            with_duplicates, scan_prefix)
         finally:
             consumer.close()
             self._flush_rejects()
 
     def _read_partition(self, consumer: KafkaConsumer, partition: int, offset: int,
-                        recorded_by: int | None, with_duplicates: bool) -> Iterator[LogRecord]:
+                        recorded_by: int | None, with_duplicates: bool,
+                        scan_prefix: bool = True) -> Iterator[LogRecord]:
         seen: set[str] = set()
-        if offset > 0 and not with_duplicates:
+        if offset > 0 and scan_prefix and not with_duplicates:
             # Resuming mid-partition: the ids before the offset still count as seen.
             seen.update(r.event_id for r in self._records(_Range(self, consumer, partition, 0, offset)))
         for record in self._records(_Range(self, consumer, partition, offset)):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from projections.projector import (
     PROJECTIONS_FILE,
     ProjectReport,
-    follow,
+    QueryResult,
     fingerprint,
+    follow,
     project,
     project_and_summarise,
     projections_path,
@@ -19,6 +20,7 @@ from projections.projector import (
 __all__ = [
     "PROJECTIONS_FILE",
     "ProjectReport",
+    "QueryResult",
     "fingerprint",
     "follow",
     "project",

@@ -303,8 +303,10 @@ class DuckDBStore(TrackingRecorder):
         self.con.execute("UPDATE ledger_position SET as_of = make_timestamp(?)", [as_of])
 
     # applying a page ----------------------------------------------------------------------
-    def apply(self, page: DecodedPage, changes: list[Rows], tracking: Tracking) -> None:
-        """Writes the page's events, its state changes and the new position atomically."""
+    def apply(self, page: DecodedPage, changes: list[Rows], tracking: Tracking,
+              partition: int = 0) -> None:
+        """Writes the page's events, its state changes and the new position (of the log's
+        ``partition``: Kafka workers track one per partition) atomically."""
         try:
             bulk = self.bulk_start() is not None
             with self._transaction():
@@ -321,7 +323,7 @@ class DuckDBStore(TrackingRecorder):
                     self._refold_subjects(touched)
                 if page.errors:
                     self._insert_errors(page.errors)
-                self.insert_tracking(tracking, page.last_recorded_at)
+                self.insert_tracking(tracking, page.last_recorded_at, partition)
         except duckdb.Error as e:
             raise ProjectionStoreError(f"projecting into {self.path} failed: {_one_line(e)}") from None
         finally:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import duckdb
 from eventsourcing.persistence import Tracking
@@ -28,6 +28,14 @@ from ledger.service import Ledger
 from projections.decode import DecodedPage, PageDecoder
 from projections.duckdb_store import DuckDBStore, ProjectionStoreError, _one_line
 from projections.fold import Rows, add_months, fold
+from projections.workers import (
+    PartitionedLog,
+    PartitionProjector,
+    Worker,
+    WorkerReport,
+    is_partitioned,
+    shard_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +140,33 @@ class Projector:
 # --- entry points -----------------------------------------------------------------------
 
 
-def projections_path(ledger: Ledger, path: str | Path | None = None) -> Path:
-    return Path(path) if path else ledger.data_dir / PROJECTIONS_FILE
+def projections_path(ledger: Ledger, path: str | Path | None = None,
+                     worker: Worker | None = None) -> Path:
+    """The projections file: DATA/projections.duckdb for the embedded log; for a
+    partitioned log DATA/projections.<topic>.duckdb, or one shard file per worker."""
+    if path:
+        return Path(path)
+    if is_partitioned(ledger.log):
+        return ledger.data_dir / shard_name(_log_name(ledger), worker or Worker(0, 1))
+    return ledger.data_dir / PROJECTIONS_FILE
 
 
-def open_store(ledger: Ledger, path: str | Path | None = None) -> DuckDBStore:
-    return DuckDBStore(projections_path(ledger, path), ledger.registry)
+def open_store(ledger: Ledger, path: str | Path | None = None,
+               worker: Worker | None = None) -> DuckDBStore:
+    return DuckDBStore(projections_path(ledger, path, worker), ledger.registry)
+
+
+def make_projector(ledger: Ledger, store: DuckDBStore, *, worker: Worker | None = None,
+                   page_size: int = PAGE_SIZE) -> Projector | PartitionProjector:
+    """A partitioned log (Kafka) is projected partition by partition with an offset per
+    partition, by a worker owning some or all of them; the embedded log by position."""
+    if is_partitioned(ledger.log):
+        return PartitionProjector(cast(PartitionedLog, ledger.log), store, ledger.registry,
+                                  worker=worker or Worker(0, 1), page_size=page_size)
+    if worker is not None and not worker.whole:
+        raise UsageError("--worker: only a partitioned log (kafka://) can be shared by workers")
+    return Projector(ledger.log, store, ledger.registry, log_name=_log_name(ledger),
+                     page_size=page_size)
 
 
 def project(
@@ -147,14 +176,15 @@ def project(
     rebuild: bool = False,
     progress: Progress | None = None,
     page_size: int = PAGE_SIZE,
-) -> ProjectReport:
+    worker: Worker | None = None,
+) -> ProjectReport | WorkerReport:
     """Brings the projections up to date with the log (from zero with ``rebuild``)."""
-    store = open_store(ledger, path)
+    store = open_store(ledger, path, worker)
     try:
         if rebuild:
             store.reset()
-        return Projector(ledger.log, store, ledger.registry, log_name=_log_name(ledger),
-                         page_size=page_size).run(progress=progress)
+        return make_projector(ledger, store, worker=worker, page_size=page_size
+                              ).run(progress=progress)
     finally:
         store.close()
 
@@ -165,12 +195,13 @@ def follow(
     path: str | Path | None = None,
     stop: threading.Event,
     poll_seconds: float = 1.0,
-    on_progress: Callable[[ProjectReport], None] | None = None,
+    on_progress: Callable[[ProjectReport | WorkerReport], None] | None = None,
     progress: Progress | None = None,
+    worker: Worker | None = None,
 ) -> ProjectReport:
     """Keeps projecting new records until ``stop`` is set; returns the totals."""
-    store = open_store(ledger, path)
-    projector = Projector(ledger.log, store, ledger.registry, log_name=_log_name(ledger))
+    store = open_store(ledger, path, worker)
+    projector = make_projector(ledger, store, worker=worker)
     started = time.perf_counter()
     events = errors = 0
     try:
@@ -193,7 +224,7 @@ def replay(
     *,
     force: bool = False,
     progress: Progress | None = None,
-) -> ProjectReport:
+) -> ProjectReport | WorkerReport:
     """Builds the projections as known at ``as_of`` (knowledge time: only records with
     recorded_at <= as_of) into a separate file. The file appears complete or not at all."""
     target = Path(into)
@@ -206,8 +237,7 @@ def replay(
         leftover.unlink(missing_ok=True)
     store = DuckDBStore(partial, ledger.registry)
     try:
-        report = Projector(ledger.log, store, ledger.registry, log_name=_log_name(ledger)
-                           ).run(recorded_by=as_of, progress=progress)
+        report = make_projector(ledger, store).run(recorded_by=as_of, progress=progress)
         store.set_as_of(as_of)
     finally:
         store.close()
