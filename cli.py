@@ -322,7 +322,10 @@ def format_projection_summary(p: dict[str, Any]) -> list[str]:
 
 def _report_line(report: Any) -> str:
     errors = f", {report.errors} to projection_errors" if report.errors else ""
-    return (f"projected {report.events:,} events{errors}; position {report.position:,} "
+    offsets = getattr(report, "offsets", None)  # a partitioned log: where each partition is
+    where = (f"next offsets {' '.join(f'{p}:{o}' for p, o in offsets.items())}"
+             if offsets is not None else f"position {report.position:,}")
+    return (f"projected {report.events:,} events{errors}; {where} "
             f"({report.seconds:.2f} s, {report.events_per_second:,.0f} events/s)")
 
 

@@ -8,6 +8,7 @@ Stages (each on fresh topics of the same broker):
   ledger     KafkaEventLog.append() in packages of 2,000 (what `ledger publish` does): chain
              hashing, Confluent framing, partitioning, waiting for every acknowledgement
   read       raw consumer fetch vs KafkaEventLog.read() (validates and decodes every record)
+  projection `ledger project --worker i/N` in N parallel processes, N = 1 and 2
   scan       what a new writer pays on its first append to a full topic (ids + chain tails)
   e2e        Ledger.record_batches() of demo events onto Kafka: validation, pseudonyms,
              encryption in worker processes, then the appends (optional, --e2e-events)
@@ -169,6 +170,28 @@ def writer_scan(url: str, events: int) -> float:
     return events / elapsed
 
 
+def projection(url: str, events: int, workers: int) -> tuple[float, list[float]]:
+    """`ledger project --worker i/N` as N parallel processes into fresh shards: the
+    aggregate rate (events / wall time, process start included) and each worker's own."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-kafka-proj-") as tmp:
+        Ledger.init(tmp)
+        started = time.perf_counter()
+        procs = [subprocess.Popen(
+            [sys.executable, str(ROOT / "cli.py"), "--data", tmp, "--log", url, "project",
+             "--worker", f"{i}/{workers}", "--json"], stdout=subprocess.PIPE, text=True)
+            for i in range(workers)]
+        outputs = [p.communicate()[0] for p in procs]
+        elapsed = time.perf_counter() - started
+        if any(p.returncode for p in procs):
+            raise SystemExit(f"a projection worker failed: {outputs}")
+        reports = [json.loads(o) for o in outputs]
+    assert sum(r["events"] for r in reports) == events, reports
+    return events / elapsed, [r["events_per_second"] for r in reports]
+
+
 def end_to_end(url: str, events: int, seed: int) -> float:
     import tempfile
 
@@ -229,6 +252,11 @@ def main() -> None:
                   f"ledger append {results['ledger_append'][-1]:,.0f}/s, "
                   f"raw fetch {results['raw_fetch'][-1]:,.0f}/s, "
                   f"ledger read {results['ledger_read'][-1]:,.0f}/s")
+        proj: dict[int, tuple[float, list[float]]] = {}
+        for workers in (1, 2):
+            proj[workers] = projection(last_url, len(records), workers)
+            print(f"projection, {workers} worker process(es): {proj[workers][0]:,.0f} events/s "
+                  f"overall (each: {', '.join(f'{r:,.0f}' for r in proj[workers][1])})")
         scan = writer_scan(last_url, len(records))
         print(f"a new writer's scan of the {len(records):,}-event topic: {scan:,.0f} events/s "
               f"({len(records) / scan:.1f} s)")
@@ -252,6 +280,10 @@ def main() -> None:
         "append_vs_raw_produce": round(best["ledger_append"] / best["raw_produce"], 3),
         "read_vs_raw_fetch": round(best["ledger_read"] / best["raw_fetch"], 3),
         "writer_scan_per_second": round(scan),
+        "projection_1_worker_per_second": round(proj[1][0]),
+        "projection_2_workers_per_second": round(proj[2][0]),
+        "projection_speedup_2_workers": round(proj[2][0] / proj[1][0], 2),
+        "target_projection_1_worker_per_second": 100_000,
         "end_to_end_per_second": round(e2e),
         "target_publish_per_second": 50_000,
         "all_rounds": {k: [round(x) for x in v] for k, v in results.items()},
