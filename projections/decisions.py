@@ -17,9 +17,9 @@ from typing import Any
 import duckdb
 
 from ledger.errors import UsageError
-from ledger.timeutil import to_micros
-from ledger.vocabulary import ACTIVITY_TYPES, KEY_CATEGORIES
 from ledger.service import Ledger
+from ledger.timeutil import to_micros
+from ledger.vocabulary import KEY_CATEGORIES
 from projections.policy import Duration, Policy, load_policy
 from projections.retention import Decision, SubjectFacts, decide
 
@@ -52,74 +52,65 @@ def _hold_ends(policy: Policy, last_held: str) -> dict[str, str]:
 
 
 def facts_sql(policy: Policy, one_subject: bool = False) -> str:
-    """Per subject of controller $1: the facts SubjectFacts holds. A subject erased and then
-    active again (a new relationship, new key generation) is decided as active."""
+    """Per subject of controller $1: the facts SubjectFacts holds, from one pass over the
+    subject's relevant events plus the status and request tables. A subject erased and then
+    active again (a new relationship, a new key generation) is decided as active."""
     subject_filter = "AND subject = $3" if one_subject else ""
-    if policy.activity == ACTIVITY_TYPES:
-        last_activity = "SELECT controller, subject, last_activity_at AS at FROM ac"
-    else:
-        last_activity = (f"SELECT controller, subject, max(occurred_at) AS at FROM ev "
-                         f"WHERE type IN ({_in(policy.activity)}) GROUP BY ALL")
+    activity = _in(policy.activity)
+    latest = "epoch_us(occurred_at)::HUGEINT * 100000000000 + position"  # event time, then position
     return f"""
-    WITH ac AS (
-        SELECT * FROM activity_clock WHERE controller = $1 AND subject <> '*' {subject_filter}
-    ), ev AS (
-        SELECT controller, subject, type, occurred_at, position, event_id, body FROM events
+    WITH ev AS (
+        SELECT subject,
+               bool_or(type = 'SubjectRegistered') AS registered,
+               max(occurred_at) FILTER (WHERE type IN ({activity})) AS last_activity_at,
+               arg_max(event_id, {latest}) FILTER (WHERE type IN ({activity})) AS last_activity_event,
+               max(occurred_at) FILTER (WHERE type = 'InvoiceUsageRecorded') AS last_held_at,
+               arg_max(event_id, {latest}) FILTER (WHERE type = 'InvoiceUsageRecorded') AS last_held_event,
+               max(occurred_at) FILTER (WHERE type = 'DeletionNoticeSent') AS notice_at,
+               arg_max(event_id, {latest}) FILTER (WHERE type = 'DeletionNoticeSent') AS notice_event
+        FROM events
         WHERE controller = $1 AND subject <> '*' {subject_filter}
           AND type IN ({_in(policy.activity | {'SubjectRegistered', 'DeletionNoticeSent',
-                                                'SubjectErased', 'InvoiceUsageRecorded'})})
-    ), la AS ({last_activity}
-    ), la_event AS (
-        SELECT ev.subject, arg_max(ev.event_id, ev.position) AS event_id FROM ev
-        JOIN la ON ev.subject = la.subject AND ev.occurred_at = la.at
-        WHERE ev.type IN ({_in(policy.activity)}) GROUP BY ev.subject
-    ), held_event AS (
-        SELECT ev.subject, arg_max(ev.event_id, ev.position) AS event_id FROM ev
-        JOIN ac ON ev.subject = ac.subject AND ev.occurred_at = ac.last_invoice_at
-        WHERE ev.type = 'InvoiceUsageRecorded' GROUP BY ev.subject
-    ), registered AS (
-        SELECT DISTINCT subject FROM ev WHERE type = 'SubjectRegistered'
-    ), notice AS (
-        SELECT subject, arg_max(event_id, position) AS event_id, max(occurred_at) AS at
-        FROM ev WHERE type = 'DeletionNoticeSent' GROUP BY subject
+                                                'InvoiceUsageRecorded'})})
+        GROUP BY subject
+    ), erased AS (  -- few rows: parse JSON only here
+        SELECT subject, list_distinct(flatten(list(
+                   CAST(json_extract(body, '$.keys_shredded') AS VARCHAR[])))) AS shredded
+        FROM events WHERE controller = $1 AND type = 'SubjectErased' {subject_filter}
+        GROUP BY subject
     ), erasure_request AS (
         SELECT subject, min(received_at) AS at, arg_min(request_event_id, received_at) AS event_id
         FROM rights_requests
-        WHERE controller = $1 AND requested_right = 'erasure' AND closed_at IS NULL
-          {subject_filter}
+        WHERE controller = $1 AND requested_right = 'erasure' AND closed_at IS NULL {subject_filter}
         GROUP BY subject
-    ), erased AS (
-        SELECT subject, max(occurred_at) AS at,
-               list_distinct(flatten(list(CAST(json_extract(body, '$.keys_shredded') AS VARCHAR[]))))
-                   AS categories
-        FROM ev WHERE type = 'SubjectErased' GROUP BY subject
-    ), status AS (
-        SELECT * FROM pseudonymisation_status WHERE controller = $1 {subject_filter}
+    ), reactivated AS (
+        SELECT ac.controller, ac.subject, ac.first_seen_at, st.status, st.since, st.event_id,
+               st.erase_due_at,
+               coalesce(st.status, 'active') = 'erased' AND ev.last_activity_at > st.since AS again
+        FROM activity_clock ac
+        LEFT JOIN pseudonymisation_status st ON st.controller = ac.controller AND st.subject = ac.subject
+        LEFT JOIN ev ON ev.subject = ac.subject
+        WHERE ac.controller = $1 AND ac.subject <> '*' {subject_filter.replace('subject', 'ac.subject')}
     )
-    SELECT ac.controller, ac.subject, ac.first_seen_at, registered.subject IS NOT NULL AS registered,
-           la.at AS last_activity_at, la_event.event_id AS last_activity_event,
-           notice.at AS notice_at, notice.event_id AS notice_event,
-           CASE WHEN coalesce(status.status, 'active') = 'erased' AND la.at > status.since
-                THEN 'active' ELSE coalesce(status.status, 'active') END AS status,
-           status.event_id AS status_event, status.erase_due_at,
+    SELECT r.controller, r.subject, r.first_seen_at, coalesce(ev.registered, false) AS registered,
+           ev.last_activity_at, ev.last_activity_event, ev.notice_at, ev.notice_event,
+           CASE WHEN r.again THEN 'active' ELSE coalesce(r.status, 'active') END AS status,
+           r.event_id AS status_event, r.erase_due_at,
            erasure_request.at AS erasure_requested_at, erasure_request.event_id AS erasure_request_event,
-           ac.last_invoice_at AS last_held_at, held_event.event_id AS last_held_event,
-           CASE WHEN coalesce(status.status, 'active') = 'erased' AND la.at > status.since
-                THEN []::VARCHAR[] ELSE coalesce(erased.categories, []::VARCHAR[]) END AS shredded
-    FROM ac
-    LEFT JOIN la ON la.subject = ac.subject
-    LEFT JOIN la_event ON la_event.subject = ac.subject
-    LEFT JOIN held_event ON held_event.subject = ac.subject
-    LEFT JOIN registered ON registered.subject = ac.subject
-    LEFT JOIN notice ON notice.subject = ac.subject
-    LEFT JOIN erasure_request ON erasure_request.subject = ac.subject
-    LEFT JOIN erased ON erased.subject = ac.subject
-    LEFT JOIN status ON status.subject = ac.subject
+           ev.last_held_at, ev.last_held_event,
+           CASE WHEN r.again THEN []::VARCHAR[] ELSE coalesce(erased.shredded, []::VARCHAR[]) END
+               AS shredded
+    FROM reactivated r
+    LEFT JOIN ev ON ev.subject = r.subject
+    LEFT JOIN erased ON erased.subject = r.subject
+    LEFT JOIN erasure_request ON erasure_request.subject = r.subject
     """
 
 
 def decisions_sql(policy: Policy) -> str:
-    """The rules of ``retention.decide`` over facts_sql; $2 is the clock T."""
+    """The rules of ``retention.decide`` over facts_sql; $2 is the clock T. Dates each rule
+    needs are computed once per subject (stage ``d``), then one CASE per output column walks
+    the rules in decide()'s order."""
     now = "$2::TIMESTAMP"
     holds = _hold_ends(policy, "f.last_held_at")
     hold = {c: holds.get(c, "NULL::TIMESTAMP") for c in KEY_CATEGORIES}
@@ -130,58 +121,65 @@ def decisions_sql(policy: Policy) -> str:
     running = ("greatest(" + ", ".join(f"CASE WHEN {remaining[c]} THEN {hold[c]} END"
                                         for c in KEY_CATEGORIES) + ")")
     start = "coalesce(f.last_activity_at, f.first_seen_at)"
-    erase_due = _add(start, policy.inactive_after)
+    derived = [f"{running} AS running", f"{shred} AS shred_now",
+               f"{_add(start, policy.inactive_after)} AS erase_due", f"{start} AS clock_start"]
+    if policy.notice_before is not None:
+        derived.append(f"{_add('f.notice_at', policy.notice_before)} AS notice_ends")
 
     def ev(*names: str) -> str:
-        return f"list_filter([{', '.join('f.' + n for n in names)}], lambda x: x IS NOT NULL)"
+        return f"list_filter([{', '.join(names)}], lambda x: x IS NOT NULL)"
 
     # (condition, action, due_at, rule, evidence, shred) in the order decide() checks them.
     branches: list[tuple[str, str, str, str, str, str]] = [
-        (f"f.status = 'erased' AND running IS NULL", "keep", "NULL", "erased", ev("status_event"), "[]"),
-        (f"f.status = 'erased' AND running <= {now}", "erase", "running", "legal_hold_ended",
-         ev("status_event", "last_held_event"), shred),
-        ("f.status = 'erased'", "hold", "running", "legal_hold", ev("status_event", "last_held_event"), "[]"),
-        (f"f.status = 'pseudonymised' AND f.erase_due_at IS NOT NULL AND f.erase_due_at <= {now}",
-         "erase", "f.erase_due_at", "erasure_request", ev("status_event"), shred),
-        ("f.status = 'pseudonymised' AND f.erase_due_at IS NOT NULL", "keep", "f.erase_due_at",
+        ("status = 'erased' AND running IS NULL", "keep", "NULL", "erased", ev("status_event"), "[]"),
+        (f"status = 'erased' AND running <= {now}", "erase", "running", "legal_hold_ended",
+         ev("status_event", "last_held_event"), "shred_now"),
+        ("status = 'erased'", "hold", "running", "legal_hold", ev("status_event", "last_held_event"), "[]"),
+        (f"status = 'pseudonymised' AND erase_due_at IS NOT NULL AND erase_due_at <= {now}",
+         "erase", "erase_due_at", "erasure_request", ev("status_event"), "shred_now"),
+        ("status = 'pseudonymised' AND erase_due_at IS NOT NULL", "keep", "erase_due_at",
          "pseudonymised", ev("status_event"), "[]"),
     ]
     if policy.erasure_action == "pseudonymise":
-        branches.append(("f.erasure_requested_at IS NOT NULL", "pseudonymise", "f.erasure_requested_at",
+        branches.append(("erasure_requested_at IS NOT NULL", "pseudonymise", "erasure_requested_at",
                          "erasure_request", ev("erasure_request_event"), "[]"))
     else:
-        branches.append(("f.erasure_requested_at IS NOT NULL", "erase", "f.erasure_requested_at",
-                         "erasure_request", ev("erasure_request_event"), shred))
+        branches.append(("erasure_requested_at IS NOT NULL", "erase", "erasure_requested_at",
+                         "erasure_request", ev("erasure_request_event"), "shred_now"))
     if not policy.keep_without_relationship:
-        branches.append(("NOT f.registered", "erase", "f.first_seen_at", "no_relationship", "[]", shred))
+        branches.append(("NOT registered", "erase", "first_seen_at", "no_relationship", "[]", "shred_now"))
     if policy.notice_before is None:
         branches += [
-            (f"{erase_due} <= {now}", "erase", erase_due, "inactivity", ev("last_activity_event"), shred),
-            ("true", "keep", erase_due, "active", ev("last_activity_event"), "[]"),
+            (f"erase_due <= {now}", "erase", "erase_due", "inactivity", ev("last_activity_event"), "shred_now"),
+            ("true", "keep", "erase_due", "active", ev("last_activity_event"), "[]"),
         ]
     else:
-        notice_valid = f"f.notice_at IS NOT NULL AND f.notice_at > {start}"
-        effective = f"greatest({erase_due}, {_add('f.notice_at', policy.notice_before)})"
-        notice_due = _add(erase_due, policy.notice_before, "-")
+        notice_valid = "notice_at IS NOT NULL AND notice_at > clock_start"
+        effective = "greatest(erase_due, notice_ends)"
+        notice_due = _add("erase_due", policy.notice_before, "-")
         branches += [
             (f"{notice_valid} AND {effective} <= {now}", "erase", effective, "inactivity",
-             ev("last_activity_event", "notice_event"), shred),
+             ev("last_activity_event", "notice_event"), "shred_now"),
             (notice_valid, "keep", effective, "notice_period", ev("last_activity_event", "notice_event"), "[]"),
             (f"{notice_due} <= {now}", "notify", notice_due, "inactivity_notice", ev("last_activity_event"), "[]"),
             ("true", "keep", notice_due, "active", ev("last_activity_event"), "[]"),
         ]
+    # The branch taken, once; then each output column picks its expression by branch number.
+    branch = "CASE " + " ".join(f"WHEN {b[0]} THEN {i}" for i, b in enumerate(branches)) + " END"
 
-    def case(i: int) -> str:
+    def pick(i: int) -> str:
         quoted = i in (1, 3)  # action and rule are names, the rest are expressions
-        return "CASE " + " ".join(
-            f"WHEN {b[0]} THEN {_lit(b[i]) if quoted else b[i]}" for b in branches) + " END"
+        return "CASE branch " + " ".join(
+            f"WHEN {n} THEN {_lit(b[i]) if quoted else b[i]}" for n, b in enumerate(branches)) + " END"
 
     return f"""
-    WITH f AS ({facts_sql(policy)}), g AS (SELECT f.*, {running} AS running FROM f)
-    SELECT f.controller, f.subject, {case(1)} AS action, {case(2)}::TIMESTAMP AS due_at,
-           {case(3)} AS rule, {_lit(policy.name)} AS policy, {_lit(policy.content_hash)} AS policy_hash,
-           {case(4)}::VARCHAR[] AS evidence, {case(5)}::VARCHAR[] AS shred
-    FROM g AS f ORDER BY f.subject
+    WITH f AS ({facts_sql(policy)}),
+    d AS (SELECT f.*, {', '.join(derived)} FROM f),
+    b AS (SELECT d.*, {branch} AS branch FROM d)
+    SELECT controller, subject, {pick(1)} AS action, {pick(2)}::TIMESTAMP AS due_at,
+           {pick(3)} AS rule, {_lit(policy.name)} AS policy, {_lit(policy.content_hash)} AS policy_hash,
+           {pick(4)}::VARCHAR[] AS evidence, {pick(5)}::VARCHAR[] AS shred
+    FROM b
     """
 
 
@@ -189,18 +187,39 @@ def _micros(value: Any) -> int | None:
     return None if value is None else to_micros(value)
 
 
-def population_decisions(
-    con: duckdb.DuckDBPyConnection, policies: dict[str, Policy], now: int
-) -> list[Decision]:
-    """Decisions at ``now`` for every subject of these controllers (controller -> policy)."""
-    decisions = []
+DECISIONS_TABLE = "decided"
+
+
+def materialise(con: duckdb.DuckDBPyConnection, policies: dict[str, Policy], now: int) -> str:
+    """Computes every subject's decision at ``now`` into a temporary table (all in DuckDB:
+    no row crosses into Python) and returns its name."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {DECISIONS_TABLE} (controller VARCHAR, subject VARCHAR, "
+                "action VARCHAR, due_at TIMESTAMP, rule VARCHAR, policy VARCHAR, "
+                "policy_hash VARCHAR, evidence VARCHAR[], shred VARCHAR[])")
     for controller, policy in sorted(policies.items()):
-        rows = con.execute(decisions_sql(policy), [controller, _ts(now)]).fetchall()
-        decisions.extend(
-            Decision(r[0], r[1], r[2], _micros(r[3]), r[4], r[5], r[6], tuple(r[7]), tuple(r[8]))
-            for r in rows
-        )
-    return decisions
+        con.execute(f"INSERT INTO {DECISIONS_TABLE} {decisions_sql(policy)}", [controller, _ts(now)])
+    return DECISIONS_TABLE
+
+
+def population_decisions(
+    con: duckdb.DuckDBPyConnection,
+    policies: dict[str, Policy],
+    now: int,
+    actions: Iterable[str] | None = None,
+) -> list[Decision]:
+    """Decisions at ``now`` for every subject of these controllers (controller -> policy), as
+    objects; ``actions`` keeps only those (the sweep needs only what is due)."""
+    table = materialise(con, policies, now)
+    where = f"WHERE action IN ({_in(actions)})" if actions is not None else ""
+    rows = con.execute(f"SELECT * FROM {table} {where} ORDER BY controller, subject").fetchall()
+    return [Decision(r[0], r[1], r[2], _micros(r[3]), r[4], r[5], r[6], tuple(r[7]), tuple(r[8]))
+            for r in rows]
+
+
+def decision_counts(con: duckdb.DuckDBPyConnection, table: str = DECISIONS_TABLE) -> dict[str, int]:
+    counts = dict.fromkeys(("keep", "notify", "pseudonymise", "erase", "hold"), 0)
+    counts.update(dict(con.execute(f"SELECT action, count(*) FROM {table} GROUP BY 1").fetchall()))
+    return counts
 
 
 def subject_facts(

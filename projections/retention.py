@@ -156,7 +156,7 @@ def rule_chain(facts: SubjectFacts, policy: Policy, now: int) -> list[str]:
                      if facts.last_activity_at is not None else f"first seen {day(facts.first_seen_at)}")
         lines.append(f"erasure due = {day(start)} + {policy.inactive_after} = {day(erase_due)}")
         if policy.notice_before is not None:
-            lines.append(f"notice due = {day(erase_due)} − {policy.notice_before} = "
+            lines.append(f"notice due = {day(erase_due)} - {policy.notice_before} = "
                          f"{day(policy.notice_before.subtract(erase_due))}")
             if facts.notice_at is not None and facts.notice_at > start:
                 lines.append(f"notice sent {day(facts.notice_at)}{ref(facts.notice_event)}: erasure "

@@ -12,7 +12,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -20,7 +19,12 @@ import duckdb
 from ledger.events import Event
 from ledger.service import Ledger
 from ledger.timeutil import format_micros, to_micros
-from projections.decisions import _ts, controller_policies, population_decisions
+from projections.decisions import (
+    _ts,
+    controller_policies,
+    materialise,
+    population_decisions,
+)
 from projections.policy import Policy
 from projections.projector import project, projections_path
 from projections.retention import Decision
@@ -50,11 +54,21 @@ class SweepReport:
                 "keys_shredded": self.keys_shredded, "subjects_sealed": self.sealed}
 
 
+DUE = ("notify", "pseudonymise", "erase")
+
+
 def compute_decisions(ledger: Ledger, policies: dict[str, Policy], now: int,
-                      path: Path | None = None) -> list[Decision]:
-    con = duckdb.connect(str(path or projections_path(ledger)), read_only=True)
+                      ) -> tuple[list[Decision], dict[str, dict[str, int]]]:
+    """The decisions due at ``now`` as objects, and the counts of all decisions per
+    controller and action (kept ones stay in DuckDB)."""
+    con = duckdb.connect(str(projections_path(ledger)), read_only=True)
     try:
-        return population_decisions(con, policies, now)
+        due = population_decisions(con, policies, now, DUE)
+        counts: dict[str, dict[str, int]] = {c: _count(()) for c in policies}
+        for controller, action, n in con.execute(
+                "SELECT controller, action, count(*) FROM decided GROUP BY ALL").fetchall():
+            counts[controller][action] = n
+        return due, counts
     finally:
         con.close()
 
@@ -64,8 +78,12 @@ def sweep(ledger: Ledger, *, dry_run: bool = False, controller: str | None = Non
     now = ledger.clock.now()
     policies = controller_policies(ledger, controller, policy_path)
     project(ledger)
-    decisions = compute_decisions(ledger, policies, now)
-    report = SweepReport(now, dry_run, decisions=_count(decisions))
+    decisions, counts = compute_decisions(ledger, policies, now)
+    total = _count(())
+    for per_controller in counts.values():
+        for action, n in per_controller.items():
+            total[action] += n
+    report = SweepReport(now, dry_run, decisions=total)
     if dry_run:
         return report
 
@@ -96,7 +114,7 @@ def sweep(ledger: Ledger, *, dry_run: bool = False, controller: str | None = Non
                 "keys_shredded": list(d.shred), "evidence": list(d.evidence)}))
             if d.rule == "erasure_request":
                 events.extend(_close_requests(d, now, requests))
-    events.extend(_reviews(ledger, policies, decisions, now))
+    events.extend(_reviews(ledger, policies, counts, now))
     outcomes = ledger._append_events(events) if events else []
     appended = Counter(e.type for e, o in zip(events, outcomes, strict=True) if o.position)
     report.appended = dict(sorted(appended.items()))
@@ -105,7 +123,7 @@ def sweep(ledger: Ledger, *, dry_run: bool = False, controller: str | None = Non
     return report
 
 
-def _count(decisions: Iterable[Decision]) -> dict[str, int]:
+def _count(decisions: Iterable[Decision] = ()) -> dict[str, int]:
     counts = dict.fromkeys(("keep", "notify", "pseudonymise", "erase", "hold"), 0)
     for d in decisions:
         counts[d.action] += 1
@@ -142,7 +160,7 @@ def _close_requests(d: Decision, now: int, requests: dict[tuple[str, str], list[
     ]
 
 
-def _reviews(ledger: Ledger, policies: dict[str, Policy], decisions: list[Decision],
+def _reviews(ledger: Ledger, policies: dict[str, Policy], counts: dict[str, dict[str, int]],
              now: int) -> list[Event]:
     """A RetentionReviewed per controller whose policy asks for a periodic review that is due."""
     con = duckdb.connect(str(projections_path(ledger)), read_only=True)
@@ -159,28 +177,25 @@ def _reviews(ledger: Ledger, policies: dict[str, Policy], decisions: list[Decisi
         previous = last.get(controller)
         if previous is not None and policy.review_every.add(to_micros(previous)) > now:
             continue
-        counts = _count(d for d in decisions if d.controller == controller)
         events.append(Event(
             "RetentionReviewed", sweep_event_id("RetentionReviewed", controller, now), controller,
             CONTROLLER_WIDE, now, now, SOURCE, ACTOR,
             {"policy": policy.name, "policy_hash": policy.content_hash, "as_of": now,
-             "counts": counts}))
+             "counts": counts[controller]}))
     return events
 
 
 def _store_decisions(ledger: Ledger, policies: dict[str, Policy], now: int) -> None:
     """retention_decisions holds the decisions as of the last sweep (after it was applied)."""
-    decisions = compute_decisions(ledger, policies, now)
     con = duckdb.connect(str(projections_path(ledger)))
     try:
+        table = materialise(con, policies, now)
         con.execute("BEGIN")
         con.execute("DELETE FROM retention_decisions WHERE controller IN (SELECT unnest(?))",
                     [list(policies)])
-        con.executemany(
-            "INSERT INTO retention_decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(d.controller, d.subject, _ts(now), d.action,
-              None if d.due_at is None else _ts(d.due_at), d.rule, d.policy, d.policy_hash,
-              list(d.evidence)) for d in decisions])
+        con.execute(
+            "INSERT INTO retention_decisions SELECT controller, subject, ?, action, due_at, rule, "
+            f"policy, policy_hash, evidence FROM {table}", [_ts(now)])
         con.execute("COMMIT")
     finally:
         con.close()

@@ -16,7 +16,6 @@ from ledger.service import Ledger
 from ledger.timeutil import format_micros, parse_timestamp
 from projections.decisions import decisions_at, subject_facts
 from projections.policy import load_policy
-from projections.projector import projections_path
 from projections.retention import decide
 from projections.sweep import sweep
 from tests.conftest import make_event
@@ -58,14 +57,14 @@ def test_cowrite_inactivity_notice_then_erasure_to_the_day(ledger: Ledger) -> No
     at(ledger, "2026-07-20")
     report = sweep(ledger, controller="cowrite")
     assert report.appended == {"DeletionNoticeSent": 1}
-    notice = [e for _, e in ledger.events() if e.type == "DeletionNoticeSent"][0]
+    notice = next(e for _, e in ledger.events() if e.type == "DeletionNoticeSent")
     assert day(notice.body["due_at"]) == "2026-08-03"
     at(ledger, "2026-08-02")
     assert sweep(ledger, controller="cowrite").appended == {}
     assert (decision(ledger).action, day(decision(ledger).due_at)) == ("keep", "2026-08-03")
     at(ledger, "2026-08-03")
     assert sweep(ledger, controller="cowrite").appended == {"SubjectErased": 1}
-    erased = [e for _, e in ledger.events() if e.type == "SubjectErased"][0]
+    erased = next(e for _, e in ledger.events() if e.type == "SubjectErased")
     assert erased.body["keys_shredded"] == ["profile", "bookkeeping"]
     assert erased.body["policy_hash"] == load_policy("cowrite").content_hash
     for _, event in ledger.events():
@@ -92,9 +91,9 @@ def test_cowrite_erasure_request_pseudonymises_then_erases(ledger: Ledger) -> No
     publish(ledger, "2026-03-01", "RightsRequested", request_id="rq-9", right="erasure")
     at(ledger, "2026-03-01T12:00:00Z")
     assert sweep(ledger, controller="cowrite").appended == {"RightsRequestClosed": 1, "SubjectPseudonymised": 1}
-    pseudonymised = [e for _, e in ledger.events() if e.type == "SubjectPseudonymised"][0]
+    pseudonymised = next(e for _, e in ledger.events() if e.type == "SubjectPseudonymised")
     assert day(pseudonymised.body["erase_due_at"]) == "2026-04-30"
-    login = [e for _, e in ledger.events() if e.type == "LoggedIn" or e.type == "SubjectRegistered"][0]
+    login = next(e for _, e in ledger.events() if e.type == "LoggedIn" or e.type == "SubjectRegistered")
     with pytest.raises(KeyUnavailable, match="sealed"):
         ledger.personal_data(login)
     assert ledger.personal_data(login, include_sealed=True)["subject"]["email"] == EMAIL  # type: ignore[index]
@@ -106,7 +105,7 @@ def test_cowrite_erasure_request_pseudonymises_then_erases(ledger: Ledger) -> No
     # explicit billing path (its key stays sealed).
     d = decision(ledger)
     assert (d.action, format_micros(d.due_at or 0)[:10], d.rule) == ("hold", "2034-01-01", "legal_hold")
-    invoice = [e for _, e in ledger.events() if e.type == "InvoiceUsageRecorded"][0]
+    invoice = next(e for _, e in ledger.events() if e.type == "InvoiceUsageRecorded")
     with pytest.raises(KeyUnavailable, match="sealed"):
         ledger.personal_data(invoice)
     assert ledger.personal_data(invoice, include_sealed=True)["pii"]["name"] == "Greta Lindqvist"  # type: ignore[index]
@@ -118,8 +117,8 @@ def test_coegi_bookkeeping_hold_until_2030_then_the_key_is_shredded(ledger: Ledg
     at(ledger, "2026-04-30T12:00:00Z")
     report = sweep(ledger, controller="coegi")
     assert report.appended["SubjectErased"] == 1
-    invoice = [e for _, e in ledger.events() if e.type == "InvoiceUsageRecorded"][0]
-    registered = [e for _, e in ledger.events() if e.type == "SubjectRegistered"][0]
+    invoice = next(e for _, e in ledger.events() if e.type == "InvoiceUsageRecorded")
+    registered = next(e for _, e in ledger.events() if e.type == "SubjectRegistered")
     with pytest.raises(KeyUnavailable):
         ledger.personal_data(registered)
     assert ledger.personal_data(invoice) is not None  # held
