@@ -279,6 +279,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append("  by type: " + ", ".join(f"{t} {n}" for t, n in summary["by_type"].items()))
     if "projections" in summary:
         lines.extend(format_projection_summary(summary["projections"]))
+    if "sweep" in summary:
+        sweep = summary["sweep"]
+        lines.append(f"Retention sweep at {sweep['as_of']}: decisions "
+                     + ", ".join(f"{a} {n}" for a, n in sweep["decisions"].items()))
+        lines.append("  appended: " + (", ".join(f"{t} {n}" for t, n in sweep["appended"].items())
+                                       or "nothing") + f"; keys destroyed: {sweep['keys_shredded']}")
     return "\n".join(lines)
 
 # --- projections (SPEC §4): project, replay, query ---------------------------------------
@@ -477,6 +483,160 @@ def format_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
     return "\n".join(lines)
+
+
+# --- retention (SPEC §5): decisions, sweep, explain ---------------------------------------
+
+as_of_option = click.option(
+    "--as-of", "as_of", metavar="T",
+    help="Knowledge time: decide with only what was recorded by T [default: the ledger clock].")
+controller_option = click.option("--controller", metavar="C", help="Only this controller.")
+policy_option = click.option(
+    "--policy", "policy_path", metavar="PATH",
+    help="Use this policy TOML instead of the controller's configured one (with --controller).")
+
+
+def _clock(as_of: str | None) -> int | None:
+    from ledger.timeutil import parse_cli_time
+
+    return None if as_of is None else parse_cli_time(as_of, "--as-of")
+
+
+def _decision_dict(d: Any) -> dict[str, Any]:
+    from ledger.timeutil import format_micros
+
+    return {"subject": d.subject, "controller": d.controller, "action": d.action,
+            "due_at": None if d.due_at is None else format_micros(d.due_at), "rule": d.rule,
+            "policy": d.policy, "policy_hash": d.policy_hash, "evidence": list(d.evidence),
+            "shred": list(d.shred)}
+
+
+@main.command()
+@as_of_option
+@controller_option
+@policy_option
+@click.option("--action", "actions", multiple=True,
+              type=click.Choice(["keep", "notify", "pseudonymise", "erase", "hold"]),
+              help="Only decisions with this action (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of decision objects.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header line.")
+@click.pass_context
+@handles_errors
+def decisions(ctx: click.Context, as_of: str | None, controller: str | None,
+              policy_path: str | None, actions: tuple[str, ...], as_json: bool, as_csv: bool) -> None:
+    """Retention decisions for every subject: keep, notify, pseudonymise, erase or hold, with
+    the due date, the rule, the policy (and its hash) and the evidence event ids."""
+    from projections.decisions import decisions_at
+
+    if as_json and as_csv:
+        raise Failure("--json and --csv exclude each other", 2)
+    with opened(ctx) as ledger:
+        table = decisions_at(ledger, _clock(as_of), controller, policy_path)
+    rows = [_decision_dict(d) for d in table.decisions if not actions or d.action in actions]
+    if as_json:
+        emit_json(rows)
+    elif as_csv:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        columns = ["subject", "controller", "action", "due_at", "rule", "policy", "policy_hash",
+                   "evidence"]
+        writer.writerow(columns)
+        writer.writerows([[*(r[c] for c in columns[:-1]), " ".join(r["evidence"])] for r in rows])
+    else:
+        columns = ["controller", "subject", "action", "due_at", "rule"]
+        click.echo(format_table(columns, [tuple(r[c] for c in columns) for r in rows]))
+        counts = table.counts()
+        click.echo(", ".join(f"{a} {n}" for a, n in counts.items()), err=True)
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Show what is due without appending or shredding.")
+@controller_option
+@policy_option
+@json_option
+@click.pass_context
+@handles_errors
+def sweep(ctx: click.Context, dry_run: bool, controller: str | None, policy_path: str | None,
+          as_json: bool) -> None:
+    """Apply what is due at the ledger clock (--now): deletion notices, pseudonymisation,
+    erasure by destroying keys (except categories under a legal hold), yearly reviews.
+    Running it twice at the same clock changes nothing the second time."""
+    from projections.sweep import sweep as run_sweep
+
+    with opened(ctx) as ledger:
+        report = run_sweep(ledger, dry_run=dry_run, controller=controller, policy_path=policy_path)
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    d = report.as_dict()
+    click.echo(f"{'Dry run: due' if dry_run else 'Swept'} at {d['as_of']}: "
+               + ", ".join(f"{a} {n}" for a, n in d["decisions"].items()))
+    if not dry_run:
+        appended = ", ".join(f"{t} {n}" for t, n in d["appended"].items()) or "nothing"
+        click.echo(f"  appended: {appended}; keys destroyed: {d['keys_shredded']}; "
+                   f"subjects sealed: {d['subjects_sealed']}")
+
+
+def _subject_argument(ledger: Ledger, subject: str | None, email: str | None,
+                      controller: str | None) -> tuple[str, str]:
+    """(controller, pseudonym) from a SUBJECT argument or --email/--controller (SPEC §8)."""
+    from ledger.errors import UsageError
+
+    if email is not None:
+        if controller is None:
+            raise UsageError("--email needs --controller")
+        return controller, ledger.subject_id(controller, email=email)
+    if subject is None:
+        raise UsageError("give SUBJECT (a pseudonym) or --email E --controller C")
+    from ledger.pseudonyms import is_pseudonym
+
+    if not is_pseudonym(subject):
+        raise UsageError("SUBJECT: expected a pseudonym (64 lower-case hex digits)")
+    if controller is None:
+        import projections
+
+        path = ledger.data_dir / projections.PROJECTIONS_FILE
+        found = projections.query(  # a checked pseudonym: hex digits only
+            path, f"SELECT DISTINCT controller FROM activity_clock WHERE subject = '{subject}'"
+        ).rows if path.exists() else []
+        if len(found) != 1:
+            raise UsageError("give --controller: the subject is "
+                             + ("unknown" if not found else "known to several controllers"))
+        controller = found[0][0]
+    return controller, subject
+
+
+@main.command()
+@click.argument("subject", required=False)
+@click.option("--email", help="The person's e-mail address (with --controller).")
+@controller_option
+@as_of_option
+@policy_option
+@json_option
+@click.pass_context
+@handles_errors
+def explain(ctx: click.Context, subject: str | None, email: str | None, controller: str | None,
+            as_of: str | None, policy_path: str | None, as_json: bool) -> None:
+    """A subject's timeline and the rule chain behind its retention decision."""
+    from projections.decisions import controller_policies, projections_as_of
+    from projections.explain import explain as explain_subject
+
+    with opened(ctx) as ledger:
+        ctrl, pid = _subject_argument(ledger, subject, email, controller)
+        policy = controller_policies(ledger, ctrl, policy_path)[ctrl]
+        with projections_as_of(ledger, _clock(as_of)) as (path, now):
+            result = explain_subject(ledger, path, ctrl, pid, policy, now)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"{ctrl} subject {pid} as of {result['as_of']}")
+    for e in result["timeline"]:
+        click.echo(f"  {e['occurred_at'][:19]}  {e['type']:<22} {e['source']:<10} "
+                   f"recorded {e['recorded_at'][:10]}  {e['event_id']}")
+    click.echo("Rule chain:")
+    for line in result["rule_chain"]:
+        click.echo(f"  - {line}")
 
 
 # --- Kafka (issue 6) ---------------------------------------------------------------------

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import subprocess
 import sys
@@ -35,12 +34,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ledger.codec import AvroCodec  # noqa: E402
-from ledger.events import Event  # noqa: E402
-from ledger.log import PendingRecord  # noqa: E402
-from ledger.schemas import default_registry  # noqa: E402
-from ledger.service import Ledger  # noqa: E402
-from ledger.sqlite_log import SQLiteEventLog  # noqa: E402
+from ledger.codec import AvroCodec
+from ledger.events import Event
+from ledger.log import PendingRecord
+from ledger.schemas import default_registry
+from ledger.service import Ledger
+from ledger.sqlite_log import SQLiteEventLog
 
 OUT = ROOT / "bench" / "out"
 DAY = 86_400_000_000
@@ -55,7 +54,7 @@ def _mix(r: random.Random) -> list[tuple[str, float, Any]]:
         ("LoggedIn", 30, lambda: {"app": r.choice(("cowrite", "mina-sidor")), "method": r.choice(("bankid", "password"))}),
         ("ServiceUsed", 28, lambda: {"app": "cowrite", "feature": r.choice(("cv_builder", "letter", "review"))}),
         ("InvoiceUsageRecorded", 8, lambda: {"billed_party": "Matchning Norr AB", "units": r.randint(1, 9), "unit": "document", "amount_minor": r.randint(100, 90_000), "currency": "SEK", "invoice_ref": f"INV-{r.randint(1, 99999):05d}"}),
-        ("ConsentGiven", 7, lambda: {"purpose": r.choice(PURPOSES), "notice_id": "nl-terms", "notice_version": str(r.randint(1, 4)), "notice_sha256": "%064x" % r.getrandbits(256), "language": "sv", "ui_action": "Skicka", "channel": "web"}),
+        ("ConsentGiven", 7, lambda: {"purpose": r.choice(PURPOSES), "notice_id": "nl-terms", "notice_version": str(r.randint(1, 4)), "notice_sha256": f"{r.getrandbits(256):064x}", "language": "sv", "ui_action": "Skicka", "channel": "web"}),
         ("ConsentWithdrawn", 2, lambda: {"purpose": r.choice(PURPOSES), "via": "settings"}),
         ("NewsletterSubscribed", 4, lambda: {"list": r.choice(("weekly", "offers")), "channel": r.choice(("email", "sms")), "double_opt_in": True}),
         ("Unsubscribed", 2, lambda: {"list": r.choice(("weekly", "offers", "*")), "channel": r.choice(("email", "*")), "via": "link"}),
@@ -78,7 +77,7 @@ def generate(data_dir: Path, events: int, seed: int = 7) -> None:
     weights = [m[1] for m in mix]
     bodies = {m[0]: m[2] for m in mix}
     n_subjects = max(events // 25, 1)
-    subjects = ["%064x" % r.getrandbits(256) for _ in range(n_subjects)]
+    subjects = [f"{r.getrandbits(256):064x}" for _ in range(n_subjects)]
     registered: set[int] = set()
     step = (5 * 365 * DAY) // events  # five years of history
     started = time.perf_counter()

@@ -58,7 +58,10 @@ def run_demo(
         "subjects": {c: len(s) for c, s in sorted(people.items())},
         "by_type": dict(by_type.most_common()),
     }
-    from projections import project_and_summarise  # the demo ends with projected tables
+    # The demo ends with projected tables and the retention sweep run at the ledger clock.
+    from projections import project_and_summarise
+    from projections.sweep import sweep
 
     summary["projections"] = project_and_summarise(ledger)
+    summary["sweep"] = sweep(ledger).as_dict()
     return summary

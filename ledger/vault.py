@@ -60,14 +60,6 @@ class KeyVault(abc.ABC):
         new events, but decrypt only on the explicit export/billing path."""
 
     @abc.abstractmethod
-    def seal(self, controller: str, subject: str) -> None:
-        with self._lock:
-            self._db.execute(
-                "UPDATE data_keys SET sealed=1 WHERE controller=? AND subject=?", (controller, subject)
-            )
-            for category in KEY_CATEGORIES:
-                self._cache.pop((controller, subject, category), None)
-
     def shred(self, controller: str, subject: str, categories: list[str]) -> list[str]:
         """Destroys the subject's keys of these categories; returns the categories destroyed."""
 

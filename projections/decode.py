@@ -23,7 +23,6 @@ from ledger.schemas import SchemaRegistry, SchemaVersion
 from projections import columnar_avro
 from projections.fold import EventColumns
 
-
 _MAGIC = int.from_bytes(SINGLE_OBJECT_MAGIC, "little")
 
 

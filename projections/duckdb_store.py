@@ -377,7 +377,7 @@ class DuckDBStore(TrackingRecorder):
             for c, types in CLOCKS.items()
         )
         updates = ", ".join(
-            [f"first_seen_at = least(activity_clock.first_seen_at, excluded.first_seen_at)"]
+            ["first_seen_at = least(activity_clock.first_seen_at, excluded.first_seen_at)"]
             + [f"{c} = greatest(activity_clock.{c}, excluded.{c})" for c in CLOCKS]
             + ["last_event_at = greatest(activity_clock.last_event_at, excluded.last_event_at)",
                "event_count = activity_clock.event_count + excluded.event_count"]

@@ -304,20 +304,21 @@ def summary(path: str | Path, as_of: int) -> dict[str, Any]:
     con = duckdb.connect(str(path), read_only=True)
     try:
         controllers = [r[0] for r in con.execute(
-            "SELECT DISTINCT controller FROM activity_clock ORDER BY 1").fetchall()]
+            "SELECT DISTINCT controller FROM activity_clock WHERE subject <> '*' ORDER BY 1"
+        ).fetchall()]
         result: dict[str, Any] = {}
         for c in controllers:
             months = SEED_INACTIVE_MONTHS.get(c, DEFAULT_INACTIVE_MONTHS)
             cutoff = to_micros(add_months(from_micros(as_of), -months))
             subjects, active = con.execute(
                 "SELECT count(*), count(*) FILTER (WHERE last_activity_at >= make_timestamp(?)) "
-                "FROM activity_clock WHERE controller = ?", [cutoff, c]).fetchone()  # type: ignore[misc]
+                "FROM activity_clock WHERE controller = ? AND subject <> '*'", [cutoff, c]).fetchone()  # type: ignore[misc]
             consents = dict(con.execute(
                 "SELECT status, count(*) FROM consent_state WHERE controller = ? GROUP BY 1",
                 [c]).fetchall())
             statuses = dict(con.execute(
                 "SELECT status, count(*) FROM pseudonymisation_status WHERE controller = ? "
-                "GROUP BY 1", [c]).fetchall())
+                "AND subject <> '*' GROUP BY 1", [c]).fetchall())
             result[c] = {
                 "subjects": subjects,
                 "active": active,

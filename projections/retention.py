@@ -117,3 +117,53 @@ def decide(facts: SubjectFacts, policy: Policy, now: int) -> Decision:
     if notice_due <= now:
         return decision("notify", notice_due, "inactivity_notice", facts.last_activity_event)
     return decision("keep", notice_due, "active", facts.last_activity_event)
+
+
+def rule_chain(facts: SubjectFacts, policy: Policy, now: int) -> list[str]:
+    """The reasoning behind ``decide`` in plain sentences, for ``ledger explain``."""
+    from ledger.timeutil import format_micros
+
+    def day(micros: int | None) -> str:
+        return "-" if micros is None else format_micros(micros)[:10]
+
+    def ref(event: str | None) -> str:
+        return f" (event {event})" if event else ""
+
+    d = decide(facts, policy, now)
+    lines = [f"policy {policy.name} (sha256 {policy.content_hash[:12]}…): inactive after "
+             f"{policy.inactive_after}"
+             + (f", notice {policy.notice_before} before erasure" if policy.notice_before else ", no notice")
+             + f", erasure request → {policy.erasure_action}"
+             + (f" for {policy.pseudonymise_for} then erase" if policy.pseudonymise_for else "")]
+    lines.append(f"status: {facts.status}{ref(facts.status_event)}")
+    if facts.status == "erased":
+        holds = hold_ends_at(facts, policy)
+        if holds:
+            lines.append(f"legal hold on {', '.join(sorted(holds))} data (last held event "
+                         f"{day(facts.last_held_at)}{ref(facts.last_held_event)}) ends {day(max(holds.values()))}")
+        lines.append(f"keys already destroyed: {', '.join(sorted(facts.shredded)) or 'none'}")
+    elif facts.status == "pseudonymised":
+        lines.append(f"pseudonymised: erasure due {day(facts.erase_due_at)} (the pseudonymisation "
+                     "period governs; no inactivity notices)")
+    elif facts.erasure_requested_at is not None:
+        lines.append(f"erasure requested {day(facts.erasure_requested_at)}{ref(facts.erasure_request_event)}")
+    elif not policy.keep_without_relationship and not facts.registered:
+        lines.append("no relationship was established (no SubjectRegistered): no personal data may be kept")
+    else:
+        start = facts.last_activity_at if facts.last_activity_at is not None else facts.first_seen_at
+        erase_due = policy.inactive_after.add(start)
+        lines.append(f"last activity {day(facts.last_activity_at)}{ref(facts.last_activity_event)}"
+                     if facts.last_activity_at is not None else f"first seen {day(facts.first_seen_at)}")
+        lines.append(f"erasure due = {day(start)} + {policy.inactive_after} = {day(erase_due)}")
+        if policy.notice_before is not None:
+            lines.append(f"notice due = {day(erase_due)} - {policy.notice_before} = "
+                         f"{day(policy.notice_before.subtract(erase_due))}")
+            if facts.notice_at is not None and facts.notice_at > start:
+                lines.append(f"notice sent {day(facts.notice_at)}{ref(facts.notice_event)}: erasure "
+                             f"no earlier than {day(policy.notice_before.add(facts.notice_at))}")
+            elif facts.notice_at is not None:
+                lines.append(f"notice sent {day(facts.notice_at)} was voided by later activity")
+    lines.append(f"decision at {format_micros(now)}: {d.action} (rule {d.rule})"
+                 + (f", due {day(d.due_at)}" if d.due_at is not None else "")
+                 + (f", destroys keys: {', '.join(d.shred)}" if d.shred else ""))
+    return lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
 import threading
@@ -14,11 +15,11 @@ from pathlib import Path
 import duckdb
 import pytest
 from click.testing import CliRunner
-from tests.conftest import make_event
 
 import projections
 from cli import main
 from ledger.service import Ledger
+from tests.conftest import make_event
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "projections.md"
 
@@ -120,7 +121,7 @@ def test_doc_example_queries_run_with_plain_duckdb(history: Ledger, data_dir: Pa
     assert ("cowrite", "profiling", 0, 1, 0) in per_purpose
     assert len(inactive) == 2  # both last active in June 2025
     assert [r[1] for r in open_requests] == ["rq-7"]
-    assert timeline and all(a[1] <= b[1] for a, b in zip(timeline, timeline[1:]))
+    assert timeline and all(a[1] <= b[1] for a, b in itertools.pairwise(timeline))
 
 
 def test_follow_projects_new_events_until_stopped(history: Ledger, data_dir: Path) -> None:
