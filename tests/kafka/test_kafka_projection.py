@@ -5,6 +5,8 @@ of the same events."""
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,10 +16,10 @@ import cli
 import projections
 from ledger.clock import FixedClock
 from ledger.demo import run_demo
-from ledger.kafka_log import KafkaEventLog, partition_for
+from ledger.kafka_log import KafkaSettings, partition_for
 from ledger.service import Ledger
 from ledger.timeutil import parse_timestamp
-from projections.workers import Worker, content_fingerprint, query_shards
+from projections.workers import Worker, WorkerReport, content_fingerprint, query_shards
 from tests.kafka.conftest import produce_raw, raw_messages
 from tests.kafka.test_kafka_poison import poison
 
@@ -28,22 +30,39 @@ def run(*args: str) -> Result:
     return CliRunner().invoke(cli.main, list(args), catch_exceptions=False)
 
 
+@dataclass(frozen=True)
+class Twins:
+    """Two copies of one freshly initialised data directory (same secrets, so the same
+    pseudonyms; separate key vaults, so each log's retention sweep shreds its own keys)."""
+
+    embedded: Path
+    kafka: Path
+    url: str
+
+    def rebuilt_embedded(self, path: Path) -> Path:
+        """The embedded log projected afresh (no retention decisions in it)."""
+        with Ledger.open(self.embedded) as ledger:
+            projections.project(ledger, path=path)
+        return path
+
+
 @pytest.fixture
-def both(tmp_path: Path, kafka_url: str) -> tuple[Path, str]:
-    """The same demo history published to the embedded log and to a 4-partition topic
-    (same data directory: same pseudonyms and keys), each projected by the demo."""
-    data = tmp_path / "d"
-    Ledger.init(data)
+def twins(tmp_path: Path, kafka_url: str) -> Twins:
+    """The same demo history (publish, project, sweep) on the embedded log and on a
+    4-partition topic."""
+    embedded, kafka = tmp_path / "embedded", tmp_path / "kafka"
+    Ledger.init(embedded)
+    shutil.copytree(embedded, kafka)
     url = kafka_url.replace("partitions=3", "partitions=4")
-    for log in (None, url):
+    for data, log in ((embedded, None), (kafka, url)):
         with Ledger.open(data, log=log) as ledger:
             ledger.clock = FixedClock(NOW)
             run_demo(ledger, subjects=120, seed=5, years=2)
-    return data, url
+    return Twins(embedded, kafka, url)
 
 
-def test_two_workers_together_equal_the_embedded_projection(both: tuple[Path, str]) -> None:
-    data, url = both
+def test_two_workers_together_equal_the_embedded_projection(twins: Twins, tmp_path: Path) -> None:
+    data, url = twins.kafka, twins.url
     reports = []
     for worker in ("0/2", "1/2"):
         result = run("--data", str(data), "--log", url, "project", "--worker", worker, "--json")
@@ -52,14 +71,17 @@ def test_two_workers_together_equal_the_embedded_projection(both: tuple[Path, st
     assert [sorted(r["offsets"]) for r in reports] == [["0", "2"], ["1", "3"]]
     shards = sorted(data.glob("*.shard-*-of-2.duckdb"))
     assert len(shards) == 2
-    embedded = run("kafka", "fingerprint", str(data / "projections.duckdb"))
+    embedded = run("kafka", "fingerprint", str(twins.rebuilt_embedded(tmp_path / "e.duckdb")))
     sharded = run("kafka", "fingerprint", str(data / "*.shard-*-of-2.duckdb"))
-    whole_kafka = next(p for p in data.glob("projections.test-*.duckdb") if "shard" not in p.name)
-    assert embedded.stdout == sharded.stdout == run("kafka", "fingerprint", str(whole_kafka)).stdout
+    assert embedded.exit_code == 0 and embedded.stdout == sharded.stdout
+    # The demo's own projections, retention decisions of its sweep included, agree too.
+    live_kafka = data / f"projections.{KafkaSettings.parse(url).topic}.duckdb"
+    assert content_fingerprint([live_kafka]) == content_fingerprint(
+        [twins.embedded / "projections.duckdb"])
     counted = run("--data", str(data), "query", "--shards", str(data / "*.shard-*.duckdb"),
                   "SELECT count(*) AS n, count(DISTINCT subject) AS s FROM events", "--json")
-    alone = run("--data", str(data), "query", "SELECT count(*) AS n, count(DISTINCT subject) AS s "
-                "FROM events", "--json")
+    alone = run("--data", str(twins.embedded), "query",
+                "SELECT count(*) AS n, count(DISTINCT subject) AS s FROM events", "--json")
     assert json.loads(counted.stdout) == json.loads(alone.stdout)
     # Each subject lives in one shard only.
     _, rows = query_shards(shards, "SELECT count(*) FROM (SELECT subject FROM activity_clock "
@@ -67,10 +89,9 @@ def test_two_workers_together_equal_the_embedded_projection(both: tuple[Path, st
     assert rows == [(0,)]
 
 
-def test_a_worker_resumes_at_its_offsets(both: tuple[Path, str], tmp_path: Path) -> None:
-    data, url = both
+def test_a_worker_resumes_at_its_offsets(twins: Twins, tmp_path: Path) -> None:
     worker = Worker(0, 2)
-    with Ledger.open(data, log=url) as ledger:
+    with Ledger.open(twins.kafka, log=twins.url) as ledger:
         first = projections.project(ledger, worker=worker)
         ledger.clock = FixedClock(NOW + 86_400_000_000)
         more = [{"type": "LoggedIn", "event_id": f"00000000-0000-4000-8000-{i:012d}",
@@ -78,26 +99,24 @@ def test_a_worker_resumes_at_its_offsets(both: tuple[Path, str], tmp_path: Path)
                  "actor": "subject", "subject": {"account": f"cw-new-{i}"}, "app": "cowrite",
                  "method": "password"} for i in range(40)]
         assert ledger.record_many(more).accepted == 40
-        log = ledger.log
-        assert isinstance(log, KafkaEventLog)
         mine = sum(worker.owns(partition_for(ledger.subject_id("cowrite", account=f"cw-new-{i}")
                                              .encode(), 4)) for i in range(40))
         again = projections.project(ledger, worker=worker)
         assert again.events == mine  # only what arrived since its stored offsets
+        assert isinstance(again, WorkerReport) and isinstance(first, WorkerReport)
         assert all(again.offsets[p] >= first.offsets[p] for p in first.offsets)
         assert projections.project(ledger, worker=worker).events == 0
         fresh = projections.project(ledger, worker=worker, path=tmp_path / "fresh.duckdb")
         assert fresh.events == first.events + mine
-    resumed = next(data.glob("*.shard-0-of-2.duckdb"))
+    resumed = next(twins.kafka.glob("*.shard-0-of-2.duckdb"))
     assert content_fingerprint([resumed]) == content_fingerprint([tmp_path / "fresh.duckdb"])
 
 
-def test_an_event_produced_twice_is_projected_once(both: tuple[Path, str], kafka_bootstrap: str,
+def test_an_event_produced_twice_is_projected_once(twins: Twins, kafka_bootstrap: str,
                                                    tmp_path: Path) -> None:
-    data, url = both
-    with Ledger.open(data, log=url) as ledger:
+    with Ledger.open(twins.kafka, log=twins.url) as ledger:
         before = projections.project(ledger, path=tmp_path / "p.duckdb")
-        topic = ledger.log.name  # type: ignore[attr-defined]
+        topic = KafkaSettings.parse(twins.url).topic
         fp = content_fingerprint([tmp_path / "p.duckdb"])
         # A second copy of a message, as a racing second writer would leave it.
         original = raw_messages(kafka_bootstrap, topic)[7]
@@ -106,35 +125,33 @@ def test_an_event_produced_twice_is_projected_once(both: tuple[Path, str], kafka
                                               "partition": original.partition}])
         resumed = projections.project(ledger, path=tmp_path / "p.duckdb")  # checks its events
         rebuilt = projections.project(ledger, path=tmp_path / "q.duckdb")  # skips within the run
+    assert isinstance(resumed, WorkerReport)
     assert (resumed.events, resumed.duplicates) == (1, 1)
     assert rebuilt.events == before.events  # the reader skipped the copy within its run
     assert content_fingerprint([tmp_path / "p.duckdb"]) == fp == content_fingerprint([tmp_path / "q.duckdb"])
 
 
-def test_poison_leaves_the_projection_exact(both: tuple[Path, str], kafka_bootstrap: str,
-                                            tmp_path: Path) -> None:
-    data, url = both
-    with Ledger.open(data, log=url) as ledger:
-        log = ledger.log
-        assert isinstance(log, KafkaEventLog)
-        key = raw_messages(kafka_bootstrap, log.name)[0].key  # a subject with good records
-        produce_raw(kafka_bootstrap, log.name,
-                    [{"key": key, "partition": 1, **m} for m in poison(key.decode()).values()])
+def test_poison_leaves_the_projection_exact(twins: Twins, kafka_bootstrap: str, tmp_path: Path) -> None:
+    settings = KafkaSettings.parse(twins.url)
+    key = raw_messages(kafka_bootstrap, settings.topic)[0].key  # a subject with good records
+    produce_raw(kafka_bootstrap, settings.topic,
+                [{"key": key, "partition": 1, **m} for m in poison(key.decode()).values()])
+    with Ledger.open(twins.kafka, log=twins.url) as ledger:
         report = projections.project(ledger, worker=Worker(1, 2), path=tmp_path / "s1.duckdb")
         projections.project(ledger, worker=Worker(0, 2), path=tmp_path / "s0.duckdb")
-        letters = raw_messages(kafka_bootstrap, log.settings.rejected_topic)
+    letters = raw_messages(kafka_bootstrap, settings.rejected_topic)
     assert report.errors == 0 and len(letters) == len(poison("x"))
     shards = [tmp_path / "s0.duckdb", tmp_path / "s1.duckdb"]
-    assert content_fingerprint(shards) == content_fingerprint([data / "projections.duckdb"])
+    assert content_fingerprint(shards) == content_fingerprint(
+        [twins.rebuilt_embedded(tmp_path / "e.duckdb")])
     assert query_shards(shards, "SELECT count(*) FROM projection_errors")[1] == [(0,)]
 
 
-def test_replay_as_of_on_kafka_equals_the_embedded_replay(both: tuple[Path, str], tmp_path: Path) -> None:
-    data, url = both
+def test_replay_as_of_on_kafka_equals_the_embedded_replay(twins: Twins, tmp_path: Path) -> None:
     as_of = parse_timestamp("2025-12-31")
-    with Ledger.open(data) as ledger:
+    with Ledger.open(twins.embedded) as ledger:
         projections.replay(ledger, as_of, tmp_path / "embedded.duckdb")
-    with Ledger.open(data, log=url) as ledger:
+    with Ledger.open(twins.kafka, log=twins.url) as ledger:
         projections.replay(ledger, as_of, tmp_path / "kafka.duckdb")
     assert content_fingerprint([tmp_path / "kafka.duckdb"]) == content_fingerprint(
         [tmp_path / "embedded.duckdb"])
