@@ -362,5 +362,21 @@ class Ledger:
         result: dict[str, Any] = json.loads(unseal(key, event.pii, event.event_id))
         return result
 
+    # rights (SPEC §5 permissions, §2 register extract) -------------------------------------
+    # They read the DuckDB projections, which sit above this layer: imported when called.
+    def permits(self, purpose: str, **kwargs: Any) -> Any:
+        """May ``purpose`` be pursued for a subject now (or ``as_of``)? See
+        ``projections.permissions.permits`` for the arguments; returns a PermitAnswer."""
+        from projections.permissions import permits
+
+        return permits(self, purpose, **kwargs)
+
+    def export_subject(self, **kwargs: Any) -> dict[str, Any]:
+        """The register extract / portable copy of one subject; see
+        ``projections.export.export_subject``."""
+        from projections.export import export_subject
+
+        return export_subject(self, **kwargs)
+
 
 __all__ = ["KeyUnavailable", "Ledger", "PublishReport", "RecordOutcome"]
