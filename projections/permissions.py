@@ -133,7 +133,8 @@ def decide(facts: PermitFacts, purpose: str, basis: str, channel: str | None = N
     def answer(permitted: bool, rule: str, reason: str, evidence: Evidence | None) -> Permission:
         return Permission(permitted, reason, rule, purpose, basis, channel, evidence)
 
-    where = f" on {channel}" if channel else ""
+    # Only opt-outs are per channel: for other purposes a channel changes nothing.
+    where = f" on {channel}" if channel and purpose in CHANNEL_PURPOSES else ""
     ev = facts.status_evidence
     if facts.status in ("erased", "pseudonymised"):
         what = f"the subject was {facts.status}"
@@ -201,8 +202,8 @@ def _legitimate_interest(facts: PermitFacts, purpose: str, channel: str | None, 
     if last_in is not None:
         return answer(True, "legitimate_interest", f"{basis} since {last_in.describe()}", last_in)
     if facts.registered is not None:
-        return answer(True, "legitimate_interest", f"{basis} (relationship since "
-                      f"{facts.registered.describe()})", facts.registered)
+        return answer(True, "legitimate_interest", f"{basis}; relationship since "
+                      f"{facts.registered.describe()}", facts.registered)
     return answer(True, "legitimate_interest", basis, None)
 
 
@@ -237,7 +238,7 @@ def _newsletter(facts: PermitFacts, channel: str | None, answer: Any) -> Permiss
     where = f" on {channel}" if channel else ""
     if live:
         latest = max(live)
-        return answer(True, "consent", f"subscribed to the newsletter{where}: "
+        return answer(True, "consent", f"opted in to the newsletter{where}: "
                       f"{latest.describe()}", latest)
     if withdrawn is not None:
         stopped.append(withdrawn)
@@ -431,6 +432,10 @@ def permits(
                                   controller=controller)
             basis = purpose_basis(ledger, ref.controller, purpose)
             facts = gather(con, ref.controller, ref.subject)
+        except UnknownSubject as e:
+            if as_of is None:
+                raise
+            raise UnknownSubject(f"{e} as of {format_micros(as_of)}") from None
         finally:
             con.close()
     permission = decide(facts, purpose, basis, channel)
