@@ -602,6 +602,81 @@ def explain(ctx: click.Context, subject: str | None, email: str | None, controll
     for line in result["rule_chain"]:
         click.echo(f"  - {line}")
 
+# --- rights (SPEC §5 permissions, §2 register extract): permits, subject export ------------
+
+
+@main.command()
+@click.argument("args", nargs=-1, metavar="[SUBJECT] PURPOSE")
+@click.option("--email", help="The person's e-mail address (instead of SUBJECT; needs --controller).")
+@click.option("--account", help="The person's account id (instead of SUBJECT; needs --controller).")
+@click.option("--controller", help="Controller [default: the one controller that knows SUBJECT].")
+@click.option("--channel", help="Delivery channel: email, sms, app or post (marketing, newsletter).")
+@click.option("--as-of", "as_of", metavar="T",
+              help="Answer as known at T (knowledge time), from a replay of the log as of T.")
+@json_option
+@click.pass_context
+@handles_errors
+def permits(ctx: click.Context, args: tuple[str, ...], email: str | None, account: str | None,
+            controller: str | None, channel: str | None, as_of: str | None, as_json: bool) -> None:
+    """May PURPOSE be pursued for this person now? Prints yes/no and the deciding event.
+
+    SUBJECT is a pseudonym, or give --email/--account with --controller instead. Exit 0 when
+    permitted, 1 when not (so `ledger permits ... && send` fails safe), 2 on usage errors.
+    """
+    from ledger.timeutil import parse_cli_time
+
+    named = email is not None or account is not None
+    if len(args) != (1 if named else 2):
+        raise Failure("give SUBJECT PURPOSE, or PURPOSE with --email/--account and --controller", 2)
+    subject, purpose = (None, args[0]) if named else (args[0], args[1])
+    t = parse_cli_time(as_of, "--as-of") if as_of is not None else None
+    with opened(ctx) as ledger:
+        answer = ledger.permits(purpose, subject=subject, email=email, account=account,
+                                controller=controller, channel=channel, as_of=t)
+    if as_json:
+        emit_json(answer.as_dict())
+    else:
+        click.echo(f"{'yes' if answer.permitted else 'no'}: {answer.reason}")
+    if not answer.permitted:
+        ctx.exit(1)
+
+
+@subject.command("export")
+@click.option("--email", help="The person's e-mail address.")
+@click.option("--account", help="The person's account id in an app.")
+@click.option("--subject", "subject_id_", metavar="ID", help="The pseudonym.")
+@click.option("--controller", required=True, help="The controller whose data is extracted.")
+@click.option("--include-pseudonymised", is_flag=True,
+              help="Decrypt a pseudonymised subject's sealed personal data (said so in the output).")
+@click.option("--out", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write to FILE (mode 0600, outside the data directory) [default: stdout].")
+@json_option
+@click.pass_context
+@handles_errors
+def subject_export(ctx: click.Context, email: str | None, account: str | None,
+                   subject_id_: str | None, controller: str, include_pseudonymised: bool,
+                   out: str | None, as_json: bool) -> None:
+    """Register extract / portable copy: everything held about the person, decrypted, as JSON.
+
+    The output always is JSON (--json is accepted for symmetry). An erased subject's extract
+    says so and holds nothing personal.
+    """
+    del as_json  # the extract is JSON either way
+    settings: Settings = ctx.obj
+    from projections.export import check_out_path, write_export
+
+    if out is not None:  # refuse before anything is decrypted
+        check_out_path(out, settings.data_dir)
+    with opened(ctx) as ledger:
+        extract = ledger.export_subject(controller=controller, subject=subject_id_, email=email,
+                                        account=account,
+                                        include_pseudonymised=include_pseudonymised)
+    if out is None:
+        emit_json(extract)
+        return
+    path = write_export(extract, out, settings.data_dir)
+    click.echo(f"wrote the extract of {extract['subject'][:16]}… to {path} (mode 0600)", err=True)
+
 
 if __name__ == "__main__":
     main()
