@@ -294,8 +294,8 @@ def rate_bar(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
 
 
 def format_projection_summary(p: dict[str, Any]) -> list[str]:
-    lines = [f"Projections: {p['projection']['events']:,} events projected "
-             f"({p['projection']['events_per_second']:,} events/s)"]
+    lines = [(f"Projections: {p['projection']['events']:,} events projected "
+              f"({p['projection']['events_per_second']:,} events/s)")]
     for controller, c in p["by_controller"].items():
         lines.append(
             f"  {controller}: {c['subjects']} subjects, {c['active']} active / {c['inactive']} "

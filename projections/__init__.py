@@ -5,8 +5,8 @@ from __future__ import annotations
 from projections.projector import (
     PROJECTIONS_FILE,
     ProjectReport,
-    follow,
     fingerprint,
+    follow,
     project,
     project_and_summarise,
     projections_path,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import duckdb
-import pyarrow as pa
+import pyarrow as pa  # type: ignore[import-untyped]
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
 from ledger.errors import LedgerError, UsageError
@@ -197,7 +197,8 @@ class DuckDBStore(TrackingRecorder):
         self.read_only = read_only
         if read_only and not path.exists():
             raise UsageError(f"no projections at {path}: run `ledger project` first")
-        config = {"memory_limit": memory_limit} if memory_limit else {}
+        config: dict[str, str | bool | int | float | list[str]] = (
+            {"memory_limit": memory_limit} if memory_limit else {})
         try:
             self.con = duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.Error as e:
@@ -375,7 +376,7 @@ class DuckDBStore(TrackingRecorder):
             for c, types in CLOCKS.items()
         )
         updates = ", ".join(
-            [f"first_seen_at = least(activity_clock.first_seen_at, excluded.first_seen_at)"]
+            ["first_seen_at = least(activity_clock.first_seen_at, excluded.first_seen_at)"]
             + [f"{c} = greatest(activity_clock.{c}, excluded.{c})" for c in CLOCKS]
             + ["last_event_at = greatest(activity_clock.last_event_at, excluded.last_event_at)",
                "event_count = activity_clock.event_count + excluded.event_count"]
@@ -441,7 +442,8 @@ class DuckDBStore(TrackingRecorder):
             body = {"request_id": rid, "right": right, "scope": scope, "outcome": outcome,
                     "reason": reason, "erase_due_at": erase_due}
             history[(c, s)].append(HistoryEvent(typ, pos, occ, eid, body))
-        status_rows, request_table = [], []
+        status_rows: list[tuple[Any, ...]] = []
+        request_table: list[tuple[Any, ...]] = []
         for (c, s), events in sorted(history.items()):
             st = subject_status(events)
             status_rows.append((c, s, st.status, st.since, st.erase_due_at, st.reason,

@@ -109,7 +109,7 @@ class Projector:
                     decoded = self.decoder.decode(page)
                     ready.put((decoded, fold(decoded.groups)))
                 ready.put(None)
-            except BaseException as e:  # handed to the writer thread, raised there
+            except BaseException as e:  # noqa: BLE001 - handed to the writer thread, raised there
                 ready.put(e)
 
         reader = threading.Thread(target=produce, name="projection-reader", daemon=True)
@@ -241,12 +241,13 @@ class QueryResult:
 
 
 def query(path: str | Path, sql: str) -> QueryResult:
-    """Runs SQL on a projections file, read-only (nothing can be changed through it)."""
+    """Runs SQL on a projections file, read-only, with DuckDB's file access switched off: a
+    query sees the projections and nothing else on the machine, and writes nowhere."""
     path = Path(path)
     if not path.exists():
         raise UsageError(f"no projections at {path}: run `ledger project` first")
     try:
-        con = duckdb.connect(str(path), read_only=True)
+        con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
     except duckdb.Error as e:
         raise ProjectionStoreError(f"cannot open {path}: {_one_line(e)}") from None
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
 import threading
@@ -104,11 +105,13 @@ def test_query_table_json_csv_and_errors(history: Ledger, data_dir: Path) -> Non
     assert err.count("\n") == 1
     code, _, err = run(data_dir, "query", "DELETE FROM events")
     assert code == 2 and "read-only" in err
+    code, _, err = run(data_dir, "query", "COPY events TO 'out.csv'")
+    assert code == 2 and "file system operations are disabled" in err
 
 
 def test_doc_example_queries_run_with_plain_duckdb(history: Ledger, data_dir: Path) -> None:
     projections.project(history)
-    queries = re.findall(r"```sql\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.S)
+    queries = re.findall(r"```sql\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL)
     assert len(queries) >= 8
     con = duckdb.connect(str(data_dir / "projections.duckdb"), read_only=True)
     try:
@@ -120,7 +123,7 @@ def test_doc_example_queries_run_with_plain_duckdb(history: Ledger, data_dir: Pa
     assert ("cowrite", "profiling", 0, 1, 0) in per_purpose
     assert len(inactive) == 2  # both last active in June 2025
     assert [r[1] for r in open_requests] == ["rq-7"]
-    assert timeline and all(a[1] <= b[1] for a, b in zip(timeline, timeline[1:]))
+    assert timeline and all(a[1] <= b[1] for a, b in itertools.pairwise(timeline))
 
 
 def test_follow_projects_new_events_until_stopped(history: Ledger, data_dir: Path) -> None:
