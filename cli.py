@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a finding (rejected input, tampering, unjustified decis
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,9 +19,11 @@ import click
 from ledger import __version__
 from ledger.config import DEFAULT_CONTROLLERS, Settings
 from ledger.errors import LedgerError
+from ledger.intake import iter_lines
 from ledger.service import Ledger
 
 F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
 
 
 class Failure(click.ClickException):
@@ -28,7 +31,7 @@ class Failure(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click reads it per instance
 
 
 def handles_errors(fn: F) -> F:
@@ -137,20 +140,27 @@ def controller_list(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"{r['controller']}\tpolicy={r['policy']}")
 
 
+workers_option = click.option(
+    "--workers", type=click.IntRange(min=1, max=64), default=DEFAULT_WORKERS, show_default=True,
+    help="Processes that validate, encrypt and encode in parallel (used for long inputs only).")
+
+
 @main.command()
 @click.argument("file", type=click.File("rb"))
+@workers_option
 @json_option
 @click.pass_context
 @handles_errors
-def publish(ctx: click.Context, file: Any, as_json: bool) -> None:
+def publish(ctx: click.Context, file: Any, workers: int, as_json: bool) -> None:
     """Validate and append JSON-lines events from FILE (or - for stdin).
 
     Prints accepted / duplicate / rejected counts. Each rejected line goes to the dead letters
     with its line number and reason; it never stops the rest. Exit 1 if any line was rejected.
     """
-    origin = "-" if file.name in ("<stdin>", "-") else Path(file.name).name
+    name = getattr(file, "name", "-")
+    origin = "-" if name in ("<stdin>", "-") else Path(name).name
     with opened(ctx) as ledger, progress_bar(None, "Publishing") as progress:
-        report = ledger.publish(iter(file), origin=origin, progress=progress)
+        report = ledger.publish(iter_lines(file), origin=origin, progress=progress, workers=workers)
     if as_json:
         emit_json(report.as_dict())
     else:
@@ -236,17 +246,19 @@ def schemas_check(as_json: bool) -> None:
 @click.option("--seed", type=int, default=42, show_default=True, help="Random seed (same seed, same history).")
 @click.option("--years", type=click.IntRange(min=1, max=20), default=5, show_default=True,
               help="Length of the simulated history, ending at the ledger clock.")
+@workers_option
 @json_option
 @click.pass_context
 @handles_errors
-def demo(ctx: click.Context, subjects: int, seed: int, years: int, as_json: bool) -> None:
+def demo(ctx: click.Context, subjects: int, seed: int, years: int, workers: int, as_json: bool) -> None:
     """Generate a realistic multi-year history for both seed controllers and publish it."""
     from ledger.demo import run_demo
 
     settings: Settings = ctx.obj
     Ledger.init(settings.data_dir)
     with opened(ctx) as ledger, progress_bar(None, "Publishing history") as progress:
-        summary = run_demo(ledger, subjects=subjects, seed=seed, years=years, progress=progress)
+        summary = run_demo(ledger, subjects=subjects, seed=seed, years=years, progress=progress,
+                           workers=workers)
     if as_json:
         emit_json(summary)
     else:

@@ -55,7 +55,7 @@ class AvroCodec:
             record: Any = schemaless_reader(
                 stream, writer.fast, None if reader is writer else reader.fast
             )
-        except Exception as e:  # fastavro raises many types on corrupt input
+        except Exception as e:  # noqa: BLE001 - fastavro raises many types on corrupt input
             raise CodecError(f"corrupt {writer.type} body: {type(e).__name__}: {e}") from None
         if stream.tell() != len(body):
             raise CodecError(f"corrupt {writer.type} body: {len(body) - stream.tell()} trailing bytes")

@@ -41,7 +41,7 @@ def check_pair(writer: SchemaVersion, reader: SchemaVersion, samples: int = SAMP
                 expected = record[name] if name in writer_fields else default
                 if read.get(name) != expected:
                     raise ValueError(f"field {name!r} read as {read.get(name)!r}")
-    except Exception as e:  # fastavro signals incompatibility with several exception types
+    except Exception as e:  # noqa: BLE001 - fastavro signals incompatibility in several ways
         return Compatibility(writer.type, writer.version, reader.version, False, str(e)[:200])
     return Compatibility(writer.type, writer.version, reader.version, True)
 

@@ -84,9 +84,10 @@ def load_config(data_dir: Path) -> LedgerConfig:
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: 'controllers' must be a table")
     for name, entry in table.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("policy", name), str):
+        policy = entry.get("policy", name) if isinstance(entry, dict) else None
+        if not isinstance(policy, str):
             raise ConfigError(f"{path}: controllers.{name}.policy must be a string")
-        controllers[name] = ControllerConfig(name, entry.get("policy", name))
+        controllers[name] = ControllerConfig(name, policy)
     return LedgerConfig(controllers)
 
 

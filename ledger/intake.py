@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 from uuid import UUID
 
 from ledger.errors import InvalidEvent
@@ -34,6 +34,7 @@ _ACTOR = re.compile(r"subject|(?:staff|system):[A-Za-z0-9][A-Za-z0-9_.@/-]{0,63}
 _PURPOSE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
 _LOOKS_LIKE_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _PURPOSE_FIELDS = {
@@ -121,7 +122,7 @@ def _text(value: Any, field: str) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise _reject(field, "not valid Unicode (lone surrogate)") from None
-    if _LOOKS_LIKE_EMAIL.search(value):
+    if "@" in value and _LOOKS_LIKE_EMAIL.search(value):
         raise _reject(field, "looks like an e-mail address; personal data belongs in pii")
     return value
 
@@ -134,6 +135,7 @@ class Intake:
         self._fields = {
             t: [_field_spec(f) for f in registry.body_fields(t)] for t in registry.types()
         }
+        self._allowed = {t: ENVELOPE_KEYS | {f.name for f in fs} for t, fs in self._fields.items()}
 
     # JSON lines ---------------------------------------------------------------------------
     def parse_line(self, line: bytes, now: int) -> Draft:
@@ -144,7 +146,7 @@ class Intake:
         except UnicodeDecodeError as e:
             raise _reject(None, f"not UTF-8 (byte {e.start})") from None
         try:
-            obj = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+            obj = _DECODER.decode(text)
         except json.JSONDecodeError as e:
             raise _reject(None, f"malformed JSON: {e.msg} at column {e.colno}") from None
         except RecursionError:
@@ -169,8 +171,7 @@ class Intake:
         if event_type in SWEEP_TYPES and not allow_sweep:
             raise _reject("type", f"{event_type} is emitted by the retention sweep, not by producers")
 
-        known = {f.name for f in fields}
-        unknown = [k for k in obj if k not in ENVELOPE_KEYS and k not in known]
+        unknown = obj.keys() - self._allowed[event_type]
         if "recorded_at" in unknown:
             raise _reject("recorded_at", "is stamped by the ledger; producers must not send it")
         if unknown:
@@ -182,10 +183,13 @@ class Intake:
             raise _reject("event_id", "missing (a UUID chosen by the producer, the idempotency key)")
         if not isinstance(event_id, str) or len(event_id) > 64:
             raise _reject("event_id", "expected a UUID string")
-        try:
-            event_id = str(UUID(event_id))
-        except ValueError:
-            raise _reject("event_id", "not a UUID") from None
+        if _CANONICAL_UUID.fullmatch(event_id):
+            event_id = event_id.lower()
+        else:
+            try:
+                event_id = str(UUID(event_id))
+            except ValueError:
+                raise _reject("event_id", "not a UUID") from None
 
         controller = obj.get("controller")
         if controller is None:
@@ -281,7 +285,10 @@ class Intake:
                     value.encode("utf-8")
                 except UnicodeEncodeError:
                     raise _reject(f"pii.{key[:40]}", "not valid Unicode (lone surrogate)") from None
-        size = len(json.dumps(pii, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        # A cheap upper bound (UTF-8 is at most 4 bytes a character) before an exact count.
+        size = sum(len(k) + len(str(v)) + 6 for k, v in pii.items())
+        if size * 4 > MAX_PII_BYTES:
+            size = len(json.dumps(pii, ensure_ascii=False).encode("utf-8", "surrogatepass"))
         if size > MAX_PII_BYTES:
             raise _reject("pii", f"{size} bytes, over the {MAX_PII_BYTES // 1024} KiB limit")
         return dict(pii)
@@ -340,6 +347,19 @@ class Intake:
         raise _reject(name, f"unsupported field kind {f.kind}")  # a schema this code lacks
 
 
+def iter_lines(stream: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """Lines of a binary stream with bounded memory: a line longer than the limit is cut to
+    limit + 1 bytes (so that intake rejects it as oversize) and its rest is skipped."""
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit and not line.endswith(b"\n"):
+            while (rest := stream.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass
+        yield line
+
+
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
@@ -351,3 +371,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+# One decoder for every line: json.loads would build a new one per call with these hooks.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)

@@ -123,7 +123,7 @@ class SchemaRegistry:
                 definition = _inline(raw, ENVELOPE, envelope)
                 parsed = parse_schema(definition)
                 fast = parse_schema(_strip_logical_types(definition))
-            except Exception as e:  # fastavro raises several types for bad schemas
+            except Exception as e:  # noqa: BLE001 - fastavro raises several types for bad schemas
                 raise ConfigError(f"invalid schema {path.name}: {e}") from None
             if raw.get("name") != m["type"]:
                 raise ConfigError(f"{path.name}: record name {raw.get('name')!r} != file name")

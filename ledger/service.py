@@ -6,8 +6,12 @@ A rejected event never stops the rest; it goes to the dead letters with its reas
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,17 +20,22 @@ from ledger import config as cfg
 from ledger.clock import Clock, FixedClock, SystemClock
 from ledger.codec import AvroCodec
 from ledger.dead_letters import DeadLetters, Reject
-from ledger.errors import CodecError, InvalidEvent, KeyUnavailable, UsageError
+from ledger.errors import InvalidEvent, KeyUnavailable, UsageError
 from ledger.events import Event
-from ledger.intake import Draft, Intake
+from ledger.intake import Intake
 from ledger.log import EventLog, LogRecord, PendingRecord
+from ledger.preparation import Prepared, Preparer, Unit, worker_init, worker_prepare
 from ledger.pseudonyms import pseudonym
 from ledger.schemas import SchemaRegistry, default_registry
 from ledger.timeutil import parse_cli_time
-from ledger.vault import KeyVault, SQLiteKeyVault, blob_header, seal, unseal
-from ledger.vocabulary import key_category
+from ledger.vault import KeyVault, SQLiteKeyVault, blob_header, unseal
 
-CHUNK = 2000
+CHUNK = 2000  # items a unit holds when the input does not come in batches of its own
+# Items one log transaction holds. Durable commits (fsync) and the random event-id index
+# pages each commit rewrites dominate append cost, so bulk input is committed in large
+# groups; every item is still durable before publish reports it accepted.
+PACKAGE = 10_000
+PARALLEL_AFTER = 2  # packages read before worker processes are worth starting
 Progress = Callable[[int], None]
 
 
@@ -57,6 +66,21 @@ class RecordOutcome:
     subject: str
     status: str  # accepted | duplicate
     position: int | None
+
+
+def _packages(units: Iterable[Unit]) -> Iterator[list[Unit]]:
+    """Groups units into packages of about PACKAGE items: one worker task and one log
+    transaction each, however small the units (a demo day holds a handful of events)."""
+    package: list[Unit] = []
+    size = 0
+    for unit in units:
+        package.append(unit)
+        size += len(unit.items)
+        if size >= PACKAGE:
+            yield package
+            package, size = [], 0
+    if package:
+        yield package
 
 
 def controller_secret_name(controller: str) -> str:
@@ -91,6 +115,7 @@ class Ledger:
         vault: KeyVault,
         clock: Clock,
         registry: SchemaRegistry | None = None,
+        master_key: bytes | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.config = config
@@ -101,6 +126,8 @@ class Ledger:
         self.codec = AvroCodec(self.registry)
         self.intake = Intake(self.registry, config.controllers)
         self._secrets = {c: vault.secret(controller_secret_name(c)) for c in config.controllers}
+        self._preparer = Preparer(self.intake, self._secrets, vault, self.registry)
+        self._master_key = master_key
         self.dead_letters = DeadLetters(
             data_dir / cfg.DEAD_LETTERS_FILE, vault.secret("dead-letters", create=True)
         )
@@ -120,11 +147,12 @@ class Ledger:
     @classmethod
     def from_settings(cls, settings: cfg.Settings) -> Ledger:
         config = cfg.load_config(settings.data_dir)
-        vault = SQLiteKeyVault(settings.data_dir / cfg.VAULT_FILE, cfg.master_key(settings.data_dir))
+        master_key = cfg.master_key(settings.data_dir)
+        vault = SQLiteKeyVault(settings.data_dir / cfg.VAULT_FILE, master_key)
         clock: Clock = (
             FixedClock(parse_cli_time(settings.now, "--now")) if settings.now else SystemClock()
         )
-        return cls(settings.data_dir, config, open_log(settings), vault, clock)
+        return cls(settings.data_dir, config, open_log(settings), vault, clock, master_key=master_key)
 
     @staticmethod
     def init(
@@ -160,6 +188,7 @@ class Ledger:
         self.config = cfg.LedgerConfig(controllers)
         cfg.write_config(self.data_dir, self.config)
         self.intake = Intake(self.registry, self.config.controllers)
+        self._preparer = Preparer(self.intake, self._secrets, self.vault, self.registry)
         return True
 
     def close(self) -> None:
@@ -187,117 +216,123 @@ class Ledger:
         """Appends one event; raises InvalidEvent (naming the field) if it is rejected."""
         if isinstance(event, Event):
             return self._append_events([event])[0]
-        outcomes, rejects = self._process([(1, event)], origin="api")
-        if rejects:
-            raise InvalidEvent(rejects[0].reason)
-        return outcomes[0]
+        prepared = self._preparer.prepare(Unit(self.clock.now(), [(1, event)]), "api")
+        if prepared.rejects:
+            raise InvalidEvent(prepared.rejects[0].reason)
+        return self._commit([prepared])[0]
 
     def record_many(
-        self, events: Iterable[Mapping[str, Any]], *, origin: str = "api", progress: Progress | None = None
+        self,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        origin: str = "api",
+        progress: Progress | None = None,
+        workers: int = 1,
     ) -> PublishReport:
-        return self._run(enumerate(events, 1), origin, progress)
+        return self._execute(self._units(enumerate(events, 1)), origin, progress, workers)
+
+    def record_batches(
+        self,
+        batches: Iterable[tuple[int, Sequence[Mapping[str, Any]]]],
+        *,
+        origin: str = "api",
+        progress: Progress | None = None,
+        workers: int = 1,
+    ) -> PublishReport:
+        """Appends batches that each carry their own ledger clock (recorded_at), e.g. a
+        history back-filled day by day. Each batch is one atomic append."""
+        units = (Unit(at, list(enumerate(events, 1))) for at, events in batches)
+        return self._execute(units, origin, progress, workers)
 
     def publish(
-        self, lines: Iterable[bytes], *, origin: str = "-", progress: Progress | None = None
+        self,
+        lines: Iterable[bytes],
+        *,
+        origin: str = "-",
+        progress: Progress | None = None,
+        workers: int = 1,
     ) -> PublishReport:
         """Validates and appends JSON lines; blank lines are skipped."""
-        numbered = ((n, line) for n, line in enumerate(lines, 1) if line.strip())
-        return self._run(numbered, origin, progress)
+        numbered = ((n, line.rstrip(b"\r\n")) for n, line in enumerate(lines, 1) if line.strip())
+        return self._execute(self._units(numbered), origin, progress, workers)
 
-    def _run(
-        self, items: Iterable[tuple[int, Any]], origin: str, progress: Progress | None
-    ) -> PublishReport:
-        report = PublishReport()
+    def _units(self, items: Iterable[tuple[int, Any]]) -> Iterator[Unit]:
         chunk: list[tuple[int, Any]] = []
         for item in items:
             chunk.append(item)
             if len(chunk) >= CHUNK:
-                report.add(self._chunk(chunk, origin))
-                if progress:
-                    progress(len(chunk))
+                yield Unit(self.clock.now(), chunk)
                 chunk = []
         if chunk:
-            report.add(self._chunk(chunk, origin))
-            if progress:
-                progress(len(chunk))
-        return report
+            yield Unit(self.clock.now(), chunk)
 
-    def _chunk(self, chunk: list[tuple[int, Any]], origin: str) -> PublishReport:
-        outcomes, rejects = self._process(chunk, origin)
-        self.dead_letters.write(rejects, self.clock.now())
-        report = PublishReport(rejected=len(rejects), rejects=rejects[: PublishReport.KEEP])
-        for o in outcomes:
-            if o.status == "accepted":
-                report.accepted += 1
-                report.last_position = o.position
+    def _execute(
+        self, units: Iterable[Unit], origin: str, progress: Progress | None, workers: int
+    ) -> PublishReport:
+        report = PublishReport()
+        packages = _packages(units)
+        if workers > 1 and self._master_key is not None:
+            # Small inputs are not worth starting processes for: go parallel only once the
+            # input has proved long.
+            head = list(itertools.islice(packages, PARALLEL_AFTER))
+            if len(head) == PARALLEL_AFTER:
+                prepared = self._prepare_in_workers(itertools.chain(head, packages), origin, workers)
             else:
-                report.duplicates += 1
+                prepared = (self._preparer.prepare_all(p, origin) for p in head)
+        else:
+            prepared = (self._preparer.prepare_all(p, origin) for p in packages)
+        for package in prepared:
+            outcomes = self._commit(package)
+            rejects = [r for p in package for r in p.rejects]
+            chunk = PublishReport(rejected=len(rejects), rejects=rejects[: PublishReport.KEEP])
+            for o in outcomes:
+                if o.position is not None:
+                    chunk.accepted += 1
+                    chunk.last_position = o.position
+                else:
+                    chunk.duplicates += 1
+            report.add(chunk)
+            if progress:
+                progress(len(outcomes) + len(rejects))
         return report
 
-    def _process(
-        self, chunk: list[tuple[int, Any]], origin: str
-    ) -> tuple[list[RecordOutcome], list[Reject]]:
-        now = self.clock.now()
-        rejects: list[Reject] = []
-        drafts: list[tuple[int, Any, Draft]] = []
-        for number, item in chunk:
-            try:
-                if isinstance(item, (bytes, bytearray)):
-                    draft = self.intake.parse_line(bytes(item).rstrip(b"\r\n"), now)
-                else:
-                    draft = self.intake.validate(item, now)
-            except InvalidEvent as e:
-                rejects.append(Reject(origin, number, str(e), _raw(item)))
-                continue
-            drafts.append((number, item, draft))
+    def _prepare_in_workers(
+        self, packages: Iterator[list[Unit]], origin: str, workers: int
+    ) -> Iterator[list[Prepared]]:
+        """Prepares packages in worker processes, in order, with a bounded number in flight."""
+        context = multiprocessing.get_context("spawn")  # no SQLite handles cross a fork
+        master_key = self._master_key
+        assert master_key is not None
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=worker_init,
+            initargs=(
+                str(self.data_dir / cfg.VAULT_FILE),
+                master_key,
+                list(self.config.controllers),
+                {c: controller_secret_name(c) for c in self.config.controllers},
+            ),
+        ) as pool:
+            in_flight: deque[Future[list[Prepared]]] = deque()
+            for package in packages:
+                in_flight.append(pool.submit(worker_prepare, package, origin))
+                if len(in_flight) >= 2 * workers:
+                    yield in_flight.popleft().result()
+            while in_flight:
+                yield in_flight.popleft().result()
 
-        subjects = [self._subject_of(d) for _, _, d in drafts]
-        wanted = {
-            (d.controller, s, key_category(d.type))
-            for (_, _, d), s in zip(drafts, subjects, strict=True)
-            if d.identifier or d.pii or d.account_ref
-        }
-        keys = self.vault.data_keys(wanted) if wanted else {}
-
-        events: list[Event] = []
-        pending: list[PendingRecord] = []
-        for (number, item, d), subject in zip(drafts, subjects, strict=True):
-            personal: dict[str, Any] = {}
-            if d.identifier:
-                personal["subject"] = {d.identifier[0]: d.identifier[1]}
-            if d.account_ref:
-                personal["account_ref"] = d.account_ref
-            if d.pii:
-                personal["pii"] = d.pii
-            blob = None
-            if personal:
-                key = keys[(d.controller, subject, key_category(d.type))]
-                plaintext = json.dumps(personal, ensure_ascii=False, separators=(",", ":")).encode()
-                blob = seal(key, plaintext, d.event_id)
-            body = d.body
-            if d.account_ref:
-                body = {**body, "account_ref": pseudonym(self._secrets[d.controller], "account", d.account_ref)}
-            event = Event(d.type, d.event_id, d.controller, subject, d.occurred_at, now,
-                          d.source, d.actor, body, blob)
-            try:
-                payload = self.codec.encode(event)
-            except CodecError as e:
-                rejects.append(Reject(origin, number, str(e), _raw(item)))
-                continue
-            events.append(event)
-            pending.append(PendingRecord(d.event_id, d.type, subject, now, payload))
+    def _commit(self, package: list[Prepared]) -> list[RecordOutcome]:
+        """The ordered half of publishing: one atomic, durable append per package (each
+        record keeps its own unit's recorded_at)."""
+        pending = [r for p in package for r in p.pending]
         positions = self.log.append(pending)
-        outcomes = [
-            RecordOutcome(e.event_id, e.subject, "accepted" if p else "duplicate", p)
-            for e, p in zip(events, positions, strict=True)
+        for p in package:
+            self.dead_letters.write(p.rejects, p.recorded_at)
+        return [
+            RecordOutcome(p.event_id, p.subject, "accepted" if pos else "duplicate", pos)
+            for p, pos in zip(pending, positions, strict=True)
         ]
-        return outcomes, rejects
-
-    def _subject_of(self, d: Draft) -> str:
-        if d.subject_id is not None:
-            return d.subject_id
-        assert d.identifier is not None
-        return pseudonym(self._secrets[d.controller], *d.identifier)
 
     def _append_events(self, events: list[Event]) -> list[RecordOutcome]:
         """Appends events the ledger itself built (the retention sweep)."""
@@ -322,18 +357,10 @@ class Ledger:
         if event.pii is None:
             return None
         header = blob_header(event.pii)
-        key = self.vault.data_key(event.controller, event.subject, header.category, header.generation)
+        key = self.vault.data_key(event.controller, event.subject, header.category,
+                                  header.generation, include_sealed=include_sealed)
         result: dict[str, Any] = json.loads(unseal(key, event.pii, event.event_id))
         return result
 
 
-def _raw(item: Any) -> bytes:
-    if isinstance(item, (bytes, bytearray)):
-        return bytes(item)
-    try:
-        return json.dumps(item, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
-    except (TypeError, ValueError):
-        return repr(item).encode("utf-8", "replace")
-
-
-__all__ = ["Ledger", "PublishReport", "RecordOutcome", "KeyUnavailable"]
+__all__ = ["KeyUnavailable", "Ledger", "PublishReport", "RecordOutcome"]

@@ -48,11 +48,13 @@ def parse_timestamp(text: str) -> int:
     return micros
 
 
+_ONE_MICRO = timedelta(microseconds=1)
+
+
 def to_micros(dt: datetime) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    delta = dt - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * MICROS + delta.microseconds
+    return (dt - EPOCH) // _ONE_MICRO
 
 
 def from_micros(micros: int) -> datetime:

@@ -1,0 +1,142 @@
+"""Preparing producer events for the log: validate -> pseudonymise -> data keys -> encrypt ->
+Avro-encode. This is the CPU-heavy half of publishing; it runs in the publishing process for
+small inputs and in a pool of worker processes for large ones (each worker opens the key
+vault itself, so keys stay durable before any ciphertext that needs them)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ledger.codec import AvroCodec
+from ledger.dead_letters import Reject
+from ledger.errors import CodecError, InvalidEvent
+from ledger.events import Event
+from ledger.intake import MAX_PII_BYTES, Draft, Intake
+from ledger.log import PendingRecord
+from ledger.pseudonyms import pseudonym
+from ledger.schemas import SchemaRegistry, default_registry
+from ledger.vault import KeyVault, SQLiteKeyVault, seal
+from ledger.vocabulary import key_category
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """Items appended atomically together, all stamped with one recorded_at."""
+
+    recorded_at: int
+    items: list[tuple[int, Any]]  # (line or item number, raw bytes or a dict)
+
+
+@dataclass(slots=True)
+class Prepared:
+    pending: list[PendingRecord] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    recorded_at: int = 0
+
+
+class Preparer:
+    def __init__(
+        self,
+        intake: Intake,
+        secrets: Mapping[str, bytes],
+        vault: KeyVault,
+        registry: SchemaRegistry | None = None,
+    ) -> None:
+        self.intake = intake
+        self.secrets = secrets
+        self.vault = vault
+        self.codec = AvroCodec(registry or default_registry())
+
+    def prepare_all(self, package: list[Unit], origin: str) -> list[Prepared]:
+        """Prepares units; the data keys of the whole package are fetched (and new ones made
+        durable) in one vault transaction."""
+        validated = [self._validate(unit, origin) for unit in package]
+        wanted = {
+            (d.controller, subject, key_category(d.type))
+            for _, drafts in validated
+            for _, _, d, subject in drafts
+            if d.identifier or d.pii or d.account_ref
+        }
+        keys = self.vault.data_keys(wanted) if wanted else {}
+        for out, drafts in validated:
+            for number, item, d, subject in drafts:
+                try:
+                    out.pending.append(self._encode(d, subject, out.recorded_at, keys))
+                except (CodecError, InvalidEvent) as e:
+                    out.rejects.append(Reject(origin, number, str(e), raw_input(item)))
+        return [out for out, _ in validated]
+
+    def prepare(self, unit: Unit, origin: str) -> Prepared:
+        return self.prepare_all([unit], origin)[0]
+
+    def _validate(self, unit: Unit, origin: str) -> tuple[Prepared, list[tuple[int, Any, Draft, str]]]:
+        now = unit.recorded_at
+        out = Prepared(recorded_at=now)
+        drafts: list[tuple[int, Any, Draft, str]] = []
+        for number, item in unit.items:
+            try:
+                if isinstance(item, (bytes, bytearray)):
+                    draft = self.intake.parse_line(bytes(item), now)
+                else:
+                    draft = self.intake.validate(item, now)
+            except InvalidEvent as e:
+                out.rejects.append(Reject(origin, number, str(e), raw_input(item)))
+                continue
+            drafts.append((number, item, draft, self.subject_of(draft)))
+        return out, drafts
+
+    def _encode(self, d: Draft, subject: str, now: int, keys: Mapping[Any, Any]) -> PendingRecord:
+        personal: dict[str, Any] = {}
+        if d.identifier:
+            personal["subject"] = {d.identifier[0]: d.identifier[1]}
+        if d.account_ref:
+            personal["account_ref"] = d.account_ref
+        if d.pii:
+            personal["pii"] = d.pii
+        blob = None
+        if personal:
+            plaintext = json.dumps(personal, ensure_ascii=False, separators=(",", ":")).encode()
+            if len(plaintext) > MAX_PII_BYTES + 1024:
+                raise InvalidEvent(f"{len(plaintext)} bytes of personal data, over the limit", "pii")
+            blob = seal(keys[(d.controller, subject, key_category(d.type))], plaintext, d.event_id)
+        body = d.body
+        if d.account_ref:
+            body = {**body, "account_ref": pseudonym(self.secrets[d.controller], "account", d.account_ref)}
+        event = Event(d.type, d.event_id, d.controller, subject, d.occurred_at, now,
+                      d.source, d.actor, body, blob)
+        return PendingRecord(d.event_id, d.type, subject, now, self.codec.encode(event))
+
+    def subject_of(self, d: Draft) -> str:
+        if d.subject_id is not None:
+            return d.subject_id
+        assert d.identifier is not None
+        return pseudonym(self.secrets[d.controller], *d.identifier)
+
+
+def raw_input(item: Any) -> bytes:
+    if isinstance(item, (bytes, bytearray)):
+        return bytes(item)
+    try:
+        return json.dumps(item, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
+    except (TypeError, ValueError):
+        return repr(item).encode("utf-8", "replace")
+
+
+# Worker processes ---------------------------------------------------------------------------
+_worker: Preparer | None = None
+
+
+def worker_init(vault_path: str, master_key: bytes, controllers: list[str], secret_names: dict[str, str]) -> None:
+    global _worker
+    vault = SQLiteKeyVault(Path(vault_path), master_key)
+    secrets = {c: vault.secret(name) for c, name in secret_names.items()}
+    _worker = Preparer(Intake(default_registry(), controllers), secrets, vault)
+
+
+def worker_prepare(package: list[Unit], origin: str) -> list[Prepared]:
+    assert _worker is not None, "worker_init was not run"
+    return _worker.prepare_all(package, origin)

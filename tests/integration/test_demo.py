@@ -1,0 +1,65 @@
+"""The demo end to end: a multi-year history published under a moving clock, with no personal
+data in plaintext anywhere under the data directory."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import cli
+from ledger.demo_history import demo_people
+from ledger.service import Ledger
+
+SUBJECTS, SEED, NOW = 80, 7, "2026-11-01"
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("demo") / "ledger-data"
+    result = CliRunner().invoke(cli.main, ["--data", str(path), "--now", NOW, "demo",
+                                           "--subjects", str(SUBJECTS), "--seed", str(SEED), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["rejected"] == 0 and summary["accepted"] > SUBJECTS * 5
+    assert set(summary["subjects"]) == {"coegi", "cowrite"}
+    return path
+
+
+def test_no_personal_data_in_plaintext_anywhere(demo_dir: Path) -> None:
+    everything = b"".join(p.read_bytes() for p in demo_dir.rglob("*") if p.is_file())
+    people = demo_people(SUBJECTS, SEED)
+    assert people
+    for person in people:
+        needles = {person.email, person.email.strip().lower(), person.name, person.phone,
+                   person.phone.replace(" ", "")}
+        for needle in needles:
+            assert needle.encode() not in everything, f"plaintext {needle!r} found"
+
+
+def test_the_history_is_recorded_in_time_order_and_decrypts(demo_dir: Path) -> None:
+    with Ledger.open(demo_dir) as ledger:
+        records = list(ledger.log.read())
+        assert [r.recorded_at for r in records] == sorted(r.recorded_at for r in records)
+        assert records[-1].recorded_at - records[0].recorded_at > 3 * 365 * 86_400 * 10**6
+        for before, after in itertools.pairwise(records):
+            assert after.prev_hash == before.hash
+        emails = {p.email.strip().lower() for p in demo_people(SUBJECTS, SEED)}
+        seen = set()
+        for record in records[::7]:
+            event = ledger.codec.decode(record.payload)
+            assert event.occurred_at <= event.recorded_at
+            personal = ledger.personal_data(event)
+            if personal and "email" in personal.get("subject", {}):
+                seen.add(personal["subject"]["email"].strip().lower())
+        assert seen and seen <= emails
+
+
+def test_running_the_demo_again_appends_nothing(demo_dir: Path) -> None:
+    result = CliRunner().invoke(cli.main, ["--data", str(demo_dir), "--now", NOW, "demo",
+                                           "--subjects", str(SUBJECTS), "--seed", str(SEED), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["accepted"] == 0
