@@ -15,11 +15,11 @@ from pathlib import Path
 import duckdb
 import pytest
 from click.testing import CliRunner
-from conftest import make_event
 
 import projections
 from cli import main
 from ledger.service import Ledger
+from tests.conftest import make_event
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "projections.md"
 

@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from conftest import make_event
 
 from ledger.service import Ledger
 from ledger.vocabulary import EVENT_TYPES
+from tests.conftest import make_event
 
 
 def ts(text: str) -> datetime:
