@@ -204,6 +204,7 @@ class DuckDBStore(TrackingRecorder):
         except duckdb.Error as e:
             raise ProjectionStoreError(f"cannot open {path}: {_one_line(e)}") from None
         self._registered = 0
+        self._bulk_io_on = False
         if not read_only:
             self._create_tables()
         self._check_format()
@@ -244,6 +245,19 @@ class DuckDBStore(TrackingRecorder):
             with self._transaction():
                 self.con.execute("INSERT INTO bulk_load VALUES (?)", [first_position])
 
+    def _bulk_io(self, on: bool) -> None:
+        """During a bulk load DuckDB would checkpoint at almost every commit (each page is
+        more than the 16 MB WAL threshold), and a checkpoint costs more the larger the file:
+        checkpoint once at the end instead. Commits stay durable in the WAL meanwhile."""
+        if on == self._bulk_io_on:
+            return
+        if on:
+            self.con.execute("SET checkpoint_threshold = '4GB'")
+        else:
+            self.con.execute("RESET checkpoint_threshold")
+            self.con.execute("CHECKPOINT")
+        self._bulk_io_on = on
+
     def finish_bulk(self) -> None:
         """Reduces the staged rows into the keyed tables, computes the clocks and refolds
         the subjects of the bulk-loaded range, in one transaction."""
@@ -264,6 +278,7 @@ class DuckDBStore(TrackingRecorder):
                 if touched:
                     self._refold_subjects(touched)
                 self.con.execute("DELETE FROM bulk_load")
+            self._bulk_io(False)
         except duckdb.Error as e:
             raise ProjectionStoreError(f"projecting into {self.path} failed: {_one_line(e)}") from None
         finally:
@@ -308,6 +323,7 @@ class DuckDBStore(TrackingRecorder):
         """Writes the page's events, its state changes and the new position atomically."""
         try:
             bulk = self.bulk_start() is not None
+            self._bulk_io(bulk)
             with self._transaction():
                 first, last = page.first_position, page.last_position
                 if page.groups:

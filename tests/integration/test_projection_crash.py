@@ -16,8 +16,8 @@ from ledger.events import Event
 from ledger.log import PendingRecord
 from ledger.service import Ledger
 
-TRIALS = 24
-EVENTS = 4_000
+TRIALS = 20
+EVENTS = 3_000
 PAGE = 100  # many small commits, so kills land before, inside and after them
 
 TYPES = {
