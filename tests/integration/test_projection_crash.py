@@ -20,8 +20,8 @@ from projections.duckdb_store import DuckDBStore
 from projections.projector import Projector
 
 TRIALS = 20
-EVENTS = 3_000
-PAGE = 100  # many small commits, so kills land before, inside and after them
+EVENTS = 2_000
+PAGE = 80  # many small commits, so kills land before, inside and after them
 
 TYPES = {
     "LoggedIn": {"app": "cowrite", "method": "bankid"},
