@@ -580,4 +580,8 @@ def _in_list(values: Iterable[str]) -> str:
 
 
 def _one_line(e: Exception) -> str:
-    return re.sub(r"\s+", " ", str(e)).strip()[:300]
+    text = re.sub(r"\s+", " ", str(e)).strip()
+    if "Could not set lock" in text or "Conflicting lock" in text:
+        return ("the file is locked by another process (DuckDB allows one writer; is "
+                "`ledger project --follow` running?)")
+    return text[:300]

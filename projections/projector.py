@@ -94,7 +94,11 @@ class Projector:
                 progress(page.count)
         self.store.finish_bulk()
         position, _ = self.store.position()
-        return ProjectReport(events, errors, position, time.perf_counter() - started)
+        report = ProjectReport(events, errors, position, time.perf_counter() - started)
+        if events:
+            log.info("projected %d events (%d errors) to position %d in %.2f s", events, errors,
+                     position, report.seconds)
+        return report
 
     def _prepared(
         self, start: int, recorded_by: int | None, stop: threading.Event | None
