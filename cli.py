@@ -312,12 +312,12 @@ def rate_bar(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
 
 
 def format_projection_summary(p: dict[str, Any]) -> list[str]:
-    lines = [f"Projections: {p['projection']['events']:,} events projected "
-             f"({p['projection']['events_per_second']:,} events/s)"]
+    lines = [(f"Projections: {p['projection']['events']:,} events projected "
+              f"({p['projection']['events_per_second']:,} events/s)")]
     for controller, c in p["by_controller"].items():
         lines.append(
             f"  {controller}: {c['subjects']} subjects, {c['active']} active / {c['inactive']} "
-            f"inactive (no activity for {c['inactive_after_months']} months); consents "
+            f"inactive (no activity for {c['inactive_after']}); consents "
             f"{c['consents_granted']} granted, {c['consents_withdrawn']} withdrawn, "
             f"{c['objections']} objections")
     return lines
