@@ -217,10 +217,11 @@ def verify_chain(
 
 def _position_finding(position: int, expected: int, start: int | None) -> Finding:
     if position > expected:
-        where = "the log starts" if expected == start else f"the log goes from {expected - 1}"
+        where = f"the log starts at {position}" if expected == start else \
+            f"the log goes from {expected - 1} to {position}"
         span = f"position {expected} is" if position == expected + 1 else \
             f"positions {expected}..{position - 1} are"
-        return Finding(MISSING, expected, f"{span} missing: {where} to {position}")
+        return Finding(MISSING, expected, f"{span} missing: {where}")
     return Finding(REORDERED, position, f"position {position} comes after {expected - 1}")
 
 
@@ -243,9 +244,10 @@ def _classify_break(r: LogRecord, h: bytes, recent: deque[tuple[int, bytes]], ex
     if earlier:
         j = earlier[-1]
         first = recent[j + 1][0]
-        span = f"position {first} is" if first == q else f"positions {first}..{q} are"
+        span, what = (f"position {first} is", "a record was") if first == q else \
+            (f"positions {first}..{q} are", "records were")
         return Finding(FORGED, first, f"{span} not in the chain: position {p} chains to position "
-                                      f"{recent[j][0]} (records were inserted)")
+                                      f"{recent[j][0]} ({what} inserted)")
     successor = ahead.peek(0)
     if successor is not None and successor.prev_hash == expected_prev:
         before = f"position {q}" if q is not None else "the start of the log"
@@ -270,14 +272,17 @@ def _classify_break(r: LogRecord, h: bytes, recent: deque[tuple[int, bytes]], ex
 def _content_finding(r: LogRecord, h: bytes, problem: Problem, ahead: _Lookahead) -> Finding:
     p = r.position
     if not problem.hashed:
-        return Finding(ALTERED, p, f"position {p} was altered: {problem.detail}")
+        return Finding(ALTERED, p, f"position {p}'s stored columns were edited: {problem.detail}")
     successor = ahead.peek(0)
     if successor is not None and successor.prev_hash == h:
         # The next record vouches for exactly these bytes: they were bad when it was written,
         # so whoever wrote them also recomputed the chain.
-        return Finding(FORGED, p, f"position {p} is forged: {problem.detail}, yet the chain "
-                                  "links through it (the chain was recomputed)")
-    return Finding(ALTERED, p, f"position {p} was altered: {problem.detail}")
+        return Finding(FORGED, p, f"position {p}: {problem.detail}, yet the next record chains "
+                                  "to it: the chain was recomputed")
+    if successor is not None:
+        return Finding(ALTERED, p, f"position {p}: {problem.detail}; its bytes changed after "
+                                   f"position {successor.position} chained to it")
+    return Finding(ALTERED, p, f"position {p}: {problem.detail}")
 
 
 # The fast path: raw frames, page by page ------------------------------------------------------
@@ -818,36 +823,50 @@ class Auditor:
                progress: Progress | None = None) -> VerifyReport:
         merkle_stop = digest.size + 1 if digest else 0
         joined = _join(self.source.scan(merkle_stop=merkle_stop, decode=decode, progress=progress))
-        findings = []
-        if joined.suspect is not None:
-            findings.append(self._classify(joined.suspect, decode))
+        finding = None if joined.suspect is None else self._classify(joined.suspect, decode)
         matches = None
         if digest is not None:
-            matches, finding = self._against_digest(digest, joined)
-            if finding is not None:
-                findings.append(finding)
-        first = min(findings, key=lambda f: f.position, default=None)
-        return VerifyReport(joined.records, joined.head_hash, first, decode, digest, matches)
+            if finding is not None and finding.position <= digest.size:
+                matches = False  # the chain breaks inside the digest's prefix
+            else:
+                matches, against = self._against_digest(digest, joined)
+                if against is not None and (finding is None or against.position < finding.position):
+                    finding = against
+        return VerifyReport(joined.records, joined.head_hash, finding, decode, digest, matches)
 
-    @staticmethod
-    def _against_digest(digest: Digest, joined: _Joined) -> tuple[bool | None, Finding | None]:
-        """Whether the log's first ``digest.size`` records are the digest's (None: unknown,
-        the chain broke before them all were read)."""
-        if joined.tree.size < digest.size:
-            if joined.suspect is not None:
-                return None, None
+    def _prefix_tree(self, stop: int) -> merkle.TreeBuilder:
+        tree = merkle.TreeBuilder()
+        for _, leaves in self.source.leaf_pages(stop):
+            tree.extend(leaves)
+        return tree
+
+    def _against_digest(self, digest: Digest, joined: _Joined) -> tuple[bool, Finding | None]:
+        """Whether the log's first ``digest.size`` records are exactly the digest's (the
+        chain, verified, links them all)."""
+        m = digest.size
+        if joined.suspect is None and joined.records < m:
             n = joined.records
             return False, Finding(TRUNCATED, n + 1, f"the log ends at position {n} but the digest "
                                                     f"of {format_micros(digest.created_at)} covers "
-                                                    f"{digest.size} records")
-        if joined.tree.root() != digest.merkle_root:
-            # The chain links, so whoever changed a record also recomputed every hash after
-            # it; the digest's root alone cannot say which record came first.
-            return False, Finding(FORGED, digest.size, f"the first {digest.size} records no longer "
-                                                       "match the digest's Merkle root although "
-                                                       "the chain links: records up to here were "
-                                                       "rewritten and the chain recomputed")
-        return True, None
+                                                    f"{m} records")
+        # The scan stops folding leaves at a bad page; a break just past the prefix needs a
+        # second look at the prefix alone.
+        tree = joined.tree if joined.tree.size == m else self._prefix_tree(m)
+        if tree.root() == digest.merkle_root:
+            return True, None
+        # The digest's head_hash is the old chain hash of its last record: if putting it back
+        # restores the root, only that record changed.
+        before = self._prefix_tree(m - 1) if m else None
+        if before is not None:
+            before.extend([merkle.leaf_hash(digest.head_hash)])
+        if before is not None and before.root() == digest.merkle_root:
+            return False, Finding(ALTERED, m, f"position {m} was altered after the digest was "
+                                              "made: it no longer hashes to the digest's head_hash")
+        # The chain links, so whoever changed a record also recomputed every hash after it;
+        # the digest's root alone cannot say which record came first.
+        return False, Finding(FORGED, m, f"the first {m} records no longer match the digest's "
+                                         "Merkle root although the chain links: records up to "
+                                         "here were rewritten and the chain recomputed")
 
     def digest(self, created_at: int, *, progress: Progress | None = None) -> Digest:
         """A digest of the whole log; refuses (AuditFinding) if its chain does not verify."""

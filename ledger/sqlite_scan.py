@@ -113,10 +113,13 @@ def _record(position: int, originator_id: object, topic: object, state: bytes) -
 class SQLiteFrames:
     """The embedded log as the auditor reads it (``ledger.audit.FrameSource``)."""
 
-    def __init__(self, path: Path, jobs: int = 1, page: int = PAGE) -> None:
+    def __init__(self, path: Path, jobs: int = 1, page: int = PAGE, segment: int | None = None) -> None:
+        if segment is not None and (segment <= 0 or segment & (segment - 1)):
+            raise ValueError("a segment is a power of two records")
         self.path = path
         self.jobs = jobs
         self.page = page
+        self.segment = segment  # None: chosen from the log's size and the jobs
         self._db = connect(path)
 
     def close(self) -> None:
@@ -131,12 +134,16 @@ class SQLiteFrames:
 
     def scan(self, *, merkle_stop: int, decode: bool, progress: Progress | None) -> list[ChainScan]:
         size = self.size()
-        step = segment_size(size, self.jobs)
+        step = self.segment or segment_size(size, self.jobs)
         segments = [Segment(str(self.path), a, min(a + step, size + 1), merkle_stop, decode, self.page)
                     for a in range(1, size + 1, step)]
-        if len(segments) <= 1:
-            return [scan_segment(s, progress) for s in segments]
         scans: list[ChainScan] = []
+        if len(segments) <= 1 or self.jobs <= 1:
+            for segment in segments:
+                scans.append(scan_segment(segment, progress))
+                if scans[-1].suspect is not None:
+                    break
+            return scans
         # spawn, not fork: no SQLite handle of this process may cross into a worker.
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=self.jobs, mp_context=context) as pool:
