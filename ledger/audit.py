@@ -476,11 +476,17 @@ def _time(value: Any, name: str, source: str) -> int:
         raise UsageError(f"{source}: {name}: {e}") from None
 
 
+_FORMAT_NAMES = {DIGEST_FORMAT: "a digest", INCLUSION_FORMAT: "an inclusion proof",
+                 CONSISTENCY_FORMAT: "a consistency proof"}
+
+
 def _expect_format(data: Any, expected: str, source: str) -> None:
     if not isinstance(data, dict):
         raise UsageError(f"{source}: not a JSON object")
-    if data.get("format") != expected:
-        raise UsageError(f"{source}: not a {expected.split('/')[1]} (format {data.get('format')!r})")
+    found = data.get("format")
+    if found != expected:
+        what = _FORMAT_NAMES.get(str(found), f"format {str(found)[:40]!r}")
+        raise UsageError(f"{source}: {what}, not {_FORMAT_NAMES[expected]}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from uuid import UUID
 from ledger import merkle
 from ledger.audit import FRAME, PAGE, SHORT_FRAME, ChainScan, FramePage, Progress, scan_frames
 from ledger.codec import AvroCodec
+from ledger.config import CONFIG_FILE
 from ledger.errors import ConfigError, LogError, UsageError
 from ledger.log import LogRecord
 
@@ -120,7 +121,13 @@ class SQLiteFrames:
         self.jobs = jobs
         self.page = page
         self.segment = segment  # None: chosen from the log's size and the jobs
-        self._db = connect(path)
+        if not path.exists() and (path.parent / CONFIG_FILE).exists():
+            # An initialised ledger that has appended nothing yet: its log is empty.
+            self._db = sqlite3.connect(":memory:")
+            self._db.execute("CREATE TABLE stored_events (originator_id TEXT, "
+                             "originator_version INTEGER, topic TEXT, state BLOB)")
+        else:
+            self._db = connect(path)
 
     def close(self) -> None:
         self._db.close()
