@@ -349,7 +349,10 @@ def scan_frames(
             return result(expect)
         if page.last - page.first != n - 1:
             return result(page.first)
-        hashes = list(map(_digest, map(_sha256, frames)))
+        try:
+            hashes = list(map(_digest, map(_sha256, frames)))
+        except TypeError:  # a row holding NULL or text instead of a frame
+            return result(page.first)
         prevs = list(map(_prev, frames))
         stamps = list(map(_stamp, frames))
         ok = (
