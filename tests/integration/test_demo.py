@@ -63,3 +63,10 @@ def test_running_the_demo_again_appends_nothing(demo_dir: Path) -> None:
                                            "--subjects", str(SUBJECTS), "--seed", str(SEED), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["accepted"] == 0
+
+
+def test_the_demo_log_verifies(demo_dir: Path) -> None:
+    result = CliRunner().invoke(cli.main, ["--data", str(demo_dir), "audit", "verify", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["ok"] and report["decode_checked"] and report["records"] > SUBJECTS * 5
