@@ -8,13 +8,12 @@ two smaller than n. The ledger's leaf data is a log record's chain hash (see ``l
 Everything here works on *leaf hashes* (already ``0x00``-prefixed and hashed), so a log can
 hash its leaves once and feed them in pages; ``TreeBuilder`` folds them into a compact range
 (one perfect subtree per set bit of the size) in bounded memory, hashing whole aligned blocks
-level by level with ``map`` so the per-leaf Python overhead stays small."""
+level by level in tight comprehensions so the per-leaf Python overhead stays small."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from operator import methodcaller
 
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
@@ -22,7 +21,6 @@ HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 _sha256 = hashlib.sha256
-_digest = methodcaller("digest")
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -34,14 +32,15 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 def leaf_hashes(datas: Iterable[bytes]) -> list[bytes]:
-    """``leaf_hash`` of each, with the loop in C (map) rather than Python."""
-    return list(map(_digest, map(_sha256, map(LEAF_PREFIX.__add__, datas))))
+    """``leaf_hash`` of each (a comprehension: measurably faster than map + methodcaller)."""
+    sha256, prefix = _sha256, LEAF_PREFIX
+    return [sha256(prefix + d).digest() for d in datas]
 
 
 def _parents(level: Sequence[bytes]) -> list[bytes]:
     """The next level up of an even-length level."""
-    pairs = map(bytes.__add__, level[0::2], level[1::2])
-    return list(map(_digest, map(_sha256, map(NODE_PREFIX.__add__, pairs))))
+    sha256, prefix = _sha256, NODE_PREFIX
+    return [sha256(prefix + a + b).digest() for a, b in zip(level[0::2], level[1::2], strict=True)]
 
 
 def perfect_root(leaves: Sequence[bytes]) -> bytes:

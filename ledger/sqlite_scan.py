@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from operator import itemgetter, methodcaller
+from operator import itemgetter
 from pathlib import Path
 from urllib.request import pathname2url
 from uuid import UUID
@@ -36,7 +36,6 @@ _MIN_SEGMENT = 1 << 16
 _STATE = "CAST(ifnull(state, x'') AS BLOB)"
 _RANGE = "FROM stored_events WHERE rowid >= ? AND rowid < ? ORDER BY rowid"
 _sha256 = hashlib.sha256
-_digest = methodcaller("digest")
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -200,4 +199,4 @@ class SQLiteFrames:
     def leaf_pages(self, stop: int) -> Iterator[tuple[int, list[bytes]]]:
         for page in read_pages(self._db, 1, stop + 1, page=self.page):
             frames = [f if isinstance(f, bytes) else b"" for f in page.frames]
-            yield page.first - 1, merkle.leaf_hashes(map(_digest, map(_sha256, frames)))
+            yield page.first - 1, merkle.leaf_hashes([_sha256(f).digest() for f in frames])
