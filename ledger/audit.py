@@ -42,7 +42,7 @@ from ledger.errors import CodecError, LedgerError, UsageError
 from ledger.log import GENESIS_HASH, EventLog, LogRecord, chain_hash
 from ledger.timeutil import format_micros, parse_timestamp
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 ALTERED, MISSING, REORDERED, FORGED, TRUNCATED = (
     "altered", "missing", "reordered", "forged", "truncated")
@@ -814,6 +814,7 @@ class Auditor:
         """Re-reads from a window before the suspect page; everything before the suspect
         passed the quick checks, so the first finding of the reference verifier is the one."""
         begin = max(1, suspect - self.window)
+        logger.info("quick checks stopped at position %d; classifying from %d", suspect, begin)
         records = self.source.records(begin)
         first = next(records, None)
         if first is None:
@@ -823,6 +824,7 @@ class Auditor:
         report = verify_chain(itertools.chain([first], records), prev_hash=prev, start=begin,
                               check=check, window=self.window)
         if report.finding is None:  # cannot happen if both paths agree; never report "ok"
+            logger.warning("the reference verifier found nothing wrong from position %d", begin)
             return Finding(ALTERED, suspect, f"position {suspect} fails the chain checks")
         return report.finding
 

@@ -112,7 +112,7 @@ def segment_size(size: int, jobs: int) -> int:
     up the rest), or the whole log in one when parallel scanning would not pay."""
     if jobs <= 1 or size < PARALLEL_AFTER:
         return max(1, size)
-    per = -(-size // (jobs * 4))
+    per = -(-size // (jobs * 8))  # the pool hands out segments as workers free up
     return max(_MIN_SEGMENT, 1 << (per - 1).bit_length())
 
 
