@@ -129,7 +129,7 @@ def clock_check(r: LogRecord) -> Problem | None:
 @dataclass(frozen=True, slots=True)
 class ChainReport:
     records: int  # records read, up to and including a bad one
-    head_position: int  # the last good record's position (start - 1 if none)
+    head_position: int | None  # the last good record's position (start - 1, or None, if none)
     head_hash: bytes  # its chain hash (the expected prev_hash if none)
     head_recorded_at: int | None
     finding: Finding | None
@@ -184,7 +184,7 @@ def verify_chain(
     ahead = _Lookahead(records)
     recent: deque[tuple[int, bytes]] = deque(maxlen=window)  # (position, hash) behind
     expected_prev, expected_pos = prev_hash, start
-    last_pos = (start or 1) - 1
+    last_pos = None if start is None else start - 1  # Kafka offsets start at 0
     last_at: int | None = None
     count = 0
     for r in ahead:
@@ -193,7 +193,7 @@ def verify_chain(
         h = r.hash
         if expected_pos is not None and r.position != expected_pos:
             finding = _position_finding(r.position, expected_pos, start)
-        elif expected_pos is None and r.position <= last_pos:
+        elif expected_pos is None and last_pos is not None and r.position <= last_pos:
             finding = Finding(REORDERED, r.position, f"position {r.position} comes after {last_pos}")
         elif r.prev_hash != expected_prev:
             finding = _classify_break(r, h, recent, expected_prev, ahead, window)
