@@ -333,7 +333,8 @@ def audit_verify(ctx: click.Context, digest_file: Path | None, no_decode: bool, 
     Exit 1 naming the first bad position and what is wrong: altered, missing, reordered,
     forged, or truncated.
     """
-    from ledger.audit import Auditor, load_digest
+    from ledger.audit import Auditor
+    from ledger.proofs import load_digest
     from ledger.timeutil import format_micros
 
     digest = load_digest(digest_file) if digest_file else None
@@ -388,7 +389,8 @@ def audit_prove(ctx: click.Context, event_id: str, digest_file: Path, out: Path 
     and its RFC 6962 audit path to the digest's Merkle root. `ledger audit check-proof`
     verifies it without the log.
     """
-    from ledger.audit import Auditor, load_digest
+    from ledger.audit import Auditor
+    from ledger.proofs import load_digest
 
     digest = load_digest(digest_file)
     with Auditor.open(ctx.obj) as auditor:
@@ -407,7 +409,8 @@ def audit_consistency(ctx: click.Context, digest_file: Path, out: Path | None) -
     """Print a JSON RFC 6962 proof that today's log extends an earlier digest (its records
     unchanged, only appended to). `ledger audit check-proof` verifies it without the log.
     """
-    from ledger.audit import Auditor, load_digest
+    from ledger.audit import Auditor
+    from ledger.proofs import load_digest
 
     digest = load_digest(digest_file)
     with Auditor.open(ctx.obj) as auditor:
@@ -427,7 +430,7 @@ def audit_check_proof(proof_file: Path, digest_files: tuple[Path, ...], as_json:
     or a data directory. With --digest the proof must lead to that digest's Merkle root;
     without one it is checked only against the root it carries. Exit 1 if it fails.
     """
-    from ledger.audit import check_proof, load_digest, load_proof
+    from ledger.proofs import check_proof, load_digest, load_proof
 
     result = check_proof(load_proof(proof_file), [load_digest(d) for d in digest_files])
     if as_json:

@@ -26,16 +26,14 @@ from ledger.audit import (
     AuditFinding,
     Auditor,
     Finding,
-    InclusionProof,
     LogFrames,
-    check_consistency,
-    check_inclusion,
     decode_check,
     verify_chain,
 )
 from ledger.clock import FixedClock
 from ledger.codec import AvroCodec
 from ledger.errors import KeyUnavailable
+from ledger.proofs import InclusionProof, check_consistency, check_inclusion
 from ledger.service import Ledger
 from ledger.sqlite_log import SQLiteEventLog
 from ledger.sqlite_scan import SQLiteFrames
