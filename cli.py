@@ -678,5 +678,171 @@ def subject_export(ctx: click.Context, email: str | None, account: str | None,
     click.echo(f"wrote the extract of {extract['subject'][:16]}… to {path} (mode 0600)", err=True)
 
 
+# audit (issue 5) ---------------------------------------------------------------------------
+def _short(digest: bytes) -> str:
+    return digest.hex()[:16] + "…"
+
+
+def _write_or_print(value: dict[str, Any], out: Path | None, what: str) -> None:
+    text = json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"{what} written to {out}", err=True)
+
+
+def _ledger_clock(settings: Settings) -> int:
+    from ledger.clock import SystemClock
+    from ledger.timeutil import parse_cli_time
+
+    return parse_cli_time(settings.now, "--now") if settings.now else SystemClock().now()
+
+
+jobs_option = click.option(
+    "--jobs", type=click.IntRange(min=1, max=64), default=DEFAULT_WORKERS, show_default=True,
+    help="Processes that hash the log in parallel (big logs only).")
+digest_option = click.option(
+    "--digest", "digest_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A digest from `ledger audit digest`.")
+out_option = click.option(
+    "--out", metavar="FILE", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write to FILE instead of printing.")
+
+
+@main.group()
+def audit() -> None:
+    """Verify the hash chain; Merkle digests and proofs an auditor checks without the log.
+
+    None of these needs the master key: an auditor can verify a copy of the log alone.
+    """
+
+
+@audit.command("verify")
+@digest_option
+@click.option("--no-decode", is_flag=True,
+              help="Check the chain only (hashing-bound); do not decode every record.")
+@jobs_option
+@json_option
+@click.pass_context
+@handles_errors
+def audit_verify(ctx: click.Context, digest_file: Path | None, no_decode: bool, jobs: int,
+                 as_json: bool) -> None:
+    """Recompute the hash chain over the whole log and check every record decodes.
+
+    With --digest, also prove the log still holds exactly the records the digest covers.
+    Exit 1 naming the first bad position and what is wrong: altered, missing, reordered,
+    forged, or truncated.
+    """
+    from ledger.audit import Auditor
+    from ledger.proofs import load_digest
+    from ledger.timeutil import format_micros
+
+    digest = load_digest(digest_file) if digest_file else None
+    with Auditor.open(ctx.obj, jobs) as auditor:
+        with progress_bar(auditor.source.size(), "Verifying") as progress:
+            report = auditor.verify(digest, decode=not no_decode, progress=progress)
+    f = report.finding
+    if as_json:
+        emit_json(report.as_dict())
+    elif f is None:
+        checked = "chain intact" + ("" if no_decode else ", every record decodes")
+        click.echo(f"ok: {report.records:,} records, {checked}; head {_short(report.head_hash)}")
+        if digest is not None:
+            click.echo(f"  holds exactly the {digest.size:,} records of the digest made "
+                       f"{format_micros(digest.created_at)} (Merkle root {_short(digest.merkle_root)})")
+    else:
+        click.echo(f"FAILED at position {f.position}: {f.reason}")
+    if f is not None:
+        ctx.exit(1)
+
+
+@audit.command("digest")
+@out_option
+@jobs_option
+@json_option
+@click.pass_context
+@handles_errors
+def audit_digest(ctx: click.Context, out: Path | None, jobs: int, as_json: bool) -> None:
+    """Write a digest of the log to keep outside the system: size, head hash, RFC 6962
+    Merkle root and time (the ledger clock). Exit 1, writing nothing, if the chain is broken.
+    """
+    from ledger.audit import Auditor
+
+    with Auditor.open(ctx.obj, jobs) as auditor:
+        with progress_bar(auditor.source.size(), "Hashing") as progress:
+            digest = auditor.digest(_ledger_clock(ctx.obj), progress=progress)
+    _write_or_print(digest.as_dict(), out, f"digest of {digest.size:,} records")
+    if as_json and out is not None:
+        emit_json(digest.as_dict())
+
+
+@audit.command("prove")
+@click.argument("event_id")
+@click.option("--digest", "digest_file", required=True, metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The digest whose Merkle root the proof leads to.")
+@out_option
+@click.pass_context
+@handles_errors
+def audit_prove(ctx: click.Context, event_id: str, digest_file: Path, out: Path | None) -> None:
+    """Print a JSON proof that EVENT_ID is in the log the digest covers: the event's record
+    and its RFC 6962 audit path to the digest's Merkle root. `ledger audit check-proof`
+    verifies it without the log.
+    """
+    from ledger.audit import Auditor
+    from ledger.proofs import load_digest
+
+    digest = load_digest(digest_file)
+    with Auditor.open(ctx.obj) as auditor:
+        proof = auditor.prove(event_id, digest)
+    _write_or_print(proof.as_dict(), out, f"inclusion proof of position {proof.position}")
+
+
+@audit.command("consistency")
+@click.option("--digest", "digest_file", required=True, metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An earlier digest the log must extend.")
+@out_option
+@click.pass_context
+@handles_errors
+def audit_consistency(ctx: click.Context, digest_file: Path, out: Path | None) -> None:
+    """Print a JSON RFC 6962 proof that today's log extends an earlier digest (its records
+    unchanged, only appended to). `ledger audit check-proof` verifies it without the log.
+    """
+    from ledger.audit import Auditor
+    from ledger.proofs import load_digest
+
+    digest = load_digest(digest_file)
+    with Auditor.open(ctx.obj) as auditor:
+        proof = auditor.consistency(digest, _ledger_clock(ctx.obj))
+    _write_or_print(proof.as_dict(), out, f"consistency proof {proof.old_size:,} -> {proof.new_size:,}")
+
+
+@audit.command("check-proof")
+@click.argument("proof_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--digest", "digest_files", multiple=True, metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A digest the proof must be about (repeatable).")
+@json_option
+@handles_errors
+def audit_check_proof(proof_file: Path, digest_files: tuple[Path, ...], as_json: bool) -> None:
+    """Verify a proof from `ledger audit prove` or `ledger audit consistency` without the log
+    or a data directory. With --digest the proof must lead to that digest's Merkle root;
+    without one it is checked only against the root it carries. Exit 1 if it fails.
+    """
+    from ledger.proofs import check_proof, load_digest, load_proof
+
+    result = check_proof(load_proof(proof_file), [load_digest(d) for d in digest_files])
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        click.echo(f"{'ok' if result.ok else 'FAILED'}: {result.detail}")
+        if result.ok and not result.pinned:
+            click.echo("  (pass --digest FILE to tie it to a digest you hold)")
+    if not result.ok:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()
