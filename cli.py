@@ -542,35 +542,6 @@ def sweep(ctx: click.Context, dry_run: bool, controller: str | None, policy_path
                    f"subjects sealed: {d['subjects_sealed']}")
 
 
-def _subject_argument(ledger: Ledger, subject: str | None, email: str | None,
-                      controller: str | None) -> tuple[str, str]:
-    """(controller, pseudonym) from a SUBJECT argument or --email/--controller (SPEC §8)."""
-    from ledger.errors import UsageError
-
-    if email is not None:
-        if controller is None:
-            raise UsageError("--email needs --controller")
-        return controller, ledger.subject_id(controller, email=email)
-    if subject is None:
-        raise UsageError("give SUBJECT (a pseudonym) or --email E --controller C")
-    from ledger.pseudonyms import is_pseudonym
-
-    if not is_pseudonym(subject):
-        raise UsageError("SUBJECT: expected a pseudonym (64 lower-case hex digits)")
-    if controller is None:
-        import projections
-
-        path = ledger.data_dir / projections.PROJECTIONS_FILE
-        found = projections.query(  # a checked pseudonym: hex digits only
-            path, f"SELECT DISTINCT controller FROM activity_clock WHERE subject = '{subject}'"
-        ).rows if path.exists() else []
-        if len(found) != 1:
-            raise UsageError("give --controller: the subject is "
-                             + ("unknown" if not found else "known to several controllers"))
-        controller = found[0][0]
-    return controller, subject
-
-
 @main.command()
 @click.argument("subject", required=False)
 @click.option("--email", help="The person's e-mail address (with --controller).")
@@ -583,14 +554,19 @@ def _subject_argument(ledger: Ledger, subject: str | None, email: str | None,
 def explain(ctx: click.Context, subject: str | None, email: str | None, controller: str | None,
             as_of: str | None, policy_path: str | None, as_json: bool) -> None:
     """A subject's timeline and the rule chain behind its retention decision."""
-    from projections.decisions import controller_policies, projections_as_of
+    from projections.decisions import controller_policies, open_read_only, projections_as_of
     from projections.explain import explain as explain_subject
+    from projections.permissions import resolve_subject
 
-    with opened(ctx) as ledger:
-        ctrl, pid = _subject_argument(ledger, subject, email, controller)
+    with opened(ctx) as ledger, projections_as_of(ledger, _clock(as_of)) as (path, now):
+        con = open_read_only(path)
+        try:
+            ref = resolve_subject(ledger, con, subject=subject, email=email, controller=controller)
+        finally:
+            con.close()
+        ctrl, pid = ref.controller, ref.subject
         policy = controller_policies(ledger, ctrl, policy_path)[ctrl]
-        with projections_as_of(ledger, _clock(as_of)) as (path, now):
-            result = explain_subject(ledger, path, ctrl, pid, policy, now)
+        result = explain_subject(ledger, path, ctrl, pid, policy, now)
     if as_json:
         emit_json(result)
         return
