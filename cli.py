@@ -315,12 +315,12 @@ def rate_bar(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
 
 
 def format_projection_summary(p: dict[str, Any]) -> list[str]:
-    lines = [f"Projections: {p['projection']['events']:,} events projected "
-             f"({p['projection']['events_per_second']:,} events/s)"]
+    lines = [(f"Projections: {p['projection']['events']:,} events projected "
+              f"({p['projection']['events_per_second']:,} events/s)")]
     for controller, c in p["by_controller"].items():
         lines.append(
             f"  {controller}: {c['subjects']} subjects, {c['active']} active / {c['inactive']} "
-            f"inactive (no activity for {c['inactive_after_months']} months); consents "
+            f"inactive (no activity for {c['inactive_after']}); consents "
             f"{c['consents_granted']} granted, {c['consents_withdrawn']} withdrawn, "
             f"{c['objections']} objections")
     return lines
@@ -578,35 +578,6 @@ def sweep(ctx: click.Context, dry_run: bool, controller: str | None, policy_path
                    f"subjects sealed: {d['subjects_sealed']}")
 
 
-def _subject_argument(ledger: Ledger, subject: str | None, email: str | None,
-                      controller: str | None) -> tuple[str, str]:
-    """(controller, pseudonym) from a SUBJECT argument or --email/--controller (SPEC §8)."""
-    from ledger.errors import UsageError
-
-    if email is not None:
-        if controller is None:
-            raise UsageError("--email needs --controller")
-        return controller, ledger.subject_id(controller, email=email)
-    if subject is None:
-        raise UsageError("give SUBJECT (a pseudonym) or --email E --controller C")
-    from ledger.pseudonyms import is_pseudonym
-
-    if not is_pseudonym(subject):
-        raise UsageError("SUBJECT: expected a pseudonym (64 lower-case hex digits)")
-    if controller is None:
-        import projections
-
-        path = ledger.data_dir / projections.PROJECTIONS_FILE
-        found = projections.query(  # a checked pseudonym: hex digits only
-            path, f"SELECT DISTINCT controller FROM activity_clock WHERE subject = '{subject}'"
-        ).rows if path.exists() else []
-        if len(found) != 1:
-            raise UsageError("give --controller: the subject is "
-                             + ("unknown" if not found else "known to several controllers"))
-        controller = found[0][0]
-    return controller, subject
-
-
 @main.command()
 @click.argument("subject", required=False)
 @click.option("--email", help="The person's e-mail address (with --controller).")
@@ -619,14 +590,19 @@ def _subject_argument(ledger: Ledger, subject: str | None, email: str | None,
 def explain(ctx: click.Context, subject: str | None, email: str | None, controller: str | None,
             as_of: str | None, policy_path: str | None, as_json: bool) -> None:
     """A subject's timeline and the rule chain behind its retention decision."""
-    from projections.decisions import controller_policies, projections_as_of
+    from projections.decisions import controller_policies, open_read_only, projections_as_of
     from projections.explain import explain as explain_subject
+    from projections.permissions import resolve_subject
 
-    with opened(ctx) as ledger:
-        ctrl, pid = _subject_argument(ledger, subject, email, controller)
+    with opened(ctx) as ledger, projections_as_of(ledger, _clock(as_of)) as (path, now):
+        con = open_read_only(path)
+        try:
+            ref = resolve_subject(ledger, con, subject=subject, email=email, controller=controller)
+        finally:
+            con.close()
+        ctrl, pid = ref.controller, ref.subject
         policy = controller_policies(ledger, ctrl, policy_path)[ctrl]
-        with projections_as_of(ledger, _clock(as_of)) as (path, now):
-            result = explain_subject(ledger, path, ctrl, pid, policy, now)
+        result = explain_subject(ledger, path, ctrl, pid, policy, now)
     if as_json:
         emit_json(result)
         return
@@ -637,6 +613,247 @@ def explain(ctx: click.Context, subject: str | None, email: str | None, controll
     click.echo("Rule chain:")
     for line in result["rule_chain"]:
         click.echo(f"  - {line}")
+
+# --- rights (SPEC §5 permissions, §2 register extract): permits, subject export ------------
+
+
+@main.command()
+@click.argument("args", nargs=-1, metavar="[SUBJECT] PURPOSE")
+@click.option("--email", help="The person's e-mail address (instead of SUBJECT; needs --controller).")
+@click.option("--account", help="The person's account id (instead of SUBJECT; needs --controller).")
+@click.option("--controller", help="Controller [default: the one controller that knows SUBJECT].")
+@click.option("--channel", help="Delivery channel: email, sms, app or post (marketing, newsletter).")
+@click.option("--as-of", "as_of", metavar="T",
+              help="Answer as known at T (knowledge time), from a replay of the log as of T.")
+@json_option
+@click.pass_context
+@handles_errors
+def permits(ctx: click.Context, args: tuple[str, ...], email: str | None, account: str | None,
+            controller: str | None, channel: str | None, as_of: str | None, as_json: bool) -> None:
+    """May PURPOSE be pursued for this person now? Prints yes/no and the deciding event.
+
+    SUBJECT is a pseudonym, or give --email/--account with --controller instead. Exit 0 when
+    permitted, 1 when not (so `ledger permits ... && send` fails safe), 2 on usage errors.
+    """
+    from ledger.timeutil import parse_cli_time
+
+    named = email is not None or account is not None
+    if len(args) != (1 if named else 2):
+        raise Failure("give SUBJECT PURPOSE, or PURPOSE with --email/--account and --controller", 2)
+    subject, purpose = (None, args[0]) if named else (args[0], args[1])
+    t = parse_cli_time(as_of, "--as-of") if as_of is not None else None
+    with opened(ctx) as ledger:
+        answer = ledger.permits(purpose, subject=subject, email=email, account=account,
+                                controller=controller, channel=channel, as_of=t)
+    if as_json:
+        emit_json(answer.as_dict())
+    else:
+        click.echo(f"{'yes' if answer.permitted else 'no'}: {answer.reason}")
+    if not answer.permitted:
+        ctx.exit(1)
+
+
+@subject.command("export")
+@click.option("--email", help="The person's e-mail address.")
+@click.option("--account", help="The person's account id in an app.")
+@click.option("--subject", "subject_id_", metavar="ID", help="The pseudonym.")
+@click.option("--controller", required=True, help="The controller whose data is extracted.")
+@click.option("--include-pseudonymised", is_flag=True,
+              help="Decrypt a pseudonymised subject's sealed personal data (said so in the output).")
+@click.option("--out", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write to FILE (mode 0600, outside the data directory) [default: stdout].")
+@json_option
+@click.pass_context
+@handles_errors
+def subject_export(ctx: click.Context, email: str | None, account: str | None,
+                   subject_id_: str | None, controller: str, include_pseudonymised: bool,
+                   out: str | None, as_json: bool) -> None:
+    """Register extract / portable copy: everything held about the person, decrypted, as JSON.
+
+    The output always is JSON (--json is accepted for symmetry). An erased subject's extract
+    says so and holds nothing personal.
+    """
+    del as_json  # the extract is JSON either way
+    settings: Settings = ctx.obj
+    from projections.export import check_out_path, write_export
+
+    if out is not None:  # refuse before anything is decrypted
+        check_out_path(out, settings.data_dir)
+    with opened(ctx) as ledger:
+        extract = ledger.export_subject(controller=controller, subject=subject_id_, email=email,
+                                        account=account,
+                                        include_pseudonymised=include_pseudonymised)
+    if out is None:
+        emit_json(extract)
+        return
+    path = write_export(extract, out, settings.data_dir)
+    click.echo(f"wrote the extract of {extract['subject'][:16]}… to {path} (mode 0600)", err=True)
+
+
+# audit (issue 5) ---------------------------------------------------------------------------
+def _short(digest: bytes) -> str:
+    return digest.hex()[:16] + "…"
+
+
+def _write_or_print(value: dict[str, Any], out: Path | None, what: str) -> None:
+    text = json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"{what} written to {out}", err=True)
+
+
+def _ledger_clock(settings: Settings) -> int:
+    from ledger.clock import SystemClock
+    from ledger.timeutil import parse_cli_time
+
+    return parse_cli_time(settings.now, "--now") if settings.now else SystemClock().now()
+
+
+jobs_option = click.option(
+    "--jobs", type=click.IntRange(min=1, max=64), default=DEFAULT_WORKERS, show_default=True,
+    help="Processes that hash the log in parallel (big logs only).")
+digest_option = click.option(
+    "--digest", "digest_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A digest from `ledger audit digest`.")
+out_option = click.option(
+    "--out", metavar="FILE", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write to FILE instead of printing.")
+
+
+@main.group()
+def audit() -> None:
+    """Verify the hash chain; Merkle digests and proofs an auditor checks without the log.
+
+    None of these needs the master key: an auditor can verify a copy of the log alone.
+    """
+
+
+@audit.command("verify")
+@digest_option
+@click.option("--no-decode", is_flag=True,
+              help="Check the chain only (hashing-bound); do not decode every record.")
+@jobs_option
+@json_option
+@click.pass_context
+@handles_errors
+def audit_verify(ctx: click.Context, digest_file: Path | None, no_decode: bool, jobs: int,
+                 as_json: bool) -> None:
+    """Recompute the hash chain over the whole log and check every record decodes.
+
+    With --digest, also prove the log still holds exactly the records the digest covers.
+    Exit 1 naming the first bad position and what is wrong: altered, missing, reordered,
+    forged, or truncated.
+    """
+    from ledger.audit import Auditor
+    from ledger.proofs import load_digest
+    from ledger.timeutil import format_micros
+
+    digest = load_digest(digest_file) if digest_file else None
+    with Auditor.open(ctx.obj, jobs) as auditor:
+        with progress_bar(auditor.source.size(), "Verifying") as progress:
+            report = auditor.verify(digest, decode=not no_decode, progress=progress)
+    f = report.finding
+    if as_json:
+        emit_json(report.as_dict())
+    elif f is None:
+        checked = "chain intact" + ("" if no_decode else ", every record decodes")
+        click.echo(f"ok: {report.records:,} records, {checked}; head {_short(report.head_hash)}")
+        if digest is not None:
+            click.echo(f"  holds exactly the {digest.size:,} records of the digest made "
+                       f"{format_micros(digest.created_at)} (Merkle root {_short(digest.merkle_root)})")
+    else:
+        click.echo(f"FAILED at position {f.position}: {f.reason}")
+    if f is not None:
+        ctx.exit(1)
+
+
+@audit.command("digest")
+@out_option
+@jobs_option
+@json_option
+@click.pass_context
+@handles_errors
+def audit_digest(ctx: click.Context, out: Path | None, jobs: int, as_json: bool) -> None:
+    """Write a digest of the log to keep outside the system: size, head hash, RFC 6962
+    Merkle root and time (the ledger clock). Exit 1, writing nothing, if the chain is broken.
+    """
+    from ledger.audit import Auditor
+
+    with Auditor.open(ctx.obj, jobs) as auditor:
+        with progress_bar(auditor.source.size(), "Hashing") as progress:
+            digest = auditor.digest(_ledger_clock(ctx.obj), progress=progress)
+    _write_or_print(digest.as_dict(), out, f"digest of {digest.size:,} records")
+    if as_json and out is not None:
+        emit_json(digest.as_dict())
+
+
+@audit.command("prove")
+@click.argument("event_id")
+@click.option("--digest", "digest_file", required=True, metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The digest whose Merkle root the proof leads to.")
+@out_option
+@click.pass_context
+@handles_errors
+def audit_prove(ctx: click.Context, event_id: str, digest_file: Path, out: Path | None) -> None:
+    """Print a JSON proof that EVENT_ID is in the log the digest covers: the event's record
+    and its RFC 6962 audit path to the digest's Merkle root. `ledger audit check-proof`
+    verifies it without the log.
+    """
+    from ledger.audit import Auditor
+    from ledger.proofs import load_digest
+
+    digest = load_digest(digest_file)
+    with Auditor.open(ctx.obj) as auditor:
+        proof = auditor.prove(event_id, digest)
+    _write_or_print(proof.as_dict(), out, f"inclusion proof of position {proof.position}")
+
+
+@audit.command("consistency")
+@click.option("--digest", "digest_file", required=True, metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An earlier digest the log must extend.")
+@out_option
+@click.pass_context
+@handles_errors
+def audit_consistency(ctx: click.Context, digest_file: Path, out: Path | None) -> None:
+    """Print a JSON RFC 6962 proof that today's log extends an earlier digest (its records
+    unchanged, only appended to). `ledger audit check-proof` verifies it without the log.
+    """
+    from ledger.audit import Auditor
+    from ledger.proofs import load_digest
+
+    digest = load_digest(digest_file)
+    with Auditor.open(ctx.obj) as auditor:
+        proof = auditor.consistency(digest, _ledger_clock(ctx.obj))
+    _write_or_print(proof.as_dict(), out, f"consistency proof {proof.old_size:,} -> {proof.new_size:,}")
+
+
+@audit.command("check-proof")
+@click.argument("proof_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--digest", "digest_files", multiple=True, metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A digest the proof must be about (repeatable).")
+@json_option
+@handles_errors
+def audit_check_proof(proof_file: Path, digest_files: tuple[Path, ...], as_json: bool) -> None:
+    """Verify a proof from `ledger audit prove` or `ledger audit consistency` without the log
+    or a data directory. With --digest the proof must lead to that digest's Merkle root;
+    without one it is checked only against the root it carries. Exit 1 if it fails.
+    """
+    from ledger.proofs import check_proof, load_digest, load_proof
+
+    result = check_proof(load_proof(proof_file), [load_digest(d) for d in digest_files])
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        click.echo(f"{'ok' if result.ok else 'FAILED'}: {result.detail}")
+        if result.ok and not result.pinned:
+            click.echo("  (pass --digest FILE to tie it to a digest you hold)")
+    if not result.ok:
+        sys.exit(1)
 
 
 # --- Kafka (issue 6) ---------------------------------------------------------------------

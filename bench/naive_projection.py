@@ -5,6 +5,7 @@ event (as ``eventsourcing.projection.Projection.process_event`` does with its vi
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from functools import singledispatchmethod
@@ -46,8 +47,15 @@ class SubjectAggregate:
 
 
 class NaiveView(TrackingRecorder):
-    def __init__(self, path: Path) -> None:
-        self.con = duckdb.connect(str(path))
+    """The materialised view: DuckDB (the projection's target) or SQLite (the row store an
+    eventsourcing user might reach for first)."""
+
+    def __init__(self, path: Path, store: str = "duckdb") -> None:
+        if store == "sqlite":
+            self.con: Any = sqlite3.connect(str(path), isolation_level=None)
+            self.con.execute("PRAGMA journal_mode=WAL")
+        else:
+            self.con = duckdb.connect(str(path))
         self.con.execute("CREATE TABLE events (position BIGINT, event_id VARCHAR, type VARCHAR, "
                          "controller VARCHAR, subject VARCHAR, occurred_at BIGINT, body VARCHAR)")
         self.con.execute("CREATE TABLE consent_state (controller VARCHAR, subject VARCHAR, "
@@ -71,9 +79,11 @@ class NaiveView(TrackingRecorder):
 class NaiveProjection(Projection[NaiveView]):
     name = "naive"
 
-    def __init__(self, view: NaiveView) -> None:
+    def __init__(self, view: NaiveView, commit_every: int = 1) -> None:
         super().__init__(view)
         self.aggregates: dict[tuple[str, str], SubjectAggregate] = {}
+        self.commit_every = commit_every  # 1: a transaction per event, as process_event does
+        self.pending = 0
 
     @singledispatchmethod
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
@@ -85,7 +95,8 @@ class NaiveProjection(Projection[NaiveView]):
         agg = self.aggregates.setdefault(key, SubjectAggregate())
         agg.apply(e, tracking.notification_id)
         con = self.view.con
-        con.begin()
+        if self.pending == 0:
+            con.execute("BEGIN")
         con.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [tracking.notification_id, e.event_id, e.type, e.controller, e.subject,
                      e.occurred_at, repr(e.body)])
@@ -98,13 +109,22 @@ class NaiveProjection(Projection[NaiveView]):
                 con.execute("INSERT OR REPLACE INTO consent_state VALUES (?, ?, ?, ?, ?, ?)",
                             [*key, purpose, status, at, pos])
         self.view.insert_tracking(tracking)
-        con.commit()
+        self.pending += 1
+        if self.pending >= self.commit_every:
+            con.execute("COMMIT")
+            self.pending = 0
+
+    def flush(self) -> None:
+        if self.pending:
+            self.view.con.execute("COMMIT")
+            self.pending = 0
 
 
-def run_naive(data_dir: Path, target: Path, limit: int, max_seconds: float) -> tuple[int, float]:
+def run_naive(data_dir: Path, target: Path, limit: int, max_seconds: float,
+              commit_every: int = 1, store: str = "duckdb") -> tuple[int, float]:
     codec = AvroCodec(default_registry())
     log = SQLiteEventLog(data_dir / "log.sqlite")
-    projection = NaiveProjection(NaiveView(target))
+    projection = NaiveProjection(NaiveView(target, store), commit_every)
     started = time.perf_counter()
     n = 0
     for record in log.read(1, limit=limit):
@@ -112,4 +132,5 @@ def run_naive(data_dir: Path, target: Path, limit: int, max_seconds: float) -> t
         n += 1
         if n % 1000 == 0 and time.perf_counter() - started > max_seconds:
             break
+    projection.flush()
     return n, time.perf_counter() - started

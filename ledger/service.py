@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger import config as cfg
 from ledger.clock import Clock, FixedClock, SystemClock
@@ -29,6 +29,9 @@ from ledger.pseudonyms import pseudonym
 from ledger.schemas import SchemaRegistry, default_registry
 from ledger.timeutil import parse_cli_time
 from ledger.vault import KeyVault, SQLiteKeyVault, blob_header, unseal
+
+if TYPE_CHECKING:  # projections sit above this layer: imported at call time, typed here
+    from projections.permissions import PermitAnswer
 
 CHUNK = 2000  # items a unit holds when the input does not come in batches of its own
 # Items one log transaction holds. Durable commits (fsync) and the random event-id index
@@ -368,6 +371,22 @@ class Ledger:
                                   header.generation, include_sealed=include_sealed)
         result: dict[str, Any] = json.loads(unseal(key, event.pii, event.event_id))
         return result
+
+    # rights (SPEC §5 permissions, §2 register extract) -------------------------------------
+    # They read the DuckDB projections, which sit above this layer: imported when called.
+    def permits(self, purpose: str, **kwargs: Any) -> PermitAnswer:
+        """May ``purpose`` be pursued for a subject now (or ``as_of``)? See
+        ``projections.permissions.permits`` for the arguments; returns a PermitAnswer."""
+        from projections.permissions import permits
+
+        return permits(self, purpose, **kwargs)
+
+    def export_subject(self, **kwargs: Any) -> dict[str, Any]:
+        """The register extract / portable copy of one subject; see
+        ``projections.export.export_subject``."""
+        from projections.export import export_subject
+
+        return export_subject(self, **kwargs)
 
 
 __all__ = ["KeyUnavailable", "Ledger", "PublishReport", "RecordOutcome"]

@@ -1,21 +1,27 @@
-"""Projections (SPEC §4): the log folded into DuckDB tables an analyst can query."""
+"""Projections (SPEC §4): the log folded into DuckDB tables an analyst can query.
+
+The entry points are imported lazily, so that ``projections.policy`` and the other pure
+modules load without DuckDB, Arrow and numpy."""
 
 from __future__ import annotations
 
-from projections.projector import (
-    PROJECTIONS_FILE,
-    ProjectReport,
-    QueryResult,
-    fingerprint,
-    follow,
-    project,
-    project_and_summarise,
-    projections_path,
-    query,
-    replay,
-    stored_position,
-    summary,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from projections.projector import (
+        PROJECTIONS_FILE,
+        ProjectReport,
+        QueryResult,
+        fingerprint,
+        follow,
+        project,
+        project_and_summarise,
+        projections_path,
+        query,
+        replay,
+        stored_position,
+        summary,
+    )
 
 __all__ = [
     "PROJECTIONS_FILE",
@@ -31,3 +37,11 @@ __all__ = [
     "stored_position",
     "summary",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from projections import projector
+
+        return getattr(projector, name)
+    raise AttributeError(f"module 'projections' has no attribute {name!r}")

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
+import pyarrow as pa  # type: ignore[import-untyped]
 
 _PAD = 16  # zero bytes after the data, so a varint read past a record's end stays in bounds
 

@@ -13,7 +13,7 @@ from io import BytesIO
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
+import pyarrow as pa  # type: ignore[import-untyped]
 from fastavro import schemaless_reader
 
 from ledger.codec import HEADER_SIZE, SINGLE_OBJECT_MAGIC
@@ -127,7 +127,7 @@ class PageDecoder:
                 record = schemaless_reader(stream, writer_schema, reader_schema)
                 if stream.tell() != len(body):
                     raise ValueError(f"{len(body) - stream.tell()} trailing bytes")
-            except Exception as e:  # fastavro raises many types on corrupt input
+            except Exception as e:  # noqa: BLE001 - fastavro raises many types on corrupt input
                 result.errors.append(self._error(
                     page, i, writer.type, f"corrupt {writer.type} body: {type(e).__name__}: {e}"))
                 continue

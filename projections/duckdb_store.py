@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import duckdb
-import pyarrow as pa
+import pyarrow as pa  # type: ignore[import-untyped]
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
 from ledger.errors import LedgerError, UsageError
@@ -197,12 +197,14 @@ class DuckDBStore(TrackingRecorder):
         self.read_only = read_only
         if read_only and not path.exists():
             raise UsageError(f"no projections at {path}: run `ledger project` first")
-        config = {"memory_limit": memory_limit} if memory_limit else {}
+        config: dict[str, str | bool | int | float | list[str]] = (
+            {"memory_limit": memory_limit} if memory_limit else {})
         try:
             self.con = duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.Error as e:
             raise ProjectionStoreError(f"cannot open {path}: {_one_line(e)}") from None
         self._registered = 0
+        self._bulk_io_on = False
         if not read_only:
             self._create_tables()
         self._check_format()
@@ -243,6 +245,19 @@ class DuckDBStore(TrackingRecorder):
             with self._transaction():
                 self.con.execute("INSERT INTO bulk_load VALUES (?)", [first_position])
 
+    def _bulk_io(self, on: bool) -> None:
+        """During a bulk load DuckDB would checkpoint at almost every commit (each page is
+        more than the 16 MB WAL threshold), and a checkpoint costs more the larger the file:
+        checkpoint once at the end instead. Commits stay durable in the WAL meanwhile."""
+        if on == self._bulk_io_on:
+            return
+        if on:
+            self.con.execute("SET checkpoint_threshold = '4GB'")
+        else:
+            self.con.execute("RESET checkpoint_threshold")
+            self.con.execute("CHECKPOINT")
+        self._bulk_io_on = on
+
     def finish_bulk(self) -> None:
         """Reduces the staged rows into the keyed tables, computes the clocks and refolds
         the subjects of the bulk-loaded range, in one transaction."""
@@ -263,6 +278,7 @@ class DuckDBStore(TrackingRecorder):
                 if touched:
                     self._refold_subjects(touched)
                 self.con.execute("DELETE FROM bulk_load")
+            self._bulk_io(False)
         except duckdb.Error as e:
             raise ProjectionStoreError(f"projecting into {self.path} failed: {_one_line(e)}") from None
         finally:
@@ -309,6 +325,7 @@ class DuckDBStore(TrackingRecorder):
         ``partition``: Kafka workers track one per partition) atomically."""
         try:
             bulk = self.bulk_start() is not None
+            self._bulk_io(bulk)
             with self._transaction():
                 first, last = page.first_position, page.last_position
                 if page.groups:
@@ -443,7 +460,8 @@ class DuckDBStore(TrackingRecorder):
             body = {"request_id": rid, "right": right, "scope": scope, "outcome": outcome,
                     "reason": reason, "erase_due_at": erase_due}
             history[(c, s)].append(HistoryEvent(typ, pos, occ, eid, body))
-        status_rows, request_table = [], []
+        status_rows: list[tuple[Any, ...]] = []
+        request_table: list[tuple[Any, ...]] = []
         for (c, s), events in sorted(history.items()):
             st = subject_status(events)
             status_rows.append((c, s, st.status, st.since, st.erase_due_at, st.reason,
@@ -564,4 +582,8 @@ def _in_list(values: Iterable[str]) -> str:
 
 
 def _one_line(e: Exception) -> str:
-    return re.sub(r"\s+", " ", str(e)).strip()[:300]
+    text = re.sub(r"\s+", " ", str(e)).strip()
+    if "Could not set lock" in text or "Conflicting lock" in text:
+        return ("the file is locked by another process (DuckDB allows one writer; is "
+                "`ledger project --follow` running?)")
+    return text[:300]

@@ -25,11 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
 from typing import Any, Final
 
-from ledger.timeutil import from_micros, to_micros
 from ledger.vocabulary import ACTIVITY_TYPES
+from projections.policy import Duration
 
 # --- the input: a batch of events of one type ---------------------------------------------
 
@@ -328,19 +327,9 @@ def request_rows(history: Sequence[HistoryEvent]) -> list[RightsRequest]:
 
 
 def answer_due(received_at: int) -> int:
-    """GDPR Art. 12(3): a request is answered within one month of receipt (calendar month;
+    """GDPR Art. 12(3): a request is answered within one month of receipt (a calendar month:
     the 31st of January is due on the last day of February)."""
-    return to_micros(add_months(from_micros(received_at), 1))
+    return ONE_MONTH.add(received_at)
 
 
-def add_months(dt: datetime, months: int) -> datetime:
-    month0 = dt.month - 1 + months
-    year, month = dt.year + month0 // 12, month0 % 12 + 1
-    day = min(dt.day, _days_in_month(year, month))
-    return datetime.combine(date(year, month, day), time(dt.hour, dt.minute, dt.second,
-                                                         dt.microsecond), tzinfo=UTC)
-
-
-def _days_in_month(year: int, month: int) -> int:
-    nxt = date(year + month // 12, month % 12 + 1, 1)
-    return (nxt - date(year, month, 1)).days
+ONE_MONTH: Final = Duration(months=1)

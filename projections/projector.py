@@ -13,7 +13,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, cast
@@ -27,7 +27,8 @@ from ledger.schemas import SchemaRegistry
 from ledger.service import Ledger
 from projections.decode import DecodedPage, PageDecoder
 from projections.duckdb_store import DuckDBStore, ProjectionStoreError, _one_line
-from projections.fold import Rows, add_months, fold
+from projections.fold import Rows, fold
+from projections.policy import Duration
 from projections.workers import (
     PartitionedLog,
     PartitionProjector,
@@ -40,7 +41,9 @@ from projections.workers import (
 log = logging.getLogger(__name__)
 
 PROJECTIONS_FILE: Final = "projections.duckdb"
-PAGE_SIZE: Final = 50_000
+# One DuckDB row group per page: a full row group is written straight to the file at commit
+# (no second copy through the WAL), and no partial row groups pile up to be merged later.
+PAGE_SIZE: Final = 122_880
 Progress = Callable[[int], None]
 
 
@@ -99,7 +102,11 @@ class Projector:
                 progress(page.count)
         self.store.finish_bulk()
         position, _ = self.store.position()
-        return ProjectReport(events, errors, position, time.perf_counter() - started)
+        report = ProjectReport(events, errors, position, time.perf_counter() - started)
+        if events:
+            log.info("projected %d events (%d errors) to position %d in %.2f s", events, errors,
+                     position, report.seconds)
+        return report
 
     def _prepared(
         self, start: int, recorded_by: int | None, stop: threading.Event | None
@@ -117,7 +124,7 @@ class Projector:
                     decoded = self.decoder.decode(page)
                     ready.put((decoded, fold(decoded.groups)))
                 ready.put(None)
-            except BaseException as e:  # handed to the writer thread, raised there
+            except BaseException as e:  # noqa: BLE001 - handed to the writer thread, raised there
                 ready.put(e)
 
         reader = threading.Thread(target=produce, name="projection-reader", daemon=True)
@@ -271,12 +278,13 @@ class QueryResult:
 
 
 def query(path: str | Path, sql: str) -> QueryResult:
-    """Runs SQL on a projections file, read-only (nothing can be changed through it)."""
+    """Runs SQL on a projections file, read-only, with DuckDB's file access switched off: a
+    query sees the projections and nothing else on the machine, and writes nowhere."""
     path = Path(path)
     if not path.exists():
         raise UsageError(f"no projections at {path}: run `ledger project` first")
     try:
-        con = duckdb.connect(str(path), read_only=True)
+        con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
     except duckdb.Error as e:
         raise ProjectionStoreError(f"cannot open {path}: {_one_line(e)}") from None
     try:
@@ -290,17 +298,12 @@ def query(path: str | Path, sql: str) -> QueryResult:
         con.close()
 
 
-# Inactivity periods of the two seed policies (SPEC §2), used by the demo summary until the
-# retention policies (a later issue) are read from their TOML files.
-SEED_INACTIVE_MONTHS: Final = {"coegi": 36, "cowrite": 6}
-DEFAULT_INACTIVE_MONTHS: Final = 36
-
-
-def summary(path: str | Path, as_of: int) -> dict[str, Any]:
-    """Per controller: subjects, consents granted / withdrawn / objected, subscriptions, and
-    subjects active vs inactive at ``as_of`` (last activity within the seed policy's period)."""
-    from ledger.timeutil import from_micros, to_micros
-
+def summary(path: str | Path, as_of: int,
+            inactive_after: Mapping[str, Duration] | None = None) -> dict[str, Any]:
+    """Per controller: subjects, consents granted / withdrawn / objected, pseudonymisation
+    statuses, and subjects active vs inactive at ``as_of`` (last activity within the
+    controller's policy's ``inactive_after``; P3Y for a controller without one)."""
+    periods = dict(inactive_after or {})
     con = duckdb.connect(str(path), read_only=True)
     try:
         controllers = [r[0] for r in con.execute(
@@ -308,11 +311,11 @@ def summary(path: str | Path, as_of: int) -> dict[str, Any]:
         ).fetchall()]
         result: dict[str, Any] = {}
         for c in controllers:
-            months = SEED_INACTIVE_MONTHS.get(c, DEFAULT_INACTIVE_MONTHS)
-            cutoff = to_micros(add_months(from_micros(as_of), -months))
+            period = periods.get(c, DEFAULT_INACTIVE_AFTER)
             subjects, active = con.execute(
                 "SELECT count(*), count(*) FILTER (WHERE last_activity_at >= make_timestamp(?)) "
-                "FROM activity_clock WHERE controller = ? AND subject <> '*'", [cutoff, c]).fetchone()  # type: ignore[misc]
+                "FROM activity_clock WHERE controller = ? AND subject <> '*'",
+                [period.subtract(as_of), c]).fetchone()  # type: ignore[misc]
             consents = dict(con.execute(
                 "SELECT status, count(*) FROM consent_state WHERE controller = ? GROUP BY 1",
                 [c]).fetchall())
@@ -323,25 +326,32 @@ def summary(path: str | Path, as_of: int) -> dict[str, Any]:
                 "subjects": subjects,
                 "active": active,
                 "inactive": subjects - active,
-                "inactive_after_months": months,
+                "inactive_after": str(period),
                 "consents_granted": consents.get("granted", 0),
                 "consents_withdrawn": consents.get("withdrawn", 0),
                 "objections": consents.get("objected", 0),
+                "restricted": statuses.get("restricted", 0),
                 "pseudonymised": statuses.get("pseudonymised", 0),
                 "erased": statuses.get("erased", 0),
-                "restricted": statuses.get("restricted", 0),
             }
         return result
     finally:
         con.close()
 
 
+DEFAULT_INACTIVE_AFTER: Final = Duration(years=3)
+
+
 def project_and_summarise(ledger: Ledger) -> dict[str, Any]:
     """For ``ledger demo``: brings the projections up to date and summarises them as of the
-    ledger clock."""
+    ledger clock, with each controller's retention policy deciding who counts as inactive."""
+    from projections.policy import load_policy
+
     report = project(ledger)
+    periods = {c.name: load_policy(c.policy).inactive_after
+               for c in ledger.config.controllers.values()}
     return {"projection": report.as_dict(),
-            "by_controller": summary(projections_path(ledger), ledger.clock.now())}
+            "by_controller": summary(projections_path(ledger), ledger.clock.now(), periods)}
 
 
 def _log_name(ledger: Ledger) -> str:

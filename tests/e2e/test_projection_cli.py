@@ -105,11 +105,13 @@ def test_query_table_json_csv_and_errors(history: Ledger, data_dir: Path) -> Non
     assert err.count("\n") == 1
     code, _, err = run(data_dir, "query", "DELETE FROM events")
     assert code == 2 and "read-only" in err
+    code, _, err = run(data_dir, "query", "COPY events TO 'out.csv'")
+    assert code == 2 and "file system operations are disabled" in err
 
 
 def test_doc_example_queries_run_with_plain_duckdb(history: Ledger, data_dir: Path) -> None:
     projections.project(history)
-    queries = re.findall(r"```sql\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.S)
+    queries = re.findall(r"```sql\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL)
     assert len(queries) >= 8
     con = duckdb.connect(str(data_dir / "projections.duckdb"), read_only=True)
     try:

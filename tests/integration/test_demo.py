@@ -79,3 +79,10 @@ def test_the_demo_ends_with_a_sweep_whose_erasures_are_real(demo_dir: Path) -> N
                     and event.type != "InvoiceUsageRecorded" and event.recorded_at < erased[0].recorded_at:
                 with pytest.raises(KeyUnavailable):
                     ledger.personal_data(event)
+
+
+def test_the_demo_log_verifies(demo_dir: Path) -> None:
+    result = CliRunner().invoke(cli.main, ["--data", str(demo_dir), "audit", "verify", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["ok"] and report["decode_checked"] and report["records"] > SUBJECTS * 5

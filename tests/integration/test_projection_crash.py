@@ -10,15 +10,18 @@ import signal
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import projections
 from ledger.events import Event
 from ledger.log import PendingRecord
 from ledger.service import Ledger
+from projections.duckdb_store import DuckDBStore
+from projections.projector import Projector
 
-TRIALS = 24
-EVENTS = 4_000
-PAGE = 100  # many small commits, so kills land before, inside and after them
+TRIALS = 20
+EVENTS = 2_000
+PAGE = 80  # many small commits, so kills land before, inside and after them
 
 TYPES = {
     "LoggedIn": {"app": "cowrite", "method": "bankid"},
@@ -33,8 +36,11 @@ TYPES = {
 }
 
 
+T0 = 1_767_225_600_000_000  # record i is recorded at T0 + i
+
+
 def build_log(ledger: Ledger, rng: random.Random) -> None:
-    t0 = 1_767_225_600_000_000
+    t0 = T0
     pending = []
     for i in range(EVENTS):
         if i % 997 == 0:  # now and then a record no schema knows: a projection error
@@ -50,9 +56,23 @@ def build_log(ledger: Ledger, rng: random.Random) -> None:
     ledger.log.append(pending)
 
 
-def project_in_child(data_dir: Path, db: Path, rebuild: bool) -> None:
+def project_in_child(data_dir: Path, db: Path, rebuild: bool, done: Any) -> None:
+    def progress(n: int) -> None:  # called after each page's commit
+        with done.get_lock():
+            done.value += n
+
     with Ledger.open(data_dir) as ledger:
-        projections.project(ledger, path=db, rebuild=rebuild, page_size=PAGE)
+        projections.project(ledger, path=db, rebuild=rebuild, page_size=PAGE, progress=progress)
+
+
+def project_prefix(ledger: Ledger, db: Path, records: int) -> None:
+    """A file that reflects the first ``records`` records (recorded_at is T0 + index)."""
+    store = DuckDBStore(db, ledger.registry)
+    try:
+        Projector(ledger.log, store, ledger.registry, page_size=PAGE).run(
+            recorded_by=T0 + records - 1)
+    finally:
+        store.close()
 
 
 def test_sigkill_at_random_points_then_resume_equals_rebuild(data_dir: Path, tmp_path: Path) -> None:
@@ -60,28 +80,38 @@ def test_sigkill_at_random_points_then_resume_equals_rebuild(data_dir: Path, tmp
     ledger = Ledger.open(data_dir)
     build_log(ledger, rng)
     clean = tmp_path / "clean.duckdb"
-    started = time.perf_counter()
     projections.project(ledger, path=clean, page_size=PAGE)
-    full_run = time.perf_counter() - started
     expected = projections.fingerprint(clean, ledger.registry)
 
     fork = multiprocessing.get_context("fork")
     db = tmp_path / "crashed.duckdb"
     killed_at: list[int] = []
     for trial in range(TRIALS):
-        rebuild = trial % 3 == 2  # also kill rebuilds that are emptying a projected file
-        if trial % 4 == 0:
+        # a fresh bulk load, an incremental catch-up from a random prefix, or a rebuild of a
+        # complete file
+        mode = ("fresh", "incremental", "rebuild", "incremental")[trial % 4]
+        if mode != "rebuild":
             for p in (db, db.with_name(db.name + ".wal")):
                 p.unlink(missing_ok=True)
-        child = fork.Process(target=project_in_child, args=(data_dir, db, rebuild))
+        if mode == "incremental":
+            project_prefix(ledger, db, rng.randrange(1, EVENTS))
+        done = fork.Value("i", 0)
+        child = fork.Process(target=project_in_child, args=(data_dir, db, mode == "rebuild", done))
         child.start()
-        time.sleep(rng.uniform(0.0, full_run * 1.3))
-        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        # kill once a random number of records is committed, a random moment later: inside a
+        # page, its commit, the final reduce or checkpoint, or after the end
+        target = rng.randrange(0, EVENTS + PAGE)
+        deadline = time.monotonic() + 30
+        while done.value < target and child.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0.0, 0.05))
+        if child.is_alive():  # is_alive() reaps a child that already finished
+            os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
         child.join()
         killed_at.append(projections.stored_position(db))
         projections.project(ledger, path=db, page_size=PAGE)
         assert projections.fingerprint(db, ledger.registry) == expected, (
-            f"trial {trial}: killed at position {killed_at[-1]}")
+            f"trial {trial} ({mode}): killed at position {killed_at[-1]}")
     ledger.close()
     # the kills really landed mid-projection, not only before the start or after the end
     assert len({p for p in killed_at if 0 < p < EVENTS}) >= 5, killed_at

@@ -115,7 +115,7 @@ def new_ledger(root: Path, name: str) -> Ledger:
     return Ledger.open(root / name)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=histories(), data=st.data())
 def test_pages_and_restarts_give_the_rebuild_and_replay_gives_the_prefix(
         history: list[tuple[str, Any]], data: st.DataObject) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from ledger.timeutil import parse_timestamp
@@ -12,7 +10,6 @@ from projections.fold import (
     FOLDS,
     EventColumns,
     HistoryEvent,
-    add_months,
     answer_due,
     fold,
     request_rows,
@@ -98,8 +95,3 @@ def test_request_rows_pair_requests_with_their_close() -> None:
 ])
 def test_a_request_is_due_one_calendar_month_after_receipt(received: str, due: str) -> None:
     assert answer_due(parse_timestamp(received)) == parse_timestamp(due)
-
-
-def test_add_months_backwards() -> None:
-    assert add_months(datetime(2026, 3, 31, tzinfo=UTC), -1) == datetime(2026, 2, 28, tzinfo=UTC)
-    assert add_months(datetime(2026, 3, 1, tzinfo=UTC), -36) == datetime(2023, 3, 1, tzinfo=UTC)
