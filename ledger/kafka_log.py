@@ -30,7 +30,7 @@ topic by scanning the topic on its first append (cost: one read of the topic; me
 70 bytes per event id), keeps both in memory, and checks after every acknowledged append that
 its records landed right after its known tail. If another ledger record landed in between
 (the assumption was broken), the append raises ``LogError`` naming the partition and
-offsets: the chain is broken there and ``ledger audit verify`` will show it. Foreign or
+offsets: the chain is broken there and ``ledger kafka verify`` shows it. Foreign or
 poison messages in between are harmless (not part of the chain).
 
 Idempotency: the writer never produces an event id it has seen in the topic. Readers skip an
@@ -594,7 +594,7 @@ class KafkaEventLog(EventLog):
                         f"{self.settings.topic}[{p}]: another writer appended ledger records at "
                         f"offsets {intruders[0]}..{intruders[-1]} while this one appended at {offset}: "
                         "the ledger assumes one writer per partition; the hash chain breaks at "
-                        f"offset {offset} (ledger audit verify will report it)"
+                        f"offset {offset} (`ledger kafka verify` reports it)"
                     )
             expected[p] = offset + 1
 

@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 import cli
 import ledger.service
 from ledger.demo_history import write_jsonl
+from ledger.errors import LedgerError
 from ledger.kafka_log import KafkaUnavailable
 from ledger.service import Ledger
 from tests.kafka.conftest import TIMEOUT
@@ -148,3 +149,31 @@ def test_a_frozen_broker_times_out_with_one_line(tmp_path: Path) -> None:
         broker.resume()
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("Error: Kafka")
+
+
+def test_kafka_verify_checks_each_partition_and_names_a_break(kafka_url: str) -> None:
+    from ledger.kafka_log import KafkaEventLog, KafkaSettings, partition_for
+    from tests.integration.log_contract import pending
+
+    a = KafkaEventLog(KafkaSettings.parse(kafka_url))
+    b = KafkaEventLog(KafkaSettings.parse(kafka_url))
+    try:
+        a.append([pending(1, subject=f"s{i}") for i in range(9)])
+        ok = run("--log", kafka_url, "kafka", "verify", "--json")
+        assert ok.exit_code == 0 and all(r["ok"] for r in json.loads(ok.stdout))
+        b.contains([])  # b learns the tails now; a appends again; b's next record is stale
+        a.append([pending(2, subject="s0")])
+        with pytest.raises(LedgerError, match="another writer"):
+            b.append([pending(3, subject="s0")])
+    finally:
+        a.close()
+        b.close()
+    broken = run("--log", kafka_url, "kafka", "verify", "--json")
+    assert broken.exit_code == 1
+    rows = {r["partition"]: r for r in json.loads(broken.stdout)}
+    p = partition_for(b"s0", 3)
+    stale = sum(partition_for(f"s{i}".encode(), 3) == p for i in range(9)) + 1
+    # Two records chain to the same predecessor: the verifier names the first of the pair
+    # that the chain does not continue from (one of the two racing appends).
+    assert rows[p]["first_bad_offset"] in (stale - 1, stale) and rows[p]["kind"] == "forged"
+    assert all(r["ok"] for q, r in rows.items() if q != p)
