@@ -274,7 +274,408 @@ def format_summary(summary: dict[str, Any]) -> str:
     for controller, n in summary["subjects"].items():
         lines.append(f"  {controller}: {n} subjects")
     lines.append("  by type: " + ", ".join(f"{t} {n}" for t, n in summary["by_type"].items()))
+    if "projections" in summary:
+        lines.extend(format_projection_summary(summary["projections"]))
+    if "sweep" in summary:
+        sweep = summary["sweep"]
+        lines.append(f"Retention sweep at {sweep['as_of']}: decisions "
+                     + ", ".join(f"{a} {n}" for a, n in sweep["decisions"].items()))
+        lines.append("  appended: " + (", ".join(f"{t} {n}" for t, n in sweep["appended"].items())
+                                       or "nothing") + f"; keys destroyed: {sweep['keys_shredded']}")
     return "\n".join(lines)
+
+# --- projections (SPEC §4): project, replay, query ---------------------------------------
+
+
+@contextmanager
+def rate_bar(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar showing events/s on a terminal; silent when stderr is not a TTY."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    import time
+
+    started = time.perf_counter()
+    done = [0]
+
+    def rate(_: object) -> str:
+        elapsed = time.perf_counter() - started
+        return f"{done[0] / elapsed:,.0f} events/s" if elapsed > 0 else ""
+
+    with click.progressbar(length=max(total, 1), label=label, file=sys.stderr, show_pos=True,
+                           item_show_func=rate) as bar:
+        def update(n: int) -> None:
+            done[0] += n
+            bar.update(n, done[0])
+
+        yield update
+
+
+def format_projection_summary(p: dict[str, Any]) -> list[str]:
+    lines = [f"Projections: {p['projection']['events']:,} events projected "
+             f"({p['projection']['events_per_second']:,} events/s)"]
+    for controller, c in p["by_controller"].items():
+        lines.append(
+            f"  {controller}: {c['subjects']} subjects, {c['active']} active / {c['inactive']} "
+            f"inactive (no activity for {c['inactive_after_months']} months); consents "
+            f"{c['consents_granted']} granted, {c['consents_withdrawn']} withdrawn, "
+            f"{c['objections']} objections")
+    return lines
+
+
+def _report_line(report: Any) -> str:
+    errors = f", {report.errors} to projection_errors" if report.errors else ""
+    return (f"projected {report.events:,} events{errors}; position {report.position:,} "
+            f"({report.seconds:.2f} s, {report.events_per_second:,.0f} events/s)")
+
+
+@main.command()
+@click.option("--rebuild", is_flag=True, help="Empty the tables and project the whole log again.")
+@click.option("--follow", is_flag=True, help="Keep projecting new events until interrupted.")
+@click.option("--fingerprint", "show_fingerprint", is_flag=True,
+              help="Print a content hash of all tables (same log prefix, same hash).")
+@click.option("--db", "db", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Projections file [default: DATA/projections.duckdb].")
+@json_option
+@click.pass_context
+@handles_errors
+def project(ctx: click.Context, rebuild: bool, follow: bool, show_fingerprint: bool,
+            db: str | None, as_json: bool) -> None:
+    """Bring the DuckDB projections up to date with the log.
+
+    Incremental from the stored log position; --rebuild starts from zero. Events that do not
+    decode go to the projection_errors table and never stop the projector.
+    """
+    import projections
+
+    with opened(ctx) as ledger:
+        path = projections.projections_path(ledger, db)
+        total = ledger.log.head().position
+        if follow:
+            import signal
+            import threading
+
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            if rebuild:
+                projections.project(ledger, path=path, rebuild=True)
+            try:
+                report = projections.follow(
+                    ledger, path=path, stop=stop,
+                    on_progress=lambda r: click.echo(_report_line(r), err=True))
+            except KeyboardInterrupt:
+                stop.set()
+                return
+        else:
+            pending = total - (0 if rebuild else projections.stored_position(path))
+            with rate_bar(pending, "Projecting") as progress:
+                report = projections.project(ledger, path=path, rebuild=rebuild,
+                                             progress=progress)
+        fp = projections.fingerprint(path, ledger.registry) if show_fingerprint else None
+    if as_json:
+        emit_json({**report.as_dict(), "file": str(path),
+                   **({"fingerprint": fp} if fp else {})})
+        return
+    click.echo(_report_line(report))
+    if fp:
+        click.echo(f"fingerprint {fp}")
+
+
+@main.command()
+@click.option("--as-of", "as_of", required=True, metavar="T",
+              help="Knowledge time: only events recorded at or before T (ISO-8601).")
+@click.option("--into", "into", required=True, metavar="FILE", type=click.Path(dir_okay=False),
+              help="The DuckDB file to build (not the live projections).")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@click.option("--fingerprint", "show_fingerprint", is_flag=True, help="Print the content hash.")
+@json_option
+@click.pass_context
+@handles_errors
+def replay(ctx: click.Context, as_of: str, into: str, force: bool, show_fingerprint: bool,
+           as_json: bool) -> None:
+    """Build the projections as they were known at T into a separate DuckDB file."""
+    import projections
+    from ledger.timeutil import format_micros, parse_cli_time
+
+    t = parse_cli_time(as_of, "--as-of")
+    with opened(ctx) as ledger, rate_bar(ledger.log.head().position, "Replaying") as progress:
+        report = projections.replay(ledger, t, into, force=force, progress=progress)
+        fp = projections.fingerprint(into, ledger.registry) if show_fingerprint else None
+    if as_json:
+        emit_json({**report.as_dict(), "as_of": format_micros(t), "file": into,
+                   **({"fingerprint": fp} if fp else {})})
+        return
+    click.echo(f"{_report_line(report)} as of {format_micros(t)} into {into}")
+    if fp:
+        click.echo(f"fingerprint {fp}")
+
+
+@main.command()
+@click.argument("sql")
+@click.option("--db", "db", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Projections file, e.g. a replay [default: DATA/projections.duckdb].")
+@click.option("--json", "as_json", is_flag=True, help="Rows as a JSON array of objects.")
+@click.option("--csv", "as_csv", is_flag=True, help="Rows as CSV with a header line.")
+@click.pass_context
+@handles_errors
+def query(ctx: click.Context, sql: str, db: str | None, as_json: bool, as_csv: bool) -> None:
+    """Run SQL over the projections (read-only). Tables: see docs/projections.md."""
+    import projections
+
+    if as_json and as_csv:
+        raise Failure("--json and --csv exclude each other", 2)
+    settings: Settings = ctx.obj
+    path = Path(db) if db else settings.data_dir / projections.PROJECTIONS_FILE
+    result = projections.query(path, sql)
+    if as_json:
+        emit_json([dict(zip(result.columns, row, strict=True)) for row in result.rows])
+    elif as_csv:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(result.columns)
+        writer.writerows(result.rows)
+    else:
+        click.echo(format_table(result.columns, result.rows))
+
+
+def format_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(lines)
+
+
+# --- retention (SPEC §5): decisions, sweep, explain ---------------------------------------
+
+as_of_option = click.option(
+    "--as-of", "as_of", metavar="T",
+    help="Knowledge time: decide with only what was recorded by T [default: the ledger clock].")
+controller_option = click.option("--controller", metavar="C", help="Only this controller.")
+policy_option = click.option(
+    "--policy", "policy_path", metavar="PATH",
+    help="Use this policy TOML instead of the controller's configured one (with --controller).")
+
+
+def _clock(as_of: str | None) -> int | None:
+    from ledger.timeutil import parse_cli_time
+
+    return None if as_of is None else parse_cli_time(as_of, "--as-of")
+
+
+def _decision_dict(d: Any) -> dict[str, Any]:
+    from ledger.timeutil import format_micros
+
+    return {"subject": d.subject, "controller": d.controller, "action": d.action,
+            "due_at": None if d.due_at is None else format_micros(d.due_at), "rule": d.rule,
+            "policy": d.policy, "policy_hash": d.policy_hash, "evidence": list(d.evidence),
+            "shred": list(d.shred)}
+
+
+@main.command()
+@as_of_option
+@controller_option
+@policy_option
+@click.option("--action", "actions", multiple=True,
+              type=click.Choice(["keep", "notify", "pseudonymise", "erase", "hold"]),
+              help="Only decisions with this action (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of decision objects.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header line.")
+@click.pass_context
+@handles_errors
+def decisions(ctx: click.Context, as_of: str | None, controller: str | None,
+              policy_path: str | None, actions: tuple[str, ...], as_json: bool, as_csv: bool) -> None:
+    """Retention decisions for every subject: keep, notify, pseudonymise, erase or hold, with
+    the due date, the rule, the policy (and its hash) and the evidence event ids."""
+    from projections.decisions import decisions_at
+
+    if as_json and as_csv:
+        raise Failure("--json and --csv exclude each other", 2)
+    with opened(ctx) as ledger:
+        table = decisions_at(ledger, _clock(as_of), controller, policy_path)
+    rows = [_decision_dict(d) for d in table.decisions if not actions or d.action in actions]
+    if as_json:
+        emit_json(rows)
+    elif as_csv:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        columns = ["subject", "controller", "action", "due_at", "rule", "policy", "policy_hash",
+                   "evidence"]
+        writer.writerow(columns)
+        writer.writerows([[*(r[c] for c in columns[:-1]), " ".join(r["evidence"])] for r in rows])
+    else:
+        columns = ["controller", "subject", "action", "due_at", "rule"]
+        click.echo(format_table(columns, [tuple(r[c] for c in columns) for r in rows]))
+        counts = table.counts()
+        click.echo(", ".join(f"{a} {n}" for a, n in counts.items()), err=True)
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Show what is due without appending or shredding.")
+@controller_option
+@policy_option
+@json_option
+@click.pass_context
+@handles_errors
+def sweep(ctx: click.Context, dry_run: bool, controller: str | None, policy_path: str | None,
+          as_json: bool) -> None:
+    """Apply what is due at the ledger clock (--now): deletion notices, pseudonymisation,
+    erasure by destroying keys (except categories under a legal hold), yearly reviews.
+    Running it twice at the same clock changes nothing the second time."""
+    from projections.sweep import sweep as run_sweep
+
+    with opened(ctx) as ledger:
+        report = run_sweep(ledger, dry_run=dry_run, controller=controller, policy_path=policy_path)
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    d = report.as_dict()
+    click.echo(f"{'Dry run: due' if dry_run else 'Swept'} at {d['as_of']}: "
+               + ", ".join(f"{a} {n}" for a, n in d["decisions"].items()))
+    if not dry_run:
+        appended = ", ".join(f"{t} {n}" for t, n in d["appended"].items()) or "nothing"
+        click.echo(f"  appended: {appended}; keys destroyed: {d['keys_shredded']}; "
+                   f"subjects sealed: {d['subjects_sealed']}")
+
+
+def _subject_argument(ledger: Ledger, subject: str | None, email: str | None,
+                      controller: str | None) -> tuple[str, str]:
+    """(controller, pseudonym) from a SUBJECT argument or --email/--controller (SPEC §8)."""
+    from ledger.errors import UsageError
+
+    if email is not None:
+        if controller is None:
+            raise UsageError("--email needs --controller")
+        return controller, ledger.subject_id(controller, email=email)
+    if subject is None:
+        raise UsageError("give SUBJECT (a pseudonym) or --email E --controller C")
+    from ledger.pseudonyms import is_pseudonym
+
+    if not is_pseudonym(subject):
+        raise UsageError("SUBJECT: expected a pseudonym (64 lower-case hex digits)")
+    if controller is None:
+        import projections
+
+        path = ledger.data_dir / projections.PROJECTIONS_FILE
+        found = projections.query(  # a checked pseudonym: hex digits only
+            path, f"SELECT DISTINCT controller FROM activity_clock WHERE subject = '{subject}'"
+        ).rows if path.exists() else []
+        if len(found) != 1:
+            raise UsageError("give --controller: the subject is "
+                             + ("unknown" if not found else "known to several controllers"))
+        controller = found[0][0]
+    return controller, subject
+
+
+@main.command()
+@click.argument("subject", required=False)
+@click.option("--email", help="The person's e-mail address (with --controller).")
+@controller_option
+@as_of_option
+@policy_option
+@json_option
+@click.pass_context
+@handles_errors
+def explain(ctx: click.Context, subject: str | None, email: str | None, controller: str | None,
+            as_of: str | None, policy_path: str | None, as_json: bool) -> None:
+    """A subject's timeline and the rule chain behind its retention decision."""
+    from projections.decisions import controller_policies, projections_as_of
+    from projections.explain import explain as explain_subject
+
+    with opened(ctx) as ledger:
+        ctrl, pid = _subject_argument(ledger, subject, email, controller)
+        policy = controller_policies(ledger, ctrl, policy_path)[ctrl]
+        with projections_as_of(ledger, _clock(as_of)) as (path, now):
+            result = explain_subject(ledger, path, ctrl, pid, policy, now)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"{ctrl} subject {pid} as of {result['as_of']}")
+    for e in result["timeline"]:
+        click.echo(f"  {e['occurred_at'][:19]}  {e['type']:<22} {e['source']:<10} "
+                   f"recorded {e['recorded_at'][:10]}  {e['event_id']}")
+    click.echo("Rule chain:")
+    for line in result["rule_chain"]:
+        click.echo(f"  - {line}")
+
+# --- rights (SPEC §5 permissions, §2 register extract): permits, subject export ------------
+
+
+@main.command()
+@click.argument("args", nargs=-1, metavar="[SUBJECT] PURPOSE")
+@click.option("--email", help="The person's e-mail address (instead of SUBJECT; needs --controller).")
+@click.option("--account", help="The person's account id (instead of SUBJECT; needs --controller).")
+@click.option("--controller", help="Controller [default: the one controller that knows SUBJECT].")
+@click.option("--channel", help="Delivery channel: email, sms, app or post (marketing, newsletter).")
+@click.option("--as-of", "as_of", metavar="T",
+              help="Answer as known at T (knowledge time), from a replay of the log as of T.")
+@json_option
+@click.pass_context
+@handles_errors
+def permits(ctx: click.Context, args: tuple[str, ...], email: str | None, account: str | None,
+            controller: str | None, channel: str | None, as_of: str | None, as_json: bool) -> None:
+    """May PURPOSE be pursued for this person now? Prints yes/no and the deciding event.
+
+    SUBJECT is a pseudonym, or give --email/--account with --controller instead. Exit 0 when
+    permitted, 1 when not (so `ledger permits ... && send` fails safe), 2 on usage errors.
+    """
+    from ledger.timeutil import parse_cli_time
+
+    named = email is not None or account is not None
+    if len(args) != (1 if named else 2):
+        raise Failure("give SUBJECT PURPOSE, or PURPOSE with --email/--account and --controller", 2)
+    subject, purpose = (None, args[0]) if named else (args[0], args[1])
+    t = parse_cli_time(as_of, "--as-of") if as_of is not None else None
+    with opened(ctx) as ledger:
+        answer = ledger.permits(purpose, subject=subject, email=email, account=account,
+                                controller=controller, channel=channel, as_of=t)
+    if as_json:
+        emit_json(answer.as_dict())
+    else:
+        click.echo(f"{'yes' if answer.permitted else 'no'}: {answer.reason}")
+    if not answer.permitted:
+        ctx.exit(1)
+
+
+@subject.command("export")
+@click.option("--email", help="The person's e-mail address.")
+@click.option("--account", help="The person's account id in an app.")
+@click.option("--subject", "subject_id_", metavar="ID", help="The pseudonym.")
+@click.option("--controller", required=True, help="The controller whose data is extracted.")
+@click.option("--include-pseudonymised", is_flag=True,
+              help="Decrypt a pseudonymised subject's sealed personal data (said so in the output).")
+@click.option("--out", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write to FILE (mode 0600, outside the data directory) [default: stdout].")
+@json_option
+@click.pass_context
+@handles_errors
+def subject_export(ctx: click.Context, email: str | None, account: str | None,
+                   subject_id_: str | None, controller: str, include_pseudonymised: bool,
+                   out: str | None, as_json: bool) -> None:
+    """Register extract / portable copy: everything held about the person, decrypted, as JSON.
+
+    The output always is JSON (--json is accepted for symmetry). An erased subject's extract
+    says so and holds nothing personal.
+    """
+    del as_json  # the extract is JSON either way
+    settings: Settings = ctx.obj
+    from projections.export import check_out_path, write_export
+
+    if out is not None:  # refuse before anything is decrypted
+        check_out_path(out, settings.data_dir)
+    with opened(ctx) as ledger:
+        extract = ledger.export_subject(controller=controller, subject=subject_id_, email=email,
+                                        account=account,
+                                        include_pseudonymised=include_pseudonymised)
+    if out is None:
+        emit_json(extract)
+        return
+    path = write_export(extract, out, settings.data_dir)
+    click.echo(f"wrote the extract of {extract['subject'][:16]}… to {path} (mode 0600)", err=True)
 
 
 # audit (issue 5) ---------------------------------------------------------------------------

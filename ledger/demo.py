@@ -46,7 +46,7 @@ def run_demo(
     report = ledger.record_batches(batches(), origin="demo", progress=progress, workers=workers)
     elapsed = time.perf_counter() - started
     total = report.accepted + report.duplicates + report.rejected
-    return {
+    summary = {
         "data_dir": str(ledger.data_dir),
         "seed": seed,
         "from": start.isoformat(),
@@ -58,3 +58,10 @@ def run_demo(
         "subjects": {c: len(s) for c, s in sorted(people.items())},
         "by_type": dict(by_type.most_common()),
     }
+    # The demo ends with projected tables and the retention sweep run at the ledger clock.
+    from projections import project_and_summarise
+    from projections.sweep import sweep
+
+    summary["projections"] = project_and_summarise(ledger)
+    summary["sweep"] = sweep(ledger).as_dict()
+    return summary

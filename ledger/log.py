@@ -45,6 +45,19 @@ class LogRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordPage:
+    """A page of consecutive records for bulk readers (the projector): parallel lists, so that
+    reading millions of records does not build an object per record."""
+
+    positions: list[int]
+    recorded_at: list[int]
+    payloads: list[bytes]
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
+@dataclass(frozen=True, slots=True)
 class LogHead:
     position: int  # 0 for an empty log
     hash: bytes
@@ -74,6 +87,22 @@ class EventLog(abc.ABC):
     @abc.abstractmethod
     def contains(self, event_ids: Sequence[str]) -> set[str]:
         """Which of these event ids are already in the log."""
+
+    def read_pages(
+        self, start: int = 1, *, recorded_by: int | None = None, page_size: int = 10_000
+    ) -> Iterator[RecordPage]:
+        """Like ``read``, in pages of parallel lists; adapters may override it with a faster
+        bulk path. The default builds pages from ``read``."""
+        page = RecordPage([], [], [])
+        for record in self.read(start, recorded_by=recorded_by):
+            page.positions.append(record.position)
+            page.recorded_at.append(record.recorded_at)
+            page.payloads.append(record.payload)
+            if len(page) >= page_size:
+                yield page
+                page = RecordPage([], [], [])
+        if page.positions:
+            yield page
 
     def close(self) -> None:  # noqa: B027 - optional for adapters
         pass

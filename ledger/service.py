@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger import config as cfg
 from ledger.clock import Clock, FixedClock, SystemClock
@@ -30,8 +30,15 @@ from ledger.schemas import SchemaRegistry, default_registry
 from ledger.timeutil import parse_cli_time
 from ledger.vault import KeyVault, SQLiteKeyVault, blob_header, unseal
 
-CHUNK = 2000
-PARALLEL_AFTER = 4  # units read before worker processes are worth starting
+if TYPE_CHECKING:  # projections sit above this layer: imported at call time, typed here
+    from projections.permissions import PermitAnswer
+
+CHUNK = 2000  # items a unit holds when the input does not come in batches of its own
+# Items one log transaction holds. Durable commits (fsync) and the random event-id index
+# pages each commit rewrites dominate append cost, so bulk input is committed in large
+# groups; every item is still durable before publish reports it accepted.
+PACKAGE = 10_000
+PARALLEL_AFTER = 2  # packages read before worker processes are worth starting
 Progress = Callable[[int], None]
 
 
@@ -65,14 +72,14 @@ class RecordOutcome:
 
 
 def _packages(units: Iterable[Unit]) -> Iterator[list[Unit]]:
-    """Groups units into packages of about CHUNK items: one worker task and one log
+    """Groups units into packages of about PACKAGE items: one worker task and one log
     transaction each, however small the units (a demo day holds a handful of events)."""
     package: list[Unit] = []
     size = 0
     for unit in units:
         package.append(unit)
         size += len(unit.items)
-        if size >= CHUNK:
+        if size >= PACKAGE:
             yield package
             package, size = [], 0
     if package:
@@ -353,9 +360,26 @@ class Ledger:
         if event.pii is None:
             return None
         header = blob_header(event.pii)
-        key = self.vault.data_key(event.controller, event.subject, header.category, header.generation)
+        key = self.vault.data_key(event.controller, event.subject, header.category,
+                                  header.generation, include_sealed=include_sealed)
         result: dict[str, Any] = json.loads(unseal(key, event.pii, event.event_id))
         return result
+
+    # rights (SPEC §5 permissions, §2 register extract) -------------------------------------
+    # They read the DuckDB projections, which sit above this layer: imported when called.
+    def permits(self, purpose: str, **kwargs: Any) -> PermitAnswer:
+        """May ``purpose`` be pursued for a subject now (or ``as_of``)? See
+        ``projections.permissions.permits`` for the arguments; returns a PermitAnswer."""
+        from projections.permissions import permits
+
+        return permits(self, purpose, **kwargs)
+
+    def export_subject(self, **kwargs: Any) -> dict[str, Any]:
+        """The register extract / portable copy of one subject; see
+        ``projections.export.export_subject``."""
+        from projections.export import export_subject
+
+        return export_subject(self, **kwargs)
 
 
 __all__ = ["KeyUnavailable", "Ledger", "PublishReport", "RecordOutcome"]

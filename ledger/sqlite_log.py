@@ -18,12 +18,16 @@ from eventsourcing.persistence import PersistenceError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
 from ledger.errors import ClockError, LogError
-from ledger.log import GENESIS_HASH, EventLog, LogHead, LogRecord, PendingRecord
+from ledger.log import GENESIS_HASH, EventLog, LogHead, LogRecord, PendingRecord, RecordPage
 from ledger.timeutil import format_micros
 
 _FRAME = 40  # prev_hash (32) + recorded_at (8)
 _ORIGINATOR_VERSION = 1
 _IN_CHUNK = 500  # bound on SQL parameters per IN (...) query
+_CACHE_KIB = 64 * 1024  # page cache for appends: the event-id index is touched at random
+# Checkpoint less often than SQLite's default (1,000 pages): random index pages dirtied by
+# many commits are then copied into the database file once instead of once per commit.
+_CHECKPOINT_PAGES = 20_000
 
 
 def _frame(prev_hash: bytes, recorded_at: int, payload: bytes) -> bytes:
@@ -60,6 +64,8 @@ class SQLiteEventLog(EventLog):
             with self.datastore.get_connection(commit=True) as conn:
                 cursor = conn.cursor()
                 cursor.execute("PRAGMA synchronous=FULL")
+                cursor.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+                cursor.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
                 # IMMEDIATE: take the write lock before reading the head, so the chain and the
                 # duplicate check cannot race another writer process.
                 cursor.execute("BEGIN IMMEDIATE")
@@ -153,6 +159,44 @@ class SQLiteEventLog(EventLog):
             position = batch[-1].id + 1
             if remaining is not None:
                 remaining -= len(batch)
+
+    def read_pages(
+        self, start: int = 1, *, recorded_by: int | None = None, page_size: int = 10_000
+    ) -> Iterator[RecordPage]:
+        """Bulk read for the projector: a separate read-only sqlite3 connection that skips the
+        event-id and hash columns the projector does not need (several times faster than
+        ``read`` on millions of records)."""
+        try:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        except sqlite3.Error as e:
+            raise LogError(f"cannot read {self.path}: {e}") from None
+        try:
+            position = max(start, 1)
+            while True:
+                try:
+                    rows = conn.execute(
+                        "SELECT rowid, substr(state, 33, 8), substr(state, 41) FROM stored_events "
+                        "WHERE rowid >= ? ORDER BY rowid LIMIT ?",
+                        (position, page_size),
+                    ).fetchall()
+                except sqlite3.Error as e:
+                    raise LogError(f"read from {self.path} failed: {e}") from None
+                if not rows:
+                    return
+                positions, stamps, payloads = map(list, zip(*rows, strict=True))
+                recorded = [int.from_bytes(s, "big", signed=True) for s in stamps]
+                if recorded_by is not None and recorded[-1] > recorded_by:
+                    # recorded_at never decreases: cut the page at the first later record
+                    cut = next(i for i, r in enumerate(recorded) if r > recorded_by)
+                    if cut:
+                        yield RecordPage(positions[:cut], recorded[:cut], payloads[:cut])
+                    return
+                yield RecordPage(positions, recorded, payloads)
+                if len(rows) < page_size:
+                    return
+                position = positions[-1] + 1
+        finally:
+            conn.close()
 
     def close(self) -> None:
         self.datastore.close()

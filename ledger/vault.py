@@ -34,6 +34,7 @@ class DataKey:
     category: str
     generation: int
     key: bytes
+    sealed: bool = False
 
 
 class KeyVault(abc.ABC):
@@ -46,8 +47,17 @@ class KeyVault(abc.ABC):
         crash could lose."""
 
     @abc.abstractmethod
-    def data_key(self, controller: str, subject: str, category: str, generation: int) -> bytes:
-        """A key for decryption; raises KeyUnavailable if it was shredded or sealed."""
+    def data_key(
+        self, controller: str, subject: str, category: str, generation: int,
+        *, include_sealed: bool = False,
+    ) -> bytes:
+        """A key for decryption; raises KeyUnavailable if it was shredded, or sealed (the
+        subject is pseudonymised) unless ``include_sealed`` is given explicitly."""
+
+    @abc.abstractmethod
+    def seal(self, controller: str, subject: str) -> None:
+        """Moves the subject's keys out of normal reach (pseudonymisation): they still encrypt
+        new events, but decrypt only on the explicit export/billing path."""
 
     @abc.abstractmethod
     def shred(self, controller: str, subject: str, categories: list[str]) -> list[str]:
@@ -79,8 +89,9 @@ class SQLiteKeyVault(KeyVault):
         self._db.execute("PRAGMA secure_delete=ON")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS data_keys (controller TEXT, subject TEXT, "
-            "category TEXT, generation INTEGER, wrapped BLOB, created_at TEXT "
-            "DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (controller, subject, category))"
+            "category TEXT, generation INTEGER, wrapped BLOB, sealed INTEGER DEFAULT 0, "
+            "created_at TEXT DEFAULT CURRENT_TIMESTAMP, "
+            "PRIMARY KEY (controller, subject, category))"
         )
         # A shredded key leaves a tombstone (no key material) so that a later key for the same
         # subject gets a new generation and old ciphertext can never be opened with it.
@@ -117,13 +128,14 @@ class SQLiteKeyVault(KeyVault):
             try:
                 for controller, subject, category in missing:
                     row = self._db.execute(
-                        "SELECT generation, wrapped FROM data_keys "
+                        "SELECT generation, wrapped, sealed FROM data_keys "
                         "WHERE controller=? AND subject=? AND category=?",
                         (controller, subject, category),
                     ).fetchone()
                     label = f"{controller}/{subject}/{category}"
+                    sealed = False
                     if row is not None:
-                        generation, wrapped = row
+                        generation, wrapped, sealed = row[0], row[1], bool(row[2])
                         key = self._unwrap(wrapped, f"{label}/{generation}")
                     else:
                         generation = self._next_generation(controller, subject, category)
@@ -134,7 +146,7 @@ class SQLiteKeyVault(KeyVault):
                             (controller, subject, category, generation,
                              self._wrap(key, f"{label}/{generation}")),
                         )
-                    dk = DataKey(controller, subject, category, generation, key)
+                    dk = DataKey(controller, subject, category, generation, key, sealed)
                     found[(controller, subject, category)] = dk
                 self._db.execute("COMMIT")
             except BaseException:
@@ -153,19 +165,35 @@ class SQLiteKeyVault(KeyVault):
         ).fetchone()
         return 1 if row[0] is None else row[0] + 1
 
-    def data_key(self, controller: str, subject: str, category: str, generation: int) -> bytes:
+    def data_key(
+        self, controller: str, subject: str, category: str, generation: int,
+        *, include_sealed: bool = False,
+    ) -> bytes:
         cached = self._cache.get((controller, subject, category))
-        if cached is not None and cached.generation == generation:
+        if cached is not None and cached.generation == generation and not cached.sealed:
             return cached.key
         with self._lock:
             row = self._db.execute(
-                "SELECT generation, wrapped FROM data_keys "
+                "SELECT generation, wrapped, sealed FROM data_keys "
                 "WHERE controller=? AND subject=? AND category=?",
                 (controller, subject, category),
             ).fetchone()
         if row is None or row[0] != generation:
             raise KeyUnavailable(f"the {category} key of this subject was shredded")
+        if row[2] and not include_sealed:
+            raise KeyUnavailable(
+                f"the {category} key of this subject is sealed (pseudonymised); "
+                "only an explicit export may use it"
+            )
         return self._unwrap(row[1], f"{controller}/{subject}/{category}/{generation}")
+
+    def seal(self, controller: str, subject: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE data_keys SET sealed=1 WHERE controller=? AND subject=?", (controller, subject)
+            )
+            for category in KEY_CATEGORIES:
+                self._cache.pop((controller, subject, category), None)
 
     def shred(self, controller: str, subject: str, categories: list[str]) -> list[str]:
         destroyed = []

@@ -2,13 +2,16 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
+import projections
 from ledger.clock import FixedClock
+from ledger.events import Event
 from ledger.service import Ledger
 from ledger.timeutil import parse_timestamp
 
@@ -70,3 +73,45 @@ def ledger(data_dir: Path) -> Iterator[Ledger]:
     with Ledger.open(data_dir) as opened:
         opened.clock = FixedClock(parse_timestamp("2026-03-05T12:00:00Z"))
         yield opened
+
+
+# --- projections ---------------------------------------------------------------------
+
+ANNA = "Anna.Svensson@example.se"
+
+
+@pytest.fixture
+def anna(ledger: Ledger) -> str:
+    return ledger.subject_id("cowrite", email=ANNA)
+
+
+@pytest.fixture
+def sweep_event(ledger: Ledger, anna: str) -> Callable[..., Event]:
+    """Records an event the retention sweep would append (producers may not publish them)."""
+
+    def record(event_type: str, occurred_at: str, **body: Any) -> Event:
+        t = parse_timestamp(occurred_at)
+        event = Event(event_type, str(uuid.uuid4()), "cowrite", anna, t, ledger.clock.now(),
+                      "ledger", "system:sweep", body)
+        ledger.record(event)
+        return event
+
+    return record
+
+
+@pytest.fixture
+def projected(ledger: Ledger, tmp_path: Path) -> Iterator[Callable[[], duckdb.DuckDBPyConnection]]:
+    """Projects into a fresh file and opens it read-only with the plain duckdb module."""
+    path = tmp_path / "projections.duckdb"
+    connections: list[duckdb.DuckDBPyConnection] = []
+
+    def run() -> duckdb.DuckDBPyConnection:
+        for c in connections:
+            c.close()
+        projections.project(ledger, path=path)
+        connections.append(duckdb.connect(str(path), read_only=True))
+        return connections[-1]
+
+    yield run
+    for c in connections:
+        c.close()

@@ -138,11 +138,21 @@ def test_parallel_publishing_keeps_input_order_and_rejects(ledger: Ledger, monke
     import ledger.service as service
 
     monkeypatch.setattr(service, "CHUNK", 50)
+    monkeypatch.setattr(service, "PACKAGE", 100)  # 6 packages: past PARALLEL_AFTER
+    used = []
+    original = service.Ledger._prepare_in_workers
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        used.append(True)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(service.Ledger, "_prepare_in_workers", spy)
     events = [make_event("LoggedIn", subject={"email": f"p{i % 37}@example.se"}) for i in range(600)]
     raw = lines(events)
     raw[123] = b"{not json\n"
     report = ledger.publish(raw, workers=2)
     assert report.as_dict() == {"accepted": 599, "duplicates": 0, "rejected": 1}
+    assert used, "the worker processes were not used"
     assert report.rejects[0].line == 124
     stored = [r.event_id for r in ledger.log.read()]
     assert stored == [e["event_id"] for i, e in enumerate(events) if i != 123]

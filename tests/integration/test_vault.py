@@ -81,3 +81,13 @@ def test_a_wrong_master_key_is_a_clear_error(vault: SQLiteKeyVault, tmp_path: Pa
 def test_master_key_must_be_32_bytes(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="32 bytes"):
         SQLiteKeyVault(tmp_path / "keys.sqlite", b"short")
+
+
+def test_sealed_keys_still_encrypt_but_decrypt_only_when_asked(vault: SQLiteKeyVault) -> None:
+    key = vault.data_keys({K})[K]
+    vault.seal(*K[:2])
+    with pytest.raises(KeyUnavailable, match="sealed"):
+        vault.data_key(*K, generation=1)
+    assert vault.data_key(*K, generation=1, include_sealed=True) == key.key
+    again = vault.data_keys({K})[K]  # new events (e.g. a last invoice) can still be written
+    assert again.key == key.key and again.sealed

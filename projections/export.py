@@ -1,0 +1,238 @@
+"""The register extract (registerutdrag, Art. 15) and portable copy (Art. 20) of one subject as
+JSON (SPEC §2, §6): decrypted personal data, consents with their evidence, subscriptions,
+activity, disclosures, rights requests and the retention schedule.
+
+Pseudonymous facts come from the DuckDB projections (brought up to date first); personal data
+is decrypted from the subject's own events, read from the log by position. A pseudonymised
+subject's keys are sealed: its personal data is shown only when the caller asks explicitly
+(``include_pseudonymised``), and the extract says so. An erased subject's keys are destroyed:
+the extract says so and shows nothing personal, and no decryption is even attempted.
+
+The extract holds plaintext personal data, so it is written to stdout or to a 0600 file outside
+the data directory (a copy inside it would survive the subject's erasure)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import duckdb
+
+from ledger.errors import KeyUnavailable, LedgerError, UsageError
+from ledger.events import Event
+from ledger.service import Ledger
+from ledger.timeutil import format_micros, to_micros
+from projections.permissions import connect, resolve_subject
+from projections.projector import project, projections_path
+
+FORMAT: Final = "consent-ledger/register-extract/1"
+CONSENT_TYPES: Final = ("ConsentGiven", "ConsentWithdrawn", "ObjectionRaised")
+
+
+def _iso(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_micros(to_micros(value))
+    return value
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, params)
+    columns = [d[0] for d in cursor.description or ()]
+    return [{c: _iso(v) for c, v in zip(columns, row, strict=True)} for row in cursor.fetchall()]
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> dict[str, Any] | None:
+    rows = _rows(con, sql, params)
+    return rows[0] if rows else None
+
+
+def _jsonable(value: Any, key: str = "") -> Any:
+    """Decision dataclasses carry times as microseconds: fields named ``*_at`` become ISO text."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v, k) for k, v in value.items()}
+    if isinstance(value, (list, tuple, frozenset, set)):
+        return [_jsonable(v) for v in value]
+    if key.endswith("_at") and isinstance(value, int) and not isinstance(value, bool):
+        return format_micros(value)
+    return _iso(value)
+
+
+def retention_schedule(ledger: Ledger, controller: str, subject: str, as_of: int) -> Any:
+    """Hook for the retention schedule: ``projections.decisions.subject_decision`` (built by the
+    retention work) if that module exists; None if it does not (the section is then omitted)."""
+    try:
+        from projections.decisions import subject_decision  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    decision = subject_decision(ledger, controller, subject, as_of)
+    if decision is None:
+        return None
+    if dataclasses.is_dataclass(decision) and not isinstance(decision, type):
+        decision = dataclasses.asdict(decision)
+    return _jsonable(decision)
+
+
+def _event_at(ledger: Ledger, position: int) -> Event:
+    for record in ledger.log.read(position, limit=1):
+        return ledger.codec.decode(record.payload)
+    raise LedgerError(f"log position {position} is missing: re-project with --rebuild")
+
+
+def _personal_data(
+    ledger: Ledger, con: duckdb.DuckDBPyConnection, controller: str, subject: str,
+    *, include_sealed: bool,
+) -> dict[str, Any]:
+    """Decrypts the pii of each of the subject's events, oldest first (event time)."""
+    positions = con.execute(
+        "SELECT position FROM events WHERE controller = ? AND subject = ? AND has_pii "
+        "ORDER BY occurred_at, position", [controller, subject]).fetchall()
+    identifiers: dict[str, list[str]] = {}
+    attributes: dict[str, Any] = {}
+    by_event: list[dict[str, Any]] = []
+    unreadable: list[dict[str, Any]] = []
+    for (position,) in positions:
+        event = _event_at(ledger, position)
+        try:
+            data = ledger.personal_data(event, include_sealed=include_sealed) or {}
+        except KeyUnavailable as e:  # e.g. a category shredded at the end of its legal hold
+            unreadable.append({"event_id": event.event_id, "type": event.type,
+                               "occurred_at": format_micros(event.occurred_at), "reason": str(e)})
+            continue
+        for kind, value in data.get("subject", {}).items():
+            if value not in identifiers.setdefault(kind, []):
+                identifiers[kind].append(value)
+        if "account_ref" in data:
+            attributes["account_ref"] = data["account_ref"]
+        attributes.update(data.get("pii", {}))  # later events rectify earlier values
+        by_event.append({"event_id": event.event_id, "type": event.type,
+                         "occurred_at": format_micros(event.occurred_at), **data})
+    return {"available": True, "identifiers": identifiers, "current": attributes,
+            "by_event": by_event, "unreadable": unreadable}
+
+
+def export_subject(
+    ledger: Ledger,
+    *,
+    controller: str,
+    subject: str | None = None,
+    email: str | None = None,
+    account: str | None = None,
+    include_pseudonymised: bool = False,
+) -> dict[str, Any]:
+    """Everything held about one person, as a JSON-ready dict. Raises UsageError for an
+    unknown controller or a subject with no events."""
+    if controller not in ledger.config.controllers:
+        raise UsageError(f"unknown controller {controller[:40]!r}")
+    project(ledger)  # the extract reflects every event in the log
+    now = ledger.clock.now()
+    con = connect(projections_path(ledger))
+    try:
+        ref = resolve_subject(ledger, con, subject=subject, email=email, account=account,
+                              controller=controller)
+        key = [ref.controller, ref.subject]
+        activity = _one(con, "SELECT * EXCLUDE (controller, subject) FROM activity_clock "
+                        "WHERE controller = ? AND subject = ?", key)
+        if activity is None:
+            raise UsageError(f"unknown subject {ref.subject[:16]}… for controller "
+                             f"{ref.controller!r}: no events recorded, nothing is held")
+        status = _one(con, "SELECT * EXCLUDE (controller, subject) FROM pseudonymisation_status "
+                      "WHERE controller = ? AND subject = ?", key) or {"status": "active"}
+        extract: dict[str, Any] = {
+            "format": FORMAT,
+            "controller": ref.controller,
+            "subject": ref.subject,
+            "policy": ledger.config.controllers[ref.controller].policy,
+            "generated_at": format_micros(now),
+            "status": status,
+        }
+        state = status["status"]
+        if state == "erased":
+            # Keys destroyed: the person's data is gone; show nothing about them beyond that.
+            extract["erased"] = True
+            extract["personal_data"] = {
+                "available": False,
+                "reason": f"the subject was erased on {str(status.get('since'))[:10]}: its keys "
+                          "were destroyed (crypto-shredding), nothing personal can be shown"}
+        else:
+            if state == "pseudonymised" and not include_pseudonymised:
+                extract["personal_data"] = {
+                    "available": False,
+                    "reason": f"the subject was pseudonymised on {str(status.get('since'))[:10]}: "
+                              "its personal data is sealed (use --include-pseudonymised to "
+                              "decrypt it for this extract)"}
+            else:
+                sealed = state == "pseudonymised"
+                extract["personal_data"] = _personal_data(
+                    ledger, con, ref.controller, ref.subject, include_sealed=sealed)
+                if sealed:
+                    extract["personal_data"]["sealed_keys_used"] = True
+                    extract["personal_data"]["note"] = (
+                        "the subject is pseudonymised; its personal data was decrypted with "
+                        "sealed keys because --include-pseudonymised was given")
+            extract.update(_pseudonymous_sections(con, key, activity))
+    finally:
+        con.close()
+    # After closing: the schedule may open the projections itself.
+    schedule = retention_schedule(ledger, ref.controller, ref.subject, now)
+    if schedule is not None:
+        extract["retention"] = schedule
+    return extract
+
+
+def _pseudonymous_sections(con: duckdb.DuckDBPyConnection, key: list[str],
+                           activity: dict[str, Any]) -> dict[str, Any]:
+    where = "WHERE controller = ? AND subject = ?"
+    requests = _rows(con, f"SELECT * EXCLUDE (controller, subject) FROM rights_requests {where} "
+                     "ORDER BY received_at NULLS LAST, request_id", key)
+    for r in requests:
+        r["open"] = r["closed_at"] is None
+    history = _rows(con, f"SELECT position, event_id, type, occurred_at, recorded_at, body "
+                    f"FROM events {where} AND type IN {CONSENT_TYPES} ORDER BY occurred_at, "
+                    "position", key)
+    timeline = _rows(con, f"SELECT position, event_id, type, occurred_at, recorded_at, source, "
+                     f"actor, has_pii, body FROM events {where} ORDER BY occurred_at, position", key)
+    for row in (*history, *timeline):
+        row["body"] = json.loads(row["body"]) if row["body"] else {}
+    return {
+        "consents": _rows(con, f"SELECT * EXCLUDE (controller, subject) FROM consent_state "
+                          f"{where} ORDER BY purpose", key),
+        "consent_history": history,
+        "subscriptions": _rows(con, f"SELECT * EXCLUDE (controller, subject) FROM subscriptions "
+                               f"{where} ORDER BY list, channel", key),
+        "activity": activity,
+        "disclosures": _rows(con, f"SELECT * EXCLUDE (controller, subject) FROM disclosures "
+                             f"{where} ORDER BY shared_at, position", key),
+        "rights_requests": requests,
+        "timeline": timeline,
+    }
+
+
+def check_out_path(out: str | Path, data_dir: Path) -> Path:
+    """The resolved output path; a usage error if it lies inside the data directory."""
+    target = Path(out).expanduser().resolve()
+    if target.is_relative_to(data_dir.expanduser().resolve()):
+        raise UsageError(f"--out: {out} is inside the data directory; write the extract elsewhere "
+                         "(it holds plaintext personal data)")
+    return target
+
+
+def write_export(extract: dict[str, Any], out: str | Path, data_dir: Path) -> Path:
+    """Writes the extract to ``out`` with mode 0600. Refuses a path inside the data directory:
+    a plaintext copy there would outlive the subject's erasure (crypto-shredding only reaches
+    ciphertext)."""
+    target = check_out_path(out, data_dir)
+    text = json.dumps(extract, indent=2, ensure_ascii=False, default=str) + "\n"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            fd = -1
+            f.write(text)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return target

@@ -1,0 +1,320 @@
+"""The projector: reads the log from the stored position, decodes, folds and commits page by
+page. Entry points for the CLI and the Python API: ``project`` (incremental or ``rebuild``),
+``follow``, ``replay`` (as of a knowledge time, into a separate file), ``fingerprint``,
+``query`` and ``summary``.
+
+Reading and decoding run in a background thread one page ahead of the writer: DuckDB releases
+the GIL while it executes, so on two cores the next page decodes while this one commits."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import duckdb
+from eventsourcing.persistence import Tracking
+
+from ledger.errors import UsageError
+from ledger.log import EventLog
+from ledger.schemas import SchemaRegistry
+from ledger.service import Ledger
+from projections.decode import DecodedPage, PageDecoder
+from projections.duckdb_store import DuckDBStore, ProjectionStoreError, _one_line
+from projections.fold import Rows, add_months, fold
+
+log = logging.getLogger(__name__)
+
+PROJECTIONS_FILE: Final = "projections.duckdb"
+PAGE_SIZE: Final = 50_000
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectReport:
+    events: int  # records read from the log in this run (including ones that failed to decode)
+    errors: int  # of which went to projection_errors
+    position: int  # the log position the tables now reflect
+    seconds: float
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"events": self.events, "errors": self.errors, "position": self.position,
+                "seconds": round(self.seconds, 3),
+                "events_per_second": round(self.events_per_second)}
+
+
+class Projector:
+    """Brings a store up to date with a log (the position is the store's tracking)."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        store: DuckDBStore,
+        registry: SchemaRegistry,
+        *,
+        log_name: str = "embedded",
+        page_size: int = PAGE_SIZE,
+    ) -> None:
+        self.log = log
+        self.store = store
+        self.decoder = PageDecoder(registry)
+        self.log_name = log_name
+        self.page_size = page_size
+
+    def run(
+        self,
+        *,
+        recorded_by: int | None = None,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+    ) -> ProjectReport:
+        started = time.perf_counter()
+        start = (self.store.max_tracking_id(self.log_name) or 0) + 1
+        if start == 1:  # projecting a whole log: load in bulk, reduce once at the end
+            self.store.begin_bulk(start)
+        events = errors = 0
+        for page, changes in self._prepared(start, recorded_by, stop):
+            self.store.apply(page, changes, Tracking(self.log_name, page.last_position))
+            events += page.count
+            errors += len(page.errors)
+            if progress:
+                progress(page.count)
+        self.store.finish_bulk()
+        position, _ = self.store.position()
+        return ProjectReport(events, errors, position, time.perf_counter() - started)
+
+    def _prepared(
+        self, start: int, recorded_by: int | None, stop: threading.Event | None
+    ) -> Iterator[tuple[DecodedPage, list[Rows]]]:
+        """Decoded and folded pages, produced one page ahead by a reader thread."""
+        ready: queue.Queue[tuple[DecodedPage, list[Rows]] | BaseException | None] = queue.Queue(1)
+        halt = threading.Event()
+
+        def produce() -> None:
+            try:
+                for page in self.log.read_pages(start, recorded_by=recorded_by,
+                                                page_size=self.page_size):
+                    if halt.is_set() or (stop is not None and stop.is_set()):
+                        break
+                    decoded = self.decoder.decode(page)
+                    ready.put((decoded, fold(decoded.groups)))
+                ready.put(None)
+            except BaseException as e:  # handed to the writer thread, raised there
+                ready.put(e)
+
+        reader = threading.Thread(target=produce, name="projection-reader", daemon=True)
+        reader.start()
+        try:
+            while (item := ready.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            halt.set()
+            while reader.is_alive():  # unblock a reader waiting on a full queue
+                try:
+                    ready.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            reader.join()
+
+
+# --- entry points -----------------------------------------------------------------------
+
+
+def projections_path(ledger: Ledger, path: str | Path | None = None) -> Path:
+    return Path(path) if path else ledger.data_dir / PROJECTIONS_FILE
+
+
+def open_store(ledger: Ledger, path: str | Path | None = None) -> DuckDBStore:
+    return DuckDBStore(projections_path(ledger, path), ledger.registry)
+
+
+def project(
+    ledger: Ledger,
+    *,
+    path: str | Path | None = None,
+    rebuild: bool = False,
+    progress: Progress | None = None,
+    page_size: int = PAGE_SIZE,
+) -> ProjectReport:
+    """Brings the projections up to date with the log (from zero with ``rebuild``)."""
+    store = open_store(ledger, path)
+    try:
+        if rebuild:
+            store.reset()
+        return Projector(ledger.log, store, ledger.registry, log_name=_log_name(ledger),
+                         page_size=page_size).run(progress=progress)
+    finally:
+        store.close()
+
+
+def follow(
+    ledger: Ledger,
+    *,
+    path: str | Path | None = None,
+    stop: threading.Event,
+    poll_seconds: float = 1.0,
+    on_progress: Callable[[ProjectReport], None] | None = None,
+    progress: Progress | None = None,
+) -> ProjectReport:
+    """Keeps projecting new records until ``stop`` is set; returns the totals."""
+    store = open_store(ledger, path)
+    projector = Projector(ledger.log, store, ledger.registry, log_name=_log_name(ledger))
+    started = time.perf_counter()
+    events = errors = 0
+    try:
+        while not stop.is_set():
+            report = projector.run(progress=progress, stop=stop)
+            events, errors = events + report.events, errors + report.errors
+            if report.events and on_progress:
+                on_progress(report)
+            stop.wait(poll_seconds)
+        position, _ = store.position()
+    finally:
+        store.close()
+    return ProjectReport(events, errors, position, time.perf_counter() - started)
+
+
+def replay(
+    ledger: Ledger,
+    as_of: int,
+    into: str | Path,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> ProjectReport:
+    """Builds the projections as known at ``as_of`` (knowledge time: only records with
+    recorded_at <= as_of) into a separate file. The file appears complete or not at all."""
+    target = Path(into)
+    if target.resolve() == projections_path(ledger).resolve():
+        raise UsageError("--into: that is the live projections file; choose another file")
+    if target.exists() and not force:
+        raise UsageError(f"--into: {target} exists (use --force to replace it)")
+    partial = target.with_name(target.name + ".partial")
+    for leftover in (partial, partial.with_name(partial.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    store = DuckDBStore(partial, ledger.registry)
+    try:
+        report = Projector(ledger.log, store, ledger.registry, log_name=_log_name(ledger)
+                           ).run(recorded_by=as_of, progress=progress)
+        store.set_as_of(as_of)
+    finally:
+        store.close()
+    os.replace(partial, target)
+    return report
+
+
+def fingerprint(path: str | Path, registry: SchemaRegistry) -> str:
+    store = DuckDBStore(Path(path), registry, read_only=True)
+    try:
+        return store.fingerprint()
+    finally:
+        store.close()
+
+
+def stored_position(path: str | Path) -> int:
+    """The log position a projections file reflects (0 if it does not exist yet)."""
+    if not Path(path).exists():
+        return 0
+    tables = query(path, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'ledger_position'")
+    if not tables.rows[0][0]:  # created, but a crash came before its tables were committed
+        return 0
+    result = query(path, "SELECT coalesce(max(position), 0) FROM ledger_position")
+    return int(result.rows[0][0])
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+def query(path: str | Path, sql: str) -> QueryResult:
+    """Runs SQL on a projections file, read-only (nothing can be changed through it)."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"no projections at {path}: run `ledger project` first")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as e:
+        raise ProjectionStoreError(f"cannot open {path}: {_one_line(e)}") from None
+    try:
+        cursor = con.execute(sql)
+        if cursor.description is None:
+            return QueryResult([], [])
+        return QueryResult([d[0] for d in cursor.description], cursor.fetchall())
+    except duckdb.Error as e:
+        raise UsageError(f"query: {_one_line(e)}") from None
+    finally:
+        con.close()
+
+
+# Inactivity periods of the two seed policies (SPEC §2), used by the demo summary until the
+# retention policies (a later issue) are read from their TOML files.
+SEED_INACTIVE_MONTHS: Final = {"coegi": 36, "cowrite": 6}
+DEFAULT_INACTIVE_MONTHS: Final = 36
+
+
+def summary(path: str | Path, as_of: int) -> dict[str, Any]:
+    """Per controller: subjects, consents granted / withdrawn / objected, subscriptions, and
+    subjects active vs inactive at ``as_of`` (last activity within the seed policy's period)."""
+    from ledger.timeutil import from_micros, to_micros
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        controllers = [r[0] for r in con.execute(
+            "SELECT DISTINCT controller FROM activity_clock WHERE subject <> '*' ORDER BY 1"
+        ).fetchall()]
+        result: dict[str, Any] = {}
+        for c in controllers:
+            months = SEED_INACTIVE_MONTHS.get(c, DEFAULT_INACTIVE_MONTHS)
+            cutoff = to_micros(add_months(from_micros(as_of), -months))
+            subjects, active = con.execute(
+                "SELECT count(*), count(*) FILTER (WHERE last_activity_at >= make_timestamp(?)) "
+                "FROM activity_clock WHERE controller = ? AND subject <> '*'", [cutoff, c]).fetchone()  # type: ignore[misc]
+            consents = dict(con.execute(
+                "SELECT status, count(*) FROM consent_state WHERE controller = ? GROUP BY 1",
+                [c]).fetchall())
+            statuses = dict(con.execute(
+                "SELECT status, count(*) FROM pseudonymisation_status WHERE controller = ? "
+                "AND subject <> '*' GROUP BY 1", [c]).fetchall())
+            result[c] = {
+                "subjects": subjects,
+                "active": active,
+                "inactive": subjects - active,
+                "inactive_after_months": months,
+                "consents_granted": consents.get("granted", 0),
+                "consents_withdrawn": consents.get("withdrawn", 0),
+                "objections": consents.get("objected", 0),
+                "pseudonymised": statuses.get("pseudonymised", 0),
+                "erased": statuses.get("erased", 0),
+                "restricted": statuses.get("restricted", 0),
+            }
+        return result
+    finally:
+        con.close()
+
+
+def project_and_summarise(ledger: Ledger) -> dict[str, Any]:
+    """For ``ledger demo``: brings the projections up to date and summarises them as of the
+    ledger clock."""
+    report = project(ledger)
+    return {"projection": report.as_dict(),
+            "by_controller": summary(projections_path(ledger), ledger.clock.now())}
+
+
+def _log_name(ledger: Ledger) -> str:
+    """The tracking name of the ledger's log: a log adapter may name itself (a Kafka log: its
+    topic); the embedded log is 'embedded'."""
+    return str(getattr(ledger.log, "name", "embedded"))

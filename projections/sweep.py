@@ -1,0 +1,201 @@
+"""The retention sweep (SPEC §5): at the ledger clock T, apply every decision that is due —
+send deletion notices, pseudonymise (sealing keys), erase (shredding keys, except categories
+under a running legal hold), close the erasure requests they answer, record the yearly review —
+all as ordinary events through the log, then re-project.
+
+Idempotent at the same T: event ids are derived from the decision (subject, rule, due date),
+so a repeated sweep finds nothing due, and anything appended twice is a duplicate."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from ledger.events import Event
+from ledger.service import Ledger
+from ledger.timeutil import format_micros, to_micros
+from projections.decisions import (
+    _ts,
+    controller_policies,
+    materialise,
+    population_decisions,
+)
+from projections.policy import Policy
+from projections.projector import project, projections_path
+from projections.retention import Decision
+
+SWEEP_NAMESPACE = uuid.UUID("6c1f6a52-5f7e-4d0b-9b1c-0c6a1f4e2d11")
+SOURCE = "ledger"
+ACTOR = "system:retention-sweep"
+CONTROLLER_WIDE = "*"
+
+
+def sweep_event_id(*parts: object) -> str:
+    return str(uuid.uuid5(SWEEP_NAMESPACE, "|".join(str(p) for p in parts)))
+
+
+@dataclass
+class SweepReport:
+    as_of: int
+    dry_run: bool
+    decisions: dict[str, int] = field(default_factory=dict)  # what was due or kept, by action
+    appended: dict[str, int] = field(default_factory=dict)  # events by type
+    keys_shredded: int = 0
+    sealed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"as_of": format_micros(self.as_of), "dry_run": self.dry_run,
+                "decisions": self.decisions, "appended": self.appended,
+                "keys_shredded": self.keys_shredded, "subjects_sealed": self.sealed}
+
+
+DUE = ("notify", "pseudonymise", "erase")
+
+
+def compute_decisions(ledger: Ledger, policies: dict[str, Policy], now: int,
+                      ) -> tuple[list[Decision], dict[str, dict[str, int]]]:
+    """The decisions due at ``now`` as objects, and the counts of all decisions per
+    controller and action (kept ones stay in DuckDB)."""
+    con = duckdb.connect(str(projections_path(ledger)), read_only=True)
+    try:
+        due = population_decisions(con, policies, now, DUE)
+        counts: dict[str, dict[str, int]] = {c: _count(()) for c in policies}
+        for controller, action, n in con.execute(
+                "SELECT controller, action, count(*) FROM decided GROUP BY ALL").fetchall():
+            counts[controller][action] = n
+        return due, counts
+    finally:
+        con.close()
+
+
+def sweep(ledger: Ledger, *, dry_run: bool = False, controller: str | None = None,
+          policy_path: str | None = None) -> SweepReport:
+    now = ledger.clock.now()
+    policies = controller_policies(ledger, controller, policy_path)
+    project(ledger)
+    decisions, counts = compute_decisions(ledger, policies, now)
+    total = _count(())
+    for per_controller in counts.values():
+        for action, n in per_controller.items():
+            total[action] += n
+    report = SweepReport(now, dry_run, decisions=total)
+    if dry_run:
+        return report
+
+    requests = _open_erasure_requests(ledger)
+    events: list[Event] = []
+    for d in decisions:
+        policy = policies[d.controller]
+        if d.action == "notify":
+            assert policy.notice_before is not None and d.due_at is not None
+            erase_from = max(policy.notice_before.add(d.due_at), policy.notice_before.add(now))
+            events.append(_event("DeletionNoticeSent", d, now, (d.rule, d.due_at), {
+                "due_at": erase_from, "policy": d.policy, "policy_hash": d.policy_hash,
+                "rule": d.rule, "evidence": list(d.evidence)}))
+        elif d.action == "pseudonymise":
+            assert policy.pseudonymise_for is not None
+            ledger.vault.seal(d.controller, d.subject)
+            report.sealed += 1
+            events.append(_event("SubjectPseudonymised", d, now, (d.rule, d.due_at), {
+                "reason": d.rule, "erase_due_at": policy.pseudonymise_for.add(now),
+                "policy": d.policy, "policy_hash": d.policy_hash, "evidence": list(d.evidence)}))
+            events.extend(_close_requests(d, now, requests))
+        elif d.action == "erase":
+            # Keys first: a crash before the event is appended leaves the erasure due, and the
+            # next sweep shreds nothing more and records it.
+            report.keys_shredded += len(ledger.vault.shred(d.controller, d.subject, list(d.shred)))
+            events.append(_event("SubjectErased", d, now, (d.rule, d.due_at), {
+                "reason": d.rule, "policy": d.policy, "policy_hash": d.policy_hash,
+                "keys_shredded": list(d.shred), "evidence": list(d.evidence)}))
+            if d.rule == "erasure_request":
+                events.extend(_close_requests(d, now, requests))
+    events.extend(_reviews(ledger, policies, counts, now))
+    outcomes = ledger._append_events(events) if events else []
+    appended = Counter(e.type for e, o in zip(events, outcomes, strict=True) if o.position)
+    report.appended = dict(sorted(appended.items()))
+    project(ledger)
+    _store_decisions(ledger, policies, now)
+    return report
+
+
+def _count(decisions: Iterable[Decision] = ()) -> dict[str, int]:
+    counts = dict.fromkeys(("keep", "notify", "pseudonymise", "erase", "hold"), 0)
+    for d in decisions:
+        counts[d.action] += 1
+    return counts
+
+
+def _event(event_type: str, d: Decision, now: int, key: tuple[Any, ...], body: dict[str, Any]) -> Event:
+    return Event(event_type, sweep_event_id(event_type, d.controller, d.subject, *key),
+                 d.controller, d.subject, now, now, SOURCE, ACTOR, body)
+
+
+def _open_erasure_requests(ledger: Ledger) -> dict[tuple[str, str], list[str]]:
+    con = duckdb.connect(str(projections_path(ledger)), read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT controller, subject, request_id FROM rights_requests "
+            "WHERE requested_right = 'erasure' AND closed_at IS NULL ORDER BY received_at"
+        ).fetchall()
+    finally:
+        con.close()
+    open_requests: dict[tuple[str, str], list[str]] = {}
+    for controller, subject, request_id in rows:
+        open_requests.setdefault((controller, subject), []).append(request_id)
+    return open_requests
+
+
+def _close_requests(d: Decision, now: int, requests: dict[tuple[str, str], list[str]]) -> list[Event]:
+    """The erasure requests a pseudonymisation or an erasure answers."""
+    return [
+        Event("RightsRequestClosed", sweep_event_id("RightsRequestClosed", d.controller, d.subject, rid),
+              d.controller, d.subject, now, now, SOURCE, ACTOR,
+              {"request_id": rid, "outcome": "fulfilled"})
+        for rid in requests.get((d.controller, d.subject), [])
+    ]
+
+
+def _reviews(ledger: Ledger, policies: dict[str, Policy], counts: dict[str, dict[str, int]],
+             now: int) -> list[Event]:
+    """A RetentionReviewed per controller whose policy asks for a periodic review that is due."""
+    con = duckdb.connect(str(projections_path(ledger)), read_only=True)
+    try:
+        last = dict(con.execute(
+            "SELECT controller, max(occurred_at) FROM events WHERE type = 'RetentionReviewed' "
+            "GROUP BY controller").fetchall())
+    finally:
+        con.close()
+    events = []
+    for controller, policy in sorted(policies.items()):
+        if policy.review_every is None:
+            continue
+        previous = last.get(controller)
+        if previous is not None and policy.review_every.add(to_micros(previous)) > now:
+            continue
+        events.append(Event(
+            "RetentionReviewed", sweep_event_id("RetentionReviewed", controller, now), controller,
+            CONTROLLER_WIDE, now, now, SOURCE, ACTOR,
+            {"policy": policy.name, "policy_hash": policy.content_hash, "as_of": now,
+             "counts": counts[controller]}))
+    return events
+
+
+def _store_decisions(ledger: Ledger, policies: dict[str, Policy], now: int) -> None:
+    """retention_decisions holds the decisions as of the last sweep (after it was applied)."""
+    con = duckdb.connect(str(projections_path(ledger)))
+    try:
+        table = materialise(con, policies, now)
+        con.execute("BEGIN")
+        con.execute("DELETE FROM retention_decisions WHERE controller IN (SELECT unnest(?))",
+                    [list(policies)])
+        con.execute(
+            "INSERT INTO retention_decisions SELECT controller, subject, ?, action, due_at, rule, "
+            f"policy, policy_hash, evidence FROM {table}", [_ts(now)])
+        con.execute("COMMIT")
+    finally:
+        con.close()

@@ -1,0 +1,105 @@
+"""The pure fold: handlers per event type, the per-subject refolds, calendar months."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from ledger.timeutil import parse_timestamp
+from ledger.vocabulary import EVENT_TYPES
+from projections.fold import (
+    FOLDS,
+    EventColumns,
+    HistoryEvent,
+    add_months,
+    answer_due,
+    fold,
+    request_rows,
+    subject_status,
+)
+
+
+def columns(event_type: str, n: int = 2, **body: list[object]) -> EventColumns:
+    return EventColumns(event_type, 1, list(range(1, n + 1)), [f"e{i}" for i in range(n)],
+                        ["cowrite"] * n, ["s"] * n, [10 * i for i in range(n)],
+                        [100] * n, ["web"] * n, ["subject"] * n, [False] * n, body)
+
+
+def test_every_handler_belongs_to_a_known_event_type() -> None:
+    assert set(FOLDS) <= set(EVENT_TYPES)
+
+
+def test_consent_handlers_set_the_status_and_keep_the_columns() -> None:
+    given = columns("ConsentGiven", purpose=["a", "b"], notice_id=["n", "n"],
+                    notice_version=["1", "2"], notice_sha256=[None, None], language=["sv", "sv"],
+                    ui_action=["Skicka", "Skicka"], channel=["web", "app"])
+    withdrawn = columns("ConsentWithdrawn", purpose=["a", "b"], via=["link", "settings"])
+    rows = fold([given, withdrawn])
+    assert [r.table for r in rows] == ["consent_state", "consent_state"]
+    assert rows[0].columns["status"] == "granted" and rows[0].columns["purpose"] == ["a", "b"]
+    assert rows[1].columns["status"] == "withdrawn" and rows[1].columns["since"] == [0, 10]
+
+
+def test_types_without_state_of_their_own_fold_to_nothing() -> None:
+    assert fold([columns("LoggedIn", app=["x", "x"], method=["y", "y"])]) == []
+
+
+def h(event_type: str, hour: int, position: int, **body: object) -> HistoryEvent:
+    return HistoryEvent(event_type, position, hour * 3_600_000_000, f"e{position}", dict(body))
+
+
+RESTRICT = {"request_id": "r1", "right": "restriction"}
+
+
+@pytest.mark.parametrize(("history", "expected"), [
+    ([], ("active", None)),
+    ([h("RightsRequested", 1, 1, **RESTRICT)], ("restricted", 1)),
+    ([h("RightsRequested", 1, 1, **RESTRICT),
+      h("RightsRequestClosed", 2, 2, request_id="r1", outcome="refused")], ("active", 2)),
+    ([h("RightsRequested", 1, 1, **RESTRICT),
+      h("RightsRequestClosed", 2, 2, request_id="r1", outcome="fulfilled")], ("restricted", 1)),
+    # two open restrictions: lifting one keeps the other in force
+    ([h("RightsRequested", 1, 1, **RESTRICT),
+      h("RightsRequested", 2, 2, request_id="r2", right="restriction"),
+      h("RightsRequestClosed", 3, 3, request_id="r1", outcome="withdrawn")], ("restricted", 2)),
+    # a close that occurred before its request does not lift it
+    ([h("RightsRequestClosed", 1, 1, request_id="r1", outcome="refused"),
+      h("RightsRequested", 2, 2, **RESTRICT)], ("restricted", 2)),
+    # event time, not log order: the pseudonymisation occurred later than the restriction
+    ([h("SubjectPseudonymised", 5, 1, reason="x", erase_due_at=99),
+      h("RightsRequested", 1, 2, **RESTRICT)], ("pseudonymised", 5)),
+    ([h("SubjectErased", 5, 1, reason="x"),
+      h("SubjectPseudonymised", 6, 2, reason="x", erase_due_at=99)], ("erased", 5)),
+])
+def test_subject_status(history: list[HistoryEvent], expected: tuple[str, int | None]) -> None:
+    st = subject_status(history)
+    since_hour = None if st.since is None else st.since // 3_600_000_000
+    assert (st.status, since_hour) == expected
+
+
+def test_request_rows_pair_requests_with_their_close() -> None:
+    rows = request_rows([
+        h("RightsRequested", 1, 1, request_id="r1", right="access"),
+        h("RightsRequested", 2, 2, request_id="r1", right="access"),  # a resend: earliest counts
+        h("RightsRequestClosed", 3, 3, request_id="r1", outcome="fulfilled"),
+        h("RightsRequestClosed", 4, 4, request_id="r9", outcome="refused"),
+    ])
+    assert [(r.request_id, r.requested_right, r.received_at, r.outcome, r.request_event_id)
+            for r in rows] == [("r1", "access", 3_600_000_000, "fulfilled", "e1"),
+                               ("r9", None, None, "refused", None)]
+
+
+@pytest.mark.parametrize(("received", "due"), [
+    ("2026-01-15T10:00:00Z", "2026-02-15T10:00:00Z"),
+    ("2026-01-31T10:00:00Z", "2026-02-28T10:00:00Z"),
+    ("2028-01-31T00:00:00Z", "2028-02-29T00:00:00Z"),
+    ("2026-12-31T23:59:59Z", "2027-01-31T23:59:59Z"),
+])
+def test_a_request_is_due_one_calendar_month_after_receipt(received: str, due: str) -> None:
+    assert answer_due(parse_timestamp(received)) == parse_timestamp(due)
+
+
+def test_add_months_backwards() -> None:
+    assert add_months(datetime(2026, 3, 31, tzinfo=UTC), -1) == datetime(2026, 2, 28, tzinfo=UTC)
+    assert add_months(datetime(2026, 3, 1, tzinfo=UTC), -36) == datetime(2023, 3, 1, tzinfo=UTC)
