@@ -841,5 +841,37 @@ def audit_check_proof(proof_file: Path, digest_files: tuple[Path, ...], as_json:
         sys.exit(1)
 
 
+@audit.command("decisions")
+@click.option("--as-of", "as_of", metavar="T",
+              help="Only sweep events recorded by T (knowledge time) [default: all].")
+@click.option("--policy", "policy_paths", multiple=True, metavar="PATH",
+              help="A policy TOML an event may have recorded the hash of (repeatable; the "
+                   "shipped and configured policies are always known).")
+@json_option
+@click.pass_context
+@handles_errors
+def audit_decisions(ctx: click.Context, as_of: str | None, policy_paths: tuple[str, ...],
+                    as_json: bool) -> None:
+    """Re-verify every retention sweep event (notice, pseudonymisation, erasure): recompute
+    its decision from the log as known just before that sweep ran, under the policy whose
+    hash it recorded. Exit 1 if any is unjustified."""
+    from projections.audit_decisions import audit as audit_sweeps
+
+    with opened(ctx) as ledger:
+        result = audit_sweeps(ledger, _clock(as_of), policy_paths)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        for v in result.verdicts:
+            e = v.event
+            click.echo(f"{'ok ' if v.justified else 'BAD'} {e.position:>8} {e.type:<20} "
+                       f"{e.controller} {e.subject[:16]}… {v.reason}")
+        s = result.summary()
+        click.echo(f"{s['events']} sweep events in {s['sweep_runs']} runs: {s['justified']} "
+                   f"justified, {s['unjustified']} unjustified")
+    if not result.ok:
+        ctx.exit(1)
+
+
 if __name__ == "__main__":
     main()
