@@ -873,5 +873,39 @@ def audit_decisions(ctx: click.Context, as_of: str | None, policy_paths: tuple[s
         ctx.exit(1)
 
 
+@audit.command("report")
+@click.argument("subject", required=False)
+@click.option("--email", help="The person's e-mail address (with --controller); only its pseudonym is used.")
+@controller_option
+@click.option("--as-of", "as_of", metavar="T", help="As known at T (knowledge time) [default: now].")
+@click.option("--policy", "policy_paths", multiple=True, metavar="PATH",
+              help="A policy TOML a sweep event may have recorded the hash of (repeatable).")
+@click.option("--html", "html_file", required=True, metavar="FILE",
+              type=click.Path(dir_okay=False, writable=True, path_type=Path), help="Write the page here.")
+@click.pass_context
+@handles_errors
+def audit_report(ctx: click.Context, subject: str | None, email: str | None, controller: str | None,
+                 as_of: str | None, policy_paths: tuple[str, ...], html_file: Path) -> None:
+    """A self-contained HTML page about one subject for an auditor: timeline chart, consents
+    with evidence, the retention decision and its rule chain, each sweep event with its
+    justification, and the chain status. No personal data: nothing is decrypted."""
+    from ledger.audit import Auditor
+    from projections.audit_report import ChainStatus, build, write
+
+    with Auditor.open(ctx.obj) as auditor:
+        checked = auditor.verify()
+    chain = ChainStatus(checked.ok, checked.records, checked.head_hash.hex(),
+                        f"{checked.records:,} records chain and decode" if checked.finding is None
+                        else f"first bad position {checked.finding.position}: {checked.finding.reason}")
+    with opened(ctx) as ledger:
+        ctrl, pid = _subject_argument(ledger, subject, email, controller)
+        report = build(ledger, ctrl, pid, _clock(as_of), policy_paths, chain)
+    write(report, html_file)
+    s = report.sweeps.summary()
+    click.echo(f"report on {ctrl} subject {pid[:16]}… written to {html_file} "
+               f"({len(report.explained['timeline'])} events, {s['justified']}/{s['events']} sweep "
+               f"events justified, chain {'intact' if chain.ok else 'BROKEN'})")
+
+
 if __name__ == "__main__":
     main()
