@@ -121,8 +121,8 @@ def timeline_svg(timeline: Sequence[Mapping[str, Any]], as_of: int,
     types = list(dict.fromkeys(e["type"] for e in timeline))
     left, right, top, lane = 190, 30, 24, 30
     height = top + lane * max(1, len(types)) + 44
-    times = [_micros(e["occurred_at"]) for e in timeline] + [_micros(e["recorded_at"]) for e in timeline]
-    lo, hi = min(times + [as_of]), max(times + [as_of])
+    times = [as_of, *(_micros(e[k]) for e in timeline for k in ("occurred_at", "recorded_at"))]
+    lo, hi = min(times), max(times)
     pad = max((hi - lo) // 40, 86_400_000_000)
     lo, hi = lo - pad, hi + pad
 
