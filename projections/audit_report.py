@@ -175,7 +175,7 @@ h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bot
 .card{background:#fff;border:1px solid #ddd;border-radius:8px;padding:10px 14px;min-width:170px}
 .card b{display:block;font-size:18px} .ok{color:#1b5e20} .bad{color:#b71c1c}
 table{border-collapse:collapse;width:100%;background:#fff;font-size:12.5px}
-th,td{border:1px solid #e0e0e0;padding:4px 6px;text-align:left;vertical-align:top} th{background:#f3f3f3}
+th,td{border:1px solid #e0e0e0;padding:4px 6px;text-align:left;vertical-align:top;overflow-wrap:anywhere} th{background:#f3f3f3}
 .badge{display:inline-block;padding:1px 7px;border-radius:10px;font-size:11px;font-weight:600;color:#fff}
 .badge.ok{background:#2e7d32} .badge.bad{background:#c62828}
 .chart{background:#fff;border:1px solid #ddd;border-radius:8px;padding:8px;overflow-x:auto}
