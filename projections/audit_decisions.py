@@ -225,11 +225,27 @@ def sweep_events(ledger: Ledger, as_of: int | None = None,
     finally:
         con.close()
     events = []
-    for position in positions:
-        record, e = next(ledger.events(position))
-        events.append(SweepEvent(record.position, e.event_id, e.type, e.controller, e.subject,
-                                 e.occurred_at, e.recorded_at, e.actor, dict(e.body)))
+    for first, last in _clusters(positions):
+        wanted = set(positions[first:last + 1])
+        start, stop = positions[first], positions[last]
+        for record in ledger.log.read(start, limit=stop - start + 1):
+            if record.position in wanted:
+                e = ledger.codec.decode(record.payload)
+                events.append(SweepEvent(record.position, e.event_id, e.type, e.controller, e.subject,
+                                         e.occurred_at, e.recorded_at, e.actor, dict(e.body)))
     return events
+
+
+def _clusters(positions: Sequence[int], gap: int = 1000) -> list[tuple[int, int]]:
+    """Index ranges of nearby positions: a sweep's batch is read in one scan, and the records
+    between two sweeps are not read at all."""
+    out: list[tuple[int, int]] = []
+    for i, p in enumerate(positions):
+        if out and p - positions[out[-1][1]] <= gap:
+            out[-1] = (out[-1][0], i)
+        else:
+            out.append((i, i))
+    return out
 
 
 def runs_of(events: Sequence[SweepEvent]) -> list[tuple[int, list[SweepEvent]]]:

@@ -90,3 +90,10 @@ def test_runs_are_the_events_sharing_one_clock_known_through_the_position_before
     a, b = erased(position=7), erased(position=9)
     c = erased(at=T + 1, position=20)
     assert runs_of([a, b, c]) == [(6, [a, b]), (19, [c])]
+
+
+def test_nearby_positions_are_read_in_one_scan() -> None:
+    from projections.audit_decisions import _clusters
+
+    assert _clusters([]) == []
+    assert _clusters([5, 6, 9, 5000, 5001]) == [(0, 2), (3, 4)]
