@@ -578,6 +578,24 @@ def sweep(ctx: click.Context, dry_run: bool, controller: str | None, policy_path
                    f"subjects sealed: {d['subjects_sealed']}")
 
 
+def _resolve_subject(ledger: Ledger, subject: str | None, email: str | None,
+                     controller: str | None, path: Path | None = None) -> tuple[str, str]:
+    """(controller, pseudonym) from SUBJECT or --email/--controller (SPEC §8), as permits does."""
+    import projections
+    from projections.decisions import open_read_only
+    from projections.permissions import resolve_subject
+
+    if path is None:
+        projections.project(ledger)
+        path = projections.projections_path(ledger)
+    con = open_read_only(path)
+    try:
+        ref = resolve_subject(ledger, con, subject=subject, email=email, controller=controller)
+    finally:
+        con.close()
+    return ref.controller, ref.subject
+
+
 @main.command()
 @click.argument("subject", required=False)
 @click.option("--email", help="The person's e-mail address (with --controller).")
@@ -590,17 +608,11 @@ def sweep(ctx: click.Context, dry_run: bool, controller: str | None, policy_path
 def explain(ctx: click.Context, subject: str | None, email: str | None, controller: str | None,
             as_of: str | None, policy_path: str | None, as_json: bool) -> None:
     """A subject's timeline and the rule chain behind its retention decision."""
-    from projections.decisions import controller_policies, open_read_only, projections_as_of
+    from projections.decisions import controller_policies, projections_as_of
     from projections.explain import explain as explain_subject
-    from projections.permissions import resolve_subject
 
     with opened(ctx) as ledger, projections_as_of(ledger, _clock(as_of)) as (path, now):
-        con = open_read_only(path)
-        try:
-            ref = resolve_subject(ledger, con, subject=subject, email=email, controller=controller)
-        finally:
-            con.close()
-        ctrl, pid = ref.controller, ref.subject
+        ctrl, pid = _resolve_subject(ledger, subject, email, controller, path)
         policy = controller_policies(ledger, ctrl, policy_path)[ctrl]
         result = explain_subject(ledger, path, ctrl, pid, policy, now)
     if as_json:
@@ -854,6 +866,72 @@ def audit_check_proof(proof_file: Path, digest_files: tuple[Path, ...], as_json:
             click.echo("  (pass --digest FILE to tie it to a digest you hold)")
     if not result.ok:
         sys.exit(1)
+
+
+@audit.command("decisions")
+@click.option("--as-of", "as_of", metavar="T",
+              help="Only sweep events recorded by T (knowledge time) [default: all].")
+@click.option("--policy", "policy_paths", multiple=True, metavar="PATH",
+              help="A policy TOML an event may have recorded the hash of (repeatable; the "
+                   "shipped and configured policies are always known).")
+@json_option
+@click.pass_context
+@handles_errors
+def audit_decisions(ctx: click.Context, as_of: str | None, policy_paths: tuple[str, ...],
+                    as_json: bool) -> None:
+    """Re-verify every retention sweep event (notice, pseudonymisation, erasure): recompute
+    its decision from the log as known just before that sweep ran, under the policy whose
+    hash it recorded. Exit 1 if any is unjustified."""
+    from projections.audit_decisions import audit as audit_sweeps
+
+    with opened(ctx) as ledger:
+        result = audit_sweeps(ledger, _clock(as_of), policy_paths)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        for v in result.verdicts:
+            e = v.event
+            click.echo(f"{'ok ' if v.justified else 'BAD'} {e.position:>8} {e.type:<20} "
+                       f"{e.controller} {e.subject[:16]}… {v.reason}")
+        s = result.summary()
+        click.echo(f"{s['events']} sweep events in {s['sweep_runs']} runs: {s['justified']} "
+                   f"justified, {s['unjustified']} unjustified")
+    if not result.ok:
+        ctx.exit(1)
+
+
+@audit.command("report")
+@click.argument("subject", required=False)
+@click.option("--email", help="The person's e-mail address (with --controller); only its pseudonym is used.")
+@controller_option
+@click.option("--as-of", "as_of", metavar="T", help="As known at T (knowledge time) [default: now].")
+@click.option("--policy", "policy_paths", multiple=True, metavar="PATH",
+              help="A policy TOML a sweep event may have recorded the hash of (repeatable).")
+@click.option("--html", "html_file", required=True, metavar="FILE",
+              type=click.Path(dir_okay=False, writable=True, path_type=Path), help="Write the page here.")
+@click.pass_context
+@handles_errors
+def audit_report(ctx: click.Context, subject: str | None, email: str | None, controller: str | None,
+                 as_of: str | None, policy_paths: tuple[str, ...], html_file: Path) -> None:
+    """A self-contained HTML page about one subject for an auditor: timeline chart, consents
+    with evidence, the retention decision and its rule chain, each sweep event with its
+    justification, and the chain status. No personal data: nothing is decrypted."""
+    from ledger.audit import Auditor
+    from projections.audit_report import ChainStatus, build, write
+
+    with Auditor.open(ctx.obj) as auditor:
+        checked = auditor.verify()
+    chain = ChainStatus(checked.ok, checked.records, checked.head_hash.hex(),
+                        f"{checked.records:,} records chain and decode" if checked.finding is None
+                        else f"first bad position {checked.finding.position}: {checked.finding.reason}")
+    with opened(ctx) as ledger:
+        ctrl, pid = _resolve_subject(ledger, subject, email, controller)
+        report = build(ledger, ctrl, pid, _clock(as_of), policy_paths, chain)
+    write(report, html_file)
+    s = report.sweeps.summary()
+    click.echo(f"report on {ctrl} subject {pid[:16]}… written to {html_file} "
+               f"({len(report.explained['timeline'])} events, {s['justified']}/{s['events']} sweep "
+               f"events justified, chain {'intact' if chain.ok else 'BROKEN'})")
 
 
 # --- Kafka (issue 6) ---------------------------------------------------------------------

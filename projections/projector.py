@@ -8,6 +8,7 @@ the GIL while it executes, so on two cores the next page decodes while this one 
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import queue
@@ -22,7 +23,7 @@ import duckdb
 from eventsourcing.persistence import Tracking
 
 from ledger.errors import UsageError
-from ledger.log import EventLog
+from ledger.log import EventLog, RecordPage
 from ledger.schemas import SchemaRegistry
 from ledger.service import Ledger
 from projections.decode import DecodedPage, PageDecoder
@@ -86,15 +87,18 @@ class Projector:
         self,
         *,
         recorded_by: int | None = None,
+        up_to_position: int | None = None,
         progress: Progress | None = None,
         stop: threading.Event | None = None,
     ) -> ProjectReport:
+        """Projects from the stored position to the log's end — or only through
+        ``up_to_position`` (the auditor replays the prefix a past sweep saw)."""
         started = time.perf_counter()
         start = (self.store.max_tracking_id(self.log_name) or 0) + 1
         if start == 1:  # projecting a whole log: load in bulk, reduce once at the end
             self.store.begin_bulk(start)
         events = errors = 0
-        for page, changes in self._prepared(start, recorded_by, stop):
+        for page, changes in self._prepared(start, recorded_by, stop, up_to_position):
             self.store.apply(page, changes, Tracking(self.log_name, page.last_position))
             events += page.count
             errors += len(page.errors)
@@ -109,7 +113,8 @@ class Projector:
         return report
 
     def _prepared(
-        self, start: int, recorded_by: int | None, stop: threading.Event | None
+        self, start: int, recorded_by: int | None, stop: threading.Event | None,
+        up_to_position: int | None = None,
     ) -> Iterator[tuple[DecodedPage, list[Rows]]]:
         """Decoded and folded pages, produced one page ahead by a reader thread."""
         ready: queue.Queue[tuple[DecodedPage, list[Rows]] | BaseException | None] = queue.Queue(1)
@@ -120,6 +125,11 @@ class Projector:
                 for page in self.log.read_pages(start, recorded_by=recorded_by,
                                                 page_size=self.page_size):
                     if halt.is_set() or (stop is not None and stop.is_set()):
+                        break
+                    if up_to_position is not None and page.positions and page.positions[-1] > up_to_position:
+                        page = _cut(page, up_to_position)
+                        if page.positions:
+                            ready.put((decoded := self.decoder.decode(page), fold(decoded.groups)))
                         break
                     decoded = self.decoder.decode(page)
                     ready.put((decoded, fold(decoded.groups)))
@@ -142,6 +152,12 @@ class Projector:
                 except queue.Empty:
                     pass
             reader.join()
+
+
+def _cut(page: RecordPage, last_position: int) -> RecordPage:
+    """The records of ``page`` at or before ``last_position`` (positions ascend)."""
+    n = bisect.bisect_right(page.positions, last_position)
+    return RecordPage(page.positions[:n], page.recorded_at[:n], page.payloads[:n])
 
 
 # --- entry points -----------------------------------------------------------------------
