@@ -161,6 +161,9 @@ def test_kafka_verify_checks_each_partition_and_names_a_break(kafka_url: str) ->
         a.append([pending(1, subject=f"s{i}") for i in range(9)])
         ok = run("--log", kafka_url, "kafka", "verify", "--json")
         assert ok.exit_code == 0 and all(r["ok"] for r in json.loads(ok.stdout))
+        audited = run("--log", kafka_url, "audit", "verify", "--json")
+        assert audited.exit_code == 0, audited.output
+        assert json.loads(audited.stdout)["ok"] and json.loads(audited.stdout)["records"] == 9
         b.contains([])  # b learns the tails now; a appends again; b's next record is stale
         a.append([pending(2, subject="s0")])
         with pytest.raises(LedgerError, match="another writer"):
@@ -177,3 +180,10 @@ def test_kafka_verify_checks_each_partition_and_names_a_break(kafka_url: str) ->
     # that the chain does not continue from (one of the two racing appends).
     assert rows[p]["first_bad_offset"] in (stale - 1, stale) and rows[p]["kind"] == "forged"
     assert all(r["ok"] for q, r in rows.items() if q != p)
+    # `ledger audit verify` on a Kafka log checks the same per-partition chains.
+    audited = run("--log", kafka_url, "audit", "verify", "--json")
+    assert audited.exit_code == 1
+    report = json.loads(audited.stdout)
+    assert not report["ok"] and report["reason"].startswith(f"partition {p} offset")
+    assert "forged" in report["reason"]
+    assert run("--log", kafka_url, "audit", "verify", "--digest", "x.json").exit_code == 2
