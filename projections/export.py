@@ -62,18 +62,12 @@ def _jsonable(value: Any, key: str = "") -> Any:
 
 
 def retention_schedule(ledger: Ledger, controller: str, subject: str, as_of: int) -> Any:
-    """Hook for the retention schedule: ``projections.decisions.subject_decision`` (built by the
-    retention work) if that module exists; None if it does not (the section is then omitted)."""
-    try:
-        from projections.decisions import subject_decision  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
+    """The retention schedule: what will happen to the subject's data, when and why (the
+    subject's decision at ``as_of``); None for a subject the projections do not know."""
+    from projections.decisions import subject_decision
+
     decision = subject_decision(ledger, controller, subject, as_of)
-    if decision is None:
-        return None
-    if dataclasses.is_dataclass(decision) and not isinstance(decision, type):
-        decision = dataclasses.asdict(decision)
-    return _jsonable(decision)
+    return None if decision is None else _jsonable(dataclasses.asdict(decision))
 
 
 def _event_at(ledger: Ledger, position: int) -> Event:
