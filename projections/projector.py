@@ -11,7 +11,6 @@ from __future__ import annotations
 import bisect
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -30,6 +29,7 @@ from projections.decode import DecodedPage, PageDecoder
 from projections.duckdb_store import DuckDBStore, ProjectionStoreError, _one_line
 from projections.fold import Rows, fold
 from projections.policy import Duration
+from projections.prefetch import read_ahead
 from projections.workers import (
     PartitionedLog,
     PartitionProjector,
@@ -117,41 +117,21 @@ class Projector:
         up_to_position: int | None = None,
     ) -> Iterator[tuple[DecodedPage, list[Rows]]]:
         """Decoded and folded pages, produced one page ahead by a reader thread."""
-        ready: queue.Queue[tuple[DecodedPage, list[Rows]] | BaseException | None] = queue.Queue(1)
-        halt = threading.Event()
 
-        def produce() -> None:
-            try:
-                for page in self.log.read_pages(start, recorded_by=recorded_by,
-                                                page_size=self.page_size):
-                    if halt.is_set() or (stop is not None and stop.is_set()):
-                        break
-                    if up_to_position is not None and page.positions and page.positions[-1] > up_to_position:
-                        page = _cut(page, up_to_position)
-                        if page.positions:
-                            ready.put((decoded := self.decoder.decode(page), fold(decoded.groups)))
-                        break
+        def pages() -> Iterator[tuple[DecodedPage, list[Rows]]]:
+            for page in self.log.read_pages(start, recorded_by=recorded_by, page_size=self.page_size):
+                last = up_to_position is not None and bool(page.positions) \
+                    and page.positions[-1] > up_to_position
+                if last:
+                    assert up_to_position is not None
+                    page = _cut(page, up_to_position)
+                if page.positions:
                     decoded = self.decoder.decode(page)
-                    ready.put((decoded, fold(decoded.groups)))
-                ready.put(None)
-            except BaseException as e:  # noqa: BLE001 - handed to the writer thread, raised there
-                ready.put(e)
+                    yield decoded, fold(decoded.groups)
+                if last:
+                    return
 
-        reader = threading.Thread(target=produce, name="projection-reader", daemon=True)
-        reader.start()
-        try:
-            while (item := ready.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            halt.set()
-            while reader.is_alive():  # unblock a reader waiting on a full queue
-                try:
-                    ready.get(timeout=0.05)
-                except queue.Empty:
-                    pass
-            reader.join()
+        return read_ahead(pages(), "projection-reader", stop)
 
 
 def _cut(page: RecordPage, last_position: int) -> RecordPage:

@@ -19,7 +19,6 @@ same fingerprint, however they were logged, partitioned and sharded."""
 from __future__ import annotations
 
 import hashlib
-import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -43,6 +42,7 @@ from projections.duckdb_store import (
     _one_line,
 )
 from projections.fold import Rows, fold
+from projections.prefetch import read_ahead
 
 PAGE_SIZE = 50_000
 
@@ -196,38 +196,11 @@ class PartitionProjector:
         self, partitions: list[int], offsets: dict[int, int], recorded_by: int | None,
         check_store: bool, stop: threading.Event | None,
     ) -> Iterator[tuple[int, list[LogRecord], DecodedPage, list[Rows]]]:
-        """Pages read, decoded and folded one ahead by a reader thread (DuckDB releases the
-        GIL while it commits the previous page)."""
-        ready: queue.Queue[Any] = queue.Queue(1)
-        halt = threading.Event()
-
-        def produce() -> None:
-            try:
-                for p in partitions:
-                    for records in self._pages(p, offsets.get(p, 0), recorded_by):
-                        if halt.is_set() or (stop is not None and stop.is_set()):
-                            ready.put(None)
-                            return
-                        ready.put((p, records, *self._decode(records, check_store)))
-                ready.put(None)
-            except BaseException as e:  # noqa: BLE001 - handed to the writer thread, raised there
-                ready.put(e)
-
-        reader = threading.Thread(target=produce, name="partition-reader", daemon=True)
-        reader.start()
-        try:
-            while (item := ready.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            halt.set()
-            while reader.is_alive():
-                try:
-                    ready.get(timeout=0.05)
-                except queue.Empty:
-                    pass
-            reader.join()
+        """Pages read, decoded and folded one ahead by a reader thread."""
+        pages = ((p, records, *self._decode(records, check_store))
+                 for p in partitions
+                 for records in self._pages(p, offsets.get(p, 0), recorded_by))
+        return read_ahead(pages, "partition-reader", stop)
 
 
 def _offset(position: int) -> int:
