@@ -582,13 +582,13 @@ def _resolve_subject(ledger: Ledger, subject: str | None, email: str | None,
                      controller: str | None, path: Path | None = None) -> tuple[str, str]:
     """(controller, pseudonym) from SUBJECT or --email/--controller (SPEC §8), as permits does."""
     import projections
-    from projections.decisions import open_read_only
     from projections.permissions import resolve_subject
+    from projections.projector import read_only_connection
 
     if path is None:
         projections.project(ledger)
         path = projections.projections_path(ledger)
-    con = open_read_only(path)
+    con = read_only_connection(path)
     try:
         ref = resolve_subject(ledger, con, subject=subject, email=email, controller=controller)
     finally:

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from ledger.errors import ConfigError
 from ledger.service import Ledger
 from ledger.timeutil import format_micros, to_micros
@@ -211,10 +209,10 @@ def sweep_events(ledger: Ledger, as_of: int | None = None,
                  subject: tuple[str, str] | None = None) -> list[SweepEvent]:
     """The sweep events recorded by ``as_of``, in log order. Their positions come from the
     projections; each is then decoded from the log itself (typed body fields)."""
-    from projections.projector import project, projections_path
+    from projections.projector import project, projections_path, read_only_connection
 
     project(ledger)
-    con = duckdb.connect(str(projections_path(ledger)), read_only=True)
+    con = read_only_connection(projections_path(ledger))
     try:
         sql = (f"SELECT position FROM events WHERE type IN ({', '.join(repr(t) for t in SWEEP_TYPES)})"
                + ("" if as_of is None else " AND recorded_at <= make_timestamp(?)")

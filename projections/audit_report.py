@@ -22,6 +22,7 @@ from ledger.timeutil import format_micros, parse_timestamp
 from projections.audit_decisions import DecisionAudit, audit
 from projections.decisions import controller_policies, projections_as_of
 from projections.explain import explain
+from projections.projector import read_only_connection
 
 CONSENT_TYPES = ("ConsentGiven", "ConsentWithdrawn", "ObjectionRaised", "NewsletterSubscribed",
                  "Unsubscribed")
@@ -68,7 +69,7 @@ def build(ledger: Ledger, controller: str, subject: str, as_of: int | None = Non
     policy = controller_policies(ledger, controller)[controller]
     with projections_as_of(ledger, as_of) as (path, now):
         explained = explain(ledger, path, controller, subject, policy, now)
-        con = duckdb.connect(str(path), read_only=True)
+        con = read_only_connection(path)
         try:
             consents = _rows(con, "consent_state", controller, subject)
             subscriptions = _rows(con, "subscriptions", controller, subject)

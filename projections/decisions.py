@@ -21,6 +21,7 @@ from ledger.service import Ledger
 from ledger.timeutil import to_micros
 from ledger.vocabulary import KEY_CATEGORIES
 from projections.policy import Duration, Policy, load_policy
+from projections.projector import read_only_connection
 from projections.retention import Decision, SubjectFacts, decide
 
 COLUMNS = ("controller", "subject", "action", "due_at", "rule", "policy", "policy_hash",
@@ -260,12 +261,6 @@ class DecisionTable:
         return out
 
 
-def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
-    if not path.exists():
-        raise UsageError(f"no projections at {path}: run `ledger project` first")
-    return duckdb.connect(str(path), read_only=True)
-
-
 def controller_policies(
     ledger: Ledger, controller: str | None = None, policy_path: str | None = None
 ) -> dict[str, Policy]:
@@ -300,7 +295,7 @@ def decisions_at(ledger: Ledger, as_of: int | None = None, controller: str | Non
                  policy_path: str | None = None) -> DecisionTable:
     policies = controller_policies(ledger, controller, policy_path)
     with projections_as_of(ledger, as_of) as (path, now):
-        con = open_read_only(path)
+        con = read_only_connection(path)
         try:
             return DecisionTable(now, population_decisions(con, policies, now))
         finally:
@@ -312,7 +307,7 @@ def subject_decision(ledger: Ledger, controller: str, subject: str,
     """One subject's decision (for the register extract's retention schedule)."""
     policy = controller_policies(ledger, controller)[controller]
     with projections_as_of(ledger, as_of) as (path, now):
-        con = open_read_only(path)
+        con = read_only_connection(path)
         try:
             facts = subject_facts(con, policy, controller, subject)
         finally:

@@ -7,13 +7,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from ledger.errors import UsageError
 from ledger.service import Ledger
 from ledger.timeutil import format_micros, to_micros
 from projections.decisions import subject_facts
 from projections.policy import Policy
+from projections.projector import read_only_connection
 from projections.retention import Decision, decide, rule_chain
 
 
@@ -23,7 +22,7 @@ def _iso(value: Any) -> Any:
 
 def explain(ledger: Ledger, path: Path, controller: str, subject: str, policy: Policy,
             now: int) -> dict[str, Any]:
-    con = duckdb.connect(str(path), read_only=True)
+    con = read_only_connection(path)
     try:
         rows = con.execute(
             "SELECT position, occurred_at, recorded_at, type, event_id, source, actor, body "

@@ -26,8 +26,8 @@ from ledger.errors import KeyUnavailable, LedgerError, UsageError
 from ledger.events import Event
 from ledger.service import Ledger
 from ledger.timeutil import format_micros, to_micros
-from projections.permissions import connect, resolve_subject
-from projections.projector import project, projections_path
+from projections.permissions import resolve_subject
+from projections.projector import project, projections_path, read_only_connection
 
 FORMAT: Final = "consent-ledger/register-extract/1"
 CONSENT_TYPES: Final = ("ConsentGiven", "ConsentWithdrawn", "ObjectionRaised")
@@ -123,7 +123,7 @@ def export_subject(
         raise UsageError(f"unknown controller {controller[:40]!r}")
     project(ledger)  # the extract reflects every event in the log
     now = ledger.clock.now()
-    con = connect(projections_path(ledger))
+    con = read_only_connection(projections_path(ledger))
     try:
         ref = resolve_subject(ledger, con, subject=subject, email=email, account=account,
                               controller=controller)

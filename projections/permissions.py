@@ -29,12 +29,12 @@ from typing import Any, Final
 
 import duckdb
 
-from ledger.errors import LedgerError, UsageError
+from ledger.errors import UsageError
 from ledger.service import Ledger
 from ledger.timeutil import format_micros, to_micros
 from ledger.vocabulary import ALL, MARKETING_CHANNELS
 from projections.policy import load_policy
-from projections.projector import project, projections_path, replay
+from projections.projector import project, projections_path, read_only_connection, replay
 
 # Purposes a restriction (Art. 18) still allows: the contract itself and bookkeeping.
 ALLOWED_WHILE_RESTRICTED: Final = frozenset({"service", "invoicing"})
@@ -400,13 +400,6 @@ def open_projections(ledger: Ledger, as_of: int | None, workdir: Path) -> Path:
     return target
 
 
-def connect(path: Path) -> duckdb.DuckDBPyConnection:
-    try:
-        return duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as e:
-        raise LedgerError(f"cannot open {path}: {str(e).splitlines()[0]}") from None
-
-
 def permits(
     ledger: Ledger,
     purpose: str,
@@ -426,7 +419,7 @@ def permits(
             raise UsageError(f"unknown controller {controller[:40]!r}")
         purpose_basis(ledger, controller, purpose)
     with tempfile.TemporaryDirectory(prefix="ledger-permits-") as workdir:
-        con = connect(open_projections(ledger, as_of, Path(workdir)))
+        con = read_only_connection(open_projections(ledger, as_of, Path(workdir)))
         try:
             ref = resolve_subject(ledger, con, subject=subject, email=email, account=account,
                                   controller=controller)

@@ -248,6 +248,18 @@ def replay(
     return report
 
 
+def read_only_connection(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to a projections file; a clear error if it is missing or
+    cannot be opened (e.g. a follower holds the lock)."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"no projections at {path}: run `ledger project` first")
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as e:
+        raise ProjectionStoreError(f"cannot open {path}: {_one_line(e)}") from None
+
+
 def fingerprint(path: str | Path, registry: SchemaRegistry) -> str:
     store = DuckDBStore(Path(path), registry, read_only=True)
     try:

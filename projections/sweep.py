@@ -26,7 +26,7 @@ from projections.decisions import (
     population_decisions,
 )
 from projections.policy import Policy
-from projections.projector import project, projections_path
+from projections.projector import project, projections_path, read_only_connection
 from projections.retention import Decision
 
 SWEEP_NAMESPACE = uuid.UUID("6c1f6a52-5f7e-4d0b-9b1c-0c6a1f4e2d11")
@@ -57,20 +57,16 @@ class SweepReport:
 DUE = ("notify", "pseudonymise", "erase")
 
 
-def compute_decisions(ledger: Ledger, policies: dict[str, Policy], now: int,
+def compute_decisions(con: duckdb.DuckDBPyConnection, policies: dict[str, Policy], now: int,
                       ) -> tuple[list[Decision], dict[str, dict[str, int]]]:
     """The decisions due at ``now`` as objects, and the counts of all decisions per
     controller and action (kept ones stay in DuckDB)."""
-    con = duckdb.connect(str(projections_path(ledger)), read_only=True)
-    try:
-        due = population_decisions(con, policies, now, DUE)
-        counts: dict[str, dict[str, int]] = {c: _count(()) for c in policies}
-        for controller, action, n in con.execute(
-                "SELECT controller, action, count(*) FROM decided GROUP BY ALL").fetchall():
-            counts[controller][action] = n
-        return due, counts
-    finally:
-        con.close()
+    due = population_decisions(con, policies, now, DUE)
+    counts: dict[str, dict[str, int]] = {c: _count(()) for c in policies}
+    for controller, action, n in con.execute(
+            "SELECT controller, action, count(*) FROM decided GROUP BY ALL").fetchall():
+        counts[controller][action] = n
+    return due, counts
 
 
 def sweep(ledger: Ledger, *, dry_run: bool = False, controller: str | None = None,
@@ -78,7 +74,13 @@ def sweep(ledger: Ledger, *, dry_run: bool = False, controller: str | None = Non
     now = ledger.clock.now()
     policies = controller_policies(ledger, controller, policy_path)
     project(ledger)
-    decisions, counts = compute_decisions(ledger, policies, now)
+    con = read_only_connection(projections_path(ledger))  # one read for everything the sweep needs
+    try:
+        decisions, counts = compute_decisions(con, policies, now)
+        requests = _open_erasure_requests(con)
+        reviews = _reviews(con, policies, counts, now)
+    finally:
+        con.close()
     total = _count(())
     for per_controller in counts.values():
         for action, n in per_controller.items():
@@ -87,7 +89,6 @@ def sweep(ledger: Ledger, *, dry_run: bool = False, controller: str | None = Non
     if dry_run:
         return report
 
-    requests = _open_erasure_requests(ledger)
     events: list[Event] = []
     for d in decisions:
         policy = policies[d.controller]
@@ -114,7 +115,7 @@ def sweep(ledger: Ledger, *, dry_run: bool = False, controller: str | None = Non
                 "keys_shredded": list(d.shred), "evidence": list(d.evidence)}))
             if d.rule == "erasure_request":
                 events.extend(_close_requests(d, now, requests))
-    events.extend(_reviews(ledger, policies, counts, now))
+    events.extend(reviews)
     outcomes = ledger._append_events(events) if events else []
     appended = Counter(e.type for e, o in zip(events, outcomes, strict=True) if o.position)
     report.appended = dict(sorted(appended.items()))
@@ -135,15 +136,11 @@ def _event(event_type: str, d: Decision, now: int, key: tuple[Any, ...], body: d
                  d.controller, d.subject, now, now, SOURCE, ACTOR, body)
 
 
-def _open_erasure_requests(ledger: Ledger) -> dict[tuple[str, str], list[str]]:
-    con = duckdb.connect(str(projections_path(ledger)), read_only=True)
-    try:
-        rows = con.execute(
-            "SELECT controller, subject, request_id FROM rights_requests "
-            "WHERE requested_right = 'erasure' AND closed_at IS NULL ORDER BY received_at"
-        ).fetchall()
-    finally:
-        con.close()
+def _open_erasure_requests(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], list[str]]:
+    rows = con.execute(
+        "SELECT controller, subject, request_id FROM rights_requests "
+        "WHERE requested_right = 'erasure' AND closed_at IS NULL ORDER BY received_at"
+    ).fetchall()
     open_requests: dict[tuple[str, str], list[str]] = {}
     for controller, subject, request_id in rows:
         open_requests.setdefault((controller, subject), []).append(request_id)
@@ -160,16 +157,12 @@ def _close_requests(d: Decision, now: int, requests: dict[tuple[str, str], list[
     ]
 
 
-def _reviews(ledger: Ledger, policies: dict[str, Policy], counts: dict[str, dict[str, int]],
-             now: int) -> list[Event]:
+def _reviews(con: duckdb.DuckDBPyConnection, policies: dict[str, Policy],
+             counts: dict[str, dict[str, int]], now: int) -> list[Event]:
     """A RetentionReviewed per controller whose policy asks for a periodic review that is due."""
-    con = duckdb.connect(str(projections_path(ledger)), read_only=True)
-    try:
-        last = dict(con.execute(
-            "SELECT controller, max(occurred_at) FROM events WHERE type = 'RetentionReviewed' "
-            "GROUP BY controller").fetchall())
-    finally:
-        con.close()
+    last = dict(con.execute(
+        "SELECT controller, max(occurred_at) FROM events WHERE type = 'RetentionReviewed' "
+        "GROUP BY controller").fetchall())
     events = []
     for controller, policy in sorted(policies.items()):
         if policy.review_every is None:
