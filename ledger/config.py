@@ -9,6 +9,7 @@ The data directory holds::
     keys.sqlite          the key vault: wrapped data keys and controller secrets
     log.sqlite           the embedded event log
     dead-letters.jsonl   rejected input, reasons in clear, the input itself encrypted
+    write.lock           the writer lock (flock) held around every append, shred and seal
 """
 
 from __future__ import annotations

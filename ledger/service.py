@@ -29,6 +29,7 @@ from ledger.pseudonyms import pseudonym
 from ledger.schemas import SchemaRegistry, default_registry
 from ledger.timeutil import parse_cli_time
 from ledger.vault import KeyVault, SQLiteKeyVault, blob_header, unseal
+from ledger.writer_lock import LOCK_FILE, WriterLock
 
 if TYPE_CHECKING:  # projections sit above this layer: imported at call time, typed here
     from projections.permissions import PermitAnswer
@@ -137,6 +138,8 @@ class Ledger:
         self._secrets = {c: vault.secret(controller_secret_name(c)) for c in config.controllers}
         self._preparer = Preparer(self.intake, self._secrets, vault, self.registry)
         self._master_key = master_key
+        # Held around every durable effect (appends, shredding, sealing): see writer_lock.
+        self.writer_lock = WriterLock(data_dir / LOCK_FILE)
         self.dead_letters = DeadLetters(
             data_dir / cfg.DEAD_LETTERS_FILE, vault.secret("dead-letters", create=True)
         )
@@ -336,7 +339,8 @@ class Ledger:
         """The ordered half of publishing: one atomic, durable append per package (each
         record keeps its own unit's recorded_at)."""
         pending = [r for p in package for r in p.pending]
-        positions = self.log.append(pending)
+        with self.writer_lock:
+            positions = self.log.append(pending)
         for p in package:
             self.dead_letters.write(p.rejects, p.recorded_at)
         return [
@@ -350,7 +354,8 @@ class Ledger:
             PendingRecord(e.event_id, e.type, e.subject, e.recorded_at, self.codec.encode(e))
             for e in events
         ]
-        positions = self.log.append(pending)
+        with self.writer_lock:
+            positions = self.log.append(pending)
         return [
             RecordOutcome(e.event_id, e.subject, "accepted" if p else "duplicate", p)
             for e, p in zip(events, positions, strict=True)
