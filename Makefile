@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SUBJECTS ?= 2000
 SEED ?= 42
 
-.PHONY: demo test bench bench-projection bench-kafka clean
+.PHONY: demo test test-deps bench bench-projection bench-kafka clean
 
 $(BIN)/ledger: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,16 @@ $(BIN)/ledger: pyproject.toml
 demo: $(BIN)/ledger
 	$(BIN)/ledger --data ledger-data demo --subjects $(SUBJECTS) --seed $(SEED)
 
-test: $(BIN)/ledger
+test: $(BIN)/ledger test-deps
 	$(BIN)/python -m pytest
+
+# The HTML audit report is rendered in Debian's headless Chromium; installed when missing and
+# this runs as root (CI); elsewhere that one test says why it is skipped.
+test-deps:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the HTML report test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
 
 bench: $(BIN)/ledger
 	$(BIN)/python bench/bench_append.py
