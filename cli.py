@@ -178,20 +178,55 @@ def publish(ctx: click.Context, file: Any, workers: int, as_json: bool) -> None:
         ctx.exit(1)
 
 
-@main.command("dead-letters")
+@main.group("dead-letters", invoke_without_command=True)
 @json_option
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--decrypt", is_flag=True,
+              help="Also show the rejected input, where its key still exists (else why not: "
+                   "erased, sealed, purged).")
 @click.pass_context
 @handles_errors
-def dead_letters(ctx: click.Context, as_json: bool, limit: int) -> None:
-    """List rejected input: when, where from, which line and why (the input stays encrypted)."""
+def dead_letters(ctx: click.Context, as_json: bool, limit: int, decrypt: bool) -> None:
+    """List rejected input: when, where from, which line and why (the input stays encrypted,
+    under the subject's key where the subject could be derived, else under the dead-letter key
+    of its month)."""
+    if ctx.invoked_subcommand is not None:
+        return
     with opened(ctx) as ledger:
-        entries = list(ledger.dead_letters.read())[-limit:]
+        entries = list(ledger.dead_letters.read(decrypt=decrypt))[-limit:]
     if as_json:
         emit_json(entries)
     else:
         for e in entries:
             click.echo(f"{e['rejected_at']}  {e['origin']}:{e['line']}  {e['reason']}")
+            if decrypt:
+                shown = (json.dumps(e["input"], ensure_ascii=False)[:2000]
+                         if e["input_status"] == "readable" else f"unreadable ({e['input_status']})")
+                click.echo(f"    input: {shown}")
+
+
+@dead_letters.command("purge")
+@click.option("--before", required=True, metavar="T",
+              help="Destroy rejected input older than T (ISO-8601; a bare date is 00:00 UTC).")
+@click.option("--dry-run", is_flag=True, help="Count only; change nothing.")
+@json_option
+@click.pass_context
+@handles_errors
+def dead_letters_purge(ctx: click.Context, before: str, dry_run: bool, as_json: bool) -> None:
+    """Drop the dead letters rejected before T (the file is rewritten atomically) and destroy
+    the dead-letter keys of every month wholly before T (and the old global key once no entry
+    needs it). The sweep does the same after the policy's dead_letter_retention."""
+    from ledger.timeutil import format_micros, parse_cli_time
+
+    cutoff = parse_cli_time(before, "--before")
+    with opened(ctx) as ledger:
+        report = ledger.dead_letters.purge(cutoff, dry_run=dry_run)
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        click.echo(f"{'Dry run: would purge' if dry_run else 'Purged'} {report.entries} dead "
+                   f"letters and {'destroy' if dry_run else 'destroyed'} {report.keys} keys "
+                   f"(rejected before {format_micros(cutoff)})")
 
 
 @main.group()
@@ -497,7 +532,7 @@ policy_option = click.option(
 
 
 def _clock(as_of: str | None) -> int | None:
-    from ledger.timeutil import parse_cli_time
+    from ledger.timeutil import format_micros, parse_cli_time
 
     return None if as_of is None else parse_cli_time(as_of, "--as-of")
 
@@ -575,7 +610,8 @@ def sweep(ctx: click.Context, dry_run: bool, controller: str | None, policy_path
     if not dry_run:
         appended = ", ".join(f"{t} {n}" for t, n in d["appended"].items()) or "nothing"
         click.echo(f"  appended: {appended}; keys destroyed: {d['keys_shredded']}; "
-                   f"subjects sealed: {d['subjects_sealed']}")
+                   f"subjects sealed: {d['subjects_sealed']}; "
+                   f"dead letters purged: {d['dead_letters_purged']}")
 
 
 def _resolve_subject(ledger: Ledger, subject: str | None, email: str | None,
@@ -647,7 +683,7 @@ def permits(ctx: click.Context, args: tuple[str, ...], email: str | None, accoun
     SUBJECT is a pseudonym, or give --email/--account with --controller instead. Exit 0 when
     permitted, 1 when not (so `ledger permits ... && send` fails safe), 2 on usage errors.
     """
-    from ledger.timeutil import parse_cli_time
+    from ledger.timeutil import format_micros, parse_cli_time
 
     named = email is not None or account is not None
     if len(args) != (1 if named else 2):
@@ -718,7 +754,7 @@ def _write_or_print(value: dict[str, Any], out: Path | None, what: str) -> None:
 
 def _ledger_clock(settings: Settings) -> int:
     from ledger.clock import SystemClock
-    from ledger.timeutil import parse_cli_time
+    from ledger.timeutil import format_micros, parse_cli_time
 
     return parse_cli_time(settings.now, "--now") if settings.now else SystemClock().now()
 

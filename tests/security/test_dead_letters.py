@@ -188,6 +188,10 @@ def test_row05_the_sweep_purges_dead_letters_after_the_policy_retention(
     report = sweep(ledger)
     assert report.dead_letters_purged == 2
     assert list(ledger.dead_letters.read()) == []
+    # March's key goes once the whole month is past the retention.
+    assert "dead-letters/2026-03" in secret_names(data_dir)
+    at(ledger, "2026-05-01")
+    assert sweep(ledger).dead_letters_purged == 0
     assert "dead-letters/2026-03" not in secret_names(data_dir)
 
     # A policy's own retention: dead_letter_retention = "P7D".
@@ -195,12 +199,15 @@ def test_row05_the_sweep_purges_dead_letters_after_the_policy_retention(
     policy.write_text(
         Path("projections/policies/cowrite.toml").read_text().replace(
             'name = "cowrite"', 'name = "short"\ndead_letter_retention = "P7D"'))
-    at(ledger, "2026-04-10")
-    ledger.publish([bad_for_ivy()])
-    at(ledger, "2026-04-16")
+    at(ledger, "2026-05-10")
+    ledger.publish([bad_for_ivy(), bad_for_ivy("coegi")])
+    at(ledger, "2026-05-16")
     assert sweep(ledger, controller="cowrite", policy_path=str(policy)).dead_letters_purged == 0
-    at(ledger, "2026-04-18")
+    at(ledger, "2026-05-18")
     assert sweep(ledger, controller="cowrite", policy_path=str(policy)).dead_letters_purged == 1
+    # coegi's dead letter is not cowrite's to purge: it waits for coegi's own P30D.
+    (left,) = ledger.dead_letters.read()
+    assert left["controller"] == "coegi"
 
 
 def test_row05_a_bad_retention_in_a_policy_is_a_config_error() -> None:
