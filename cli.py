@@ -532,7 +532,7 @@ policy_option = click.option(
 
 
 def _clock(as_of: str | None) -> int | None:
-    from ledger.timeutil import format_micros, parse_cli_time
+    from ledger.timeutil import parse_cli_time
 
     return None if as_of is None else parse_cli_time(as_of, "--as-of")
 
@@ -683,7 +683,7 @@ def permits(ctx: click.Context, args: tuple[str, ...], email: str | None, accoun
     SUBJECT is a pseudonym, or give --email/--account with --controller instead. Exit 0 when
     permitted, 1 when not (so `ledger permits ... && send` fails safe), 2 on usage errors.
     """
-    from ledger.timeutil import format_micros, parse_cli_time
+    from ledger.timeutil import parse_cli_time
 
     named = email is not None or account is not None
     if len(args) != (1 if named else 2):
@@ -754,7 +754,7 @@ def _write_or_print(value: dict[str, Any], out: Path | None, what: str) -> None:
 
 def _ledger_clock(settings: Settings) -> int:
     from ledger.clock import SystemClock
-    from ledger.timeutil import format_micros, parse_cli_time
+    from ledger.timeutil import parse_cli_time
 
     return parse_cli_time(settings.now, "--now") if settings.now else SystemClock().now()
 

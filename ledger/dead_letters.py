@@ -187,7 +187,7 @@ class DeadLetters:
             return
         with self._lock:
             owners = [self._owner(r.raw) for r in rejects]
-            wanted = {(c, s, SUBJECT_CATEGORY) for c, s in owners if s is not None}
+            wanted = {(c, s, SUBJECT_CATEGORY) for c, s in owners if c is not None and s is not None}
             keys = self.vault.data_keys(wanted) if wanted else {}  # durable before use
             period = period_secret(rejected_at)
             period_key = (self.vault.secret(period, create=True)
@@ -226,8 +226,8 @@ class DeadLetters:
             controller, kind, value = hint
             subject = value if kind == "id" else pseudonym(self._secrets[controller], kind, value)
             return controller, subject
-        controller = obj.get("controller") if isinstance(obj, dict) else None
-        return (controller if isinstance(controller, str) and controller in self._secrets else None), None
+        named = obj.get("controller") if isinstance(obj, dict) else None
+        return (named if isinstance(named, str) and named in self._secrets else None), None
 
     def _append(self, data: bytes) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -265,7 +265,7 @@ class DeadLetters:
         """(line number in the file, entry); an unparsable line gives an empty entry, except
         an unterminated last line (a write in progress or torn by a crash)."""
         try:
-            f = open(self.path, "rb")  # noqa: SIM115 - closed below
+            f = open(self.path, "rb")
         except FileNotFoundError:
             return
         with f:
