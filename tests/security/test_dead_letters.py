@@ -283,3 +283,18 @@ def test_row05_destroy_secret_removes_the_wrapped_bytes_from_the_vault_file(
         if (data_dir / name).exists():
             assert wrapped not in (data_dir / name).read_bytes()
     assert "dead-letters/2030-01" not in secret_names(data_dir)
+
+
+def test_row05_a_pseudonymised_subjects_dead_letter_reads_as_sealed(ledger: Ledger) -> None:
+    ledger.publish([bad_for_ivy(subject={"account": "cw-ivy-1"})])
+    pid = ledger.subject_id("cowrite", account="cw-ivy-1")
+    (entry,) = list(ledger.dead_letters.read())
+    assert entry["sealed_with"]["subject"] == pid
+    ledger.vault.seal("cowrite", pid)
+    (sealed,) = list(ledger.dead_letters.read(decrypt=True))
+    assert sealed["input"] is None and sealed["input_status"] == "sealed"
+    # A key id pointing elsewhere opens nothing (and never raises).
+    path = ledger.dead_letters.path
+    path.write_text(path.read_text().replace('"generation": 1', '"generation": 2'))
+    (moved,) = list(ledger.dead_letters.read(decrypt=True))
+    assert moved["input_status"] == "erased"
