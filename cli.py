@@ -224,8 +224,10 @@ def dead_letters_purge(ctx: click.Context, before: str, dry_run: bool, as_json: 
     if as_json:
         emit_json(report.as_dict())
     else:
-        click.echo(f"{'Dry run: would purge' if dry_run else 'Purged'} {report.entries} dead "
-                   f"letters and {'destroy' if dry_run else 'destroyed'} {report.keys} keys "
+        entries = f"{report.entries} dead letter{'' if report.entries == 1 else 's'}"
+        keys = f"{report.keys} key{'' if report.keys == 1 else 's'}"
+        click.echo(f"{'Dry run: would purge' if dry_run else 'Purged'} {entries} and "
+                   f"{'destroy' if dry_run else 'destroyed'} {keys} "
                    f"(rejected before {format_micros(cutoff)})")
 
 
