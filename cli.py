@@ -178,20 +178,57 @@ def publish(ctx: click.Context, file: Any, workers: int, as_json: bool) -> None:
         ctx.exit(1)
 
 
-@main.command("dead-letters")
+@main.group("dead-letters", invoke_without_command=True)
 @json_option
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--decrypt", is_flag=True,
+              help="Also show the rejected input, where its key still exists (else why not: "
+                   "erased, sealed, purged).")
 @click.pass_context
 @handles_errors
-def dead_letters(ctx: click.Context, as_json: bool, limit: int) -> None:
-    """List rejected input: when, where from, which line and why (the input stays encrypted)."""
+def dead_letters(ctx: click.Context, as_json: bool, limit: int, decrypt: bool) -> None:
+    """List rejected input: when, where from, which line and why (the input stays encrypted,
+    under the subject's key where the subject could be derived, else under the dead-letter key
+    of its month)."""
+    if ctx.invoked_subcommand is not None:
+        return
     with opened(ctx) as ledger:
-        entries = list(ledger.dead_letters.read())[-limit:]
+        entries = list(ledger.dead_letters.read(decrypt=decrypt))[-limit:]
     if as_json:
         emit_json(entries)
     else:
         for e in entries:
             click.echo(f"{e['rejected_at']}  {e['origin']}:{e['line']}  {e['reason']}")
+            if decrypt:
+                shown = (json.dumps(e["input"], ensure_ascii=False)[:2000]
+                         if e["input_status"] == "readable" else f"unreadable ({e['input_status']})")
+                click.echo(f"    input: {shown}")
+
+
+@dead_letters.command("purge")
+@click.option("--before", required=True, metavar="T",
+              help="Destroy rejected input older than T (ISO-8601; a bare date is 00:00 UTC).")
+@click.option("--dry-run", is_flag=True, help="Count only; change nothing.")
+@json_option
+@click.pass_context
+@handles_errors
+def dead_letters_purge(ctx: click.Context, before: str, dry_run: bool, as_json: bool) -> None:
+    """Drop the dead letters rejected before T (the file is rewritten atomically) and destroy
+    the dead-letter keys of every month wholly before T (and the old global key once no entry
+    needs it). The sweep does the same after the policy's dead_letter_retention."""
+    from ledger.timeutil import format_micros, parse_cli_time
+
+    cutoff = parse_cli_time(before, "--before")
+    with opened(ctx) as ledger:
+        report = ledger.dead_letters.purge(cutoff, dry_run=dry_run)
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        entries = f"{report.entries} dead letter{'' if report.entries == 1 else 's'}"
+        keys = f"{report.keys} key{'' if report.keys == 1 else 's'}"
+        click.echo(f"{'Dry run: would purge' if dry_run else 'Purged'} {entries} and "
+                   f"{'destroy' if dry_run else 'destroyed'} {keys} "
+                   f"(rejected before {format_micros(cutoff)})")
 
 
 @main.group()
@@ -575,7 +612,8 @@ def sweep(ctx: click.Context, dry_run: bool, controller: str | None, policy_path
     if not dry_run:
         appended = ", ".join(f"{t} {n}" for t, n in d["appended"].items()) or "nothing"
         click.echo(f"  appended: {appended}; keys destroyed: {d['keys_shredded']}; "
-                   f"subjects sealed: {d['subjects_sealed']}")
+                   f"subjects sealed: {d['subjects_sealed']}; "
+                   f"dead letters purged: {d['dead_letters_purged']}")
 
 
 def _resolve_subject(ledger: Ledger, subject: str | None, email: str | None,

@@ -375,3 +375,35 @@ def _no_constant(name: str) -> Any:
 
 # One decoder for every line: json.loads would build a new one per call with these hooks.
 _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+
+
+def subject_hint(obj: Any, controllers: Iterable[str]) -> tuple[str, str, str] | None:
+    """Whose input is this, although it may break other rules? ``(controller, kind, value)``
+    when ``obj`` names a known controller and exactly one subject identifier that intake would
+    accept (``email``, ``account``, or a pseudonym ``id``); None otherwise. Pure, never raises.
+    The dead letters use it to seal rejected input under the subject's key, so that erasing
+    the subject covers it."""
+    try:
+        if not isinstance(obj, Mapping):
+            return None
+        controller = obj.get("controller")
+        if not isinstance(controller, str) or controller not in frozenset(controllers):
+            return None
+        subject = obj.get("subject")
+        if not isinstance(subject, Mapping) or len(subject) != 1:
+            return None
+        ((kind, value),) = subject.items()
+        if not isinstance(value, str):
+            return None
+        if kind == "id":
+            usable = is_pseudonym(value)
+        elif kind == "email":
+            usable = len(value) <= MAX_IDENTIFIER and bool(_EMAIL.fullmatch(value.strip()))
+        elif kind == "account":
+            Intake._account(value, "subject.account")
+            usable = True
+        else:
+            usable = False
+        return (controller, kind, value) if usable else None
+    except Exception:  # noqa: BLE001 - a hint: anything odd means "no subject"
+        return None

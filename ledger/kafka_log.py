@@ -63,6 +63,7 @@ from ledger.confluent import (
     split_confluent,
     to_confluent,
 )
+from ledger.dead_letters import safe_reason
 from ledger.errors import ClockError, CodecError, LogError, UsageError
 from ledger.log import GENESIS_HASH, EventLog, LogHead, LogRecord, PendingRecord
 from ledger.schemas import SchemaRegistry, default_registry
@@ -771,6 +772,7 @@ class KafkaEventLog(EventLog):
         if (partition, m.offset) in self._rejected:
             return
         self._rejected.add((partition, m.offset))
+        reason = safe_reason(reason)  # stored in clear: never a value of the message
         source = f"{self.settings.topic}/{partition}/{m.offset}"
         logger.warning("dead letter %s: %s", source, reason)
         from kafka.errors import KafkaError

@@ -141,7 +141,7 @@ class Ledger:
         # Held around every durable effect (appends, shredding, sealing): see writer_lock.
         self.writer_lock = WriterLock(data_dir / LOCK_FILE)
         self.dead_letters = DeadLetters(
-            data_dir / cfg.DEAD_LETTERS_FILE, vault.secret("dead-letters", create=True)
+            data_dir / cfg.DEAD_LETTERS_FILE, vault, self._secrets, lock=self.writer_lock
         )
 
     # opening ------------------------------------------------------------------------------
@@ -182,7 +182,6 @@ class Ledger:
             names = [cfg.check_controller_name(c) for c in controllers]
             for name in names:
                 vault.secret(controller_secret_name(name), create=True)
-            vault.secret("dead-letters", create=True)
         finally:
             vault.close()
         cfg.write_config(

@@ -65,7 +65,16 @@ class KeyVault(abc.ABC):
 
     @abc.abstractmethod
     def secret(self, name: str, create: bool = False) -> bytes:
-        """A named secret (controller pseudonym secrets, the dead-letter key)."""
+        """A named secret (controller pseudonym secrets, the dead-letter keys). Created where
+        missing if ``create``; a new secret is durable before this returns."""
+
+    @abc.abstractmethod
+    def destroy_secret(self, name: str) -> bool:
+        """Destroys a named secret (crypto-shredding, like ``shred``); False if there was none."""
+
+    @abc.abstractmethod
+    def secret_names(self, prefix: str) -> list[str]:
+        """The names of the secrets that start with ``prefix``, sorted."""
 
     def close(self) -> None:  # noqa: B027 - optional for adapters
         pass
@@ -236,6 +245,28 @@ class SQLiteKeyVault(KeyVault):
                 (name, self._wrap(value, f"secret/{name}")),
             )
             return value
+
+    def destroy_secret(self, name: str) -> bool:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._db.execute(
+                    "DELETE FROM secrets WHERE name=? RETURNING name", (name,)).fetchall()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            # As in shred: the row goes with secure_delete on, and out of the WAL.
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return bool(rows)
+
+    def secret_names(self, prefix: str) -> list[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name FROM secrets WHERE substr(name, 1, ?) = ? ORDER BY name",
+                (len(prefix), prefix),
+            ).fetchall()
+        return [r[0] for r in rows]
 
     def close(self) -> None:
         self._db.close()

@@ -59,6 +59,9 @@ class Duration:
         return "P" + ("".join(parts) or "0D")
 
 
+DEFAULT_DEAD_LETTER_RETENTION = Duration(days=30)
+
+
 @dataclass(frozen=True, slots=True)
 class LegalHold:
     name: str
@@ -90,6 +93,8 @@ class Policy:
     purposes: dict[str, str] = field(default_factory=dict)
     content_hash: str = ""
     source: str = ""
+    # How long rejected input (dead letters) is kept before the sweep destroys it.
+    dead_letter_retention: Duration = DEFAULT_DEAD_LETTER_RETENTION
 
     def basis(self, purpose: str) -> str | None:
         return self.purposes.get(purpose)
@@ -126,7 +131,7 @@ def parse_policy(text: str, source: str) -> Policy:
         raise ConfigError(f"{source}: not valid TOML: {e}") from None
     known = {"name", "description", "activity", "inactive_after", "notice_before",
              "keep_without_relationship", "review_every", "erasure_request", "legal_holds",
-             "purposes"}
+             "purposes", "dead_letter_retention"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{source}: {unknown[0]}: unknown key")
@@ -177,6 +182,8 @@ def parse_policy(text: str, source: str) -> Policy:
         purposes=dict(purposes),
         content_hash=hashlib.sha256(canonical.encode()).hexdigest(),
         source=source,
+        dead_letter_retention=_duration(raw, "dead_letter_retention", source, required=False)
+        or DEFAULT_DEAD_LETTER_RETENTION,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import duckdb
 
+from ledger.dead_letters import purge_expired
 from ledger.events import Event
 from ledger.service import Ledger
 from ledger.timeutil import format_micros, to_micros
@@ -47,11 +48,13 @@ class SweepReport:
     appended: dict[str, int] = field(default_factory=dict)  # events by type
     keys_shredded: int = 0
     sealed: int = 0
+    dead_letters_purged: int = 0  # rejected input past the policy's dead_letter_retention
 
     def as_dict(self) -> dict[str, Any]:
         return {"as_of": format_micros(self.as_of), "dry_run": self.dry_run,
                 "decisions": self.decisions, "appended": self.appended,
-                "keys_shredded": self.keys_shredded, "subjects_sealed": self.sealed}
+                "keys_shredded": self.keys_shredded, "subjects_sealed": self.sealed,
+                "dead_letters_purged": self.dead_letters_purged}
 
 
 DUE = ("notify", "pseudonymise", "erase")
@@ -121,6 +124,7 @@ def sweep(ledger: Ledger, *, dry_run: bool = False, controller: str | None = Non
     report.appended = dict(sorted(appended.items()))
     project(ledger)
     _store_decisions(ledger, policies, now)
+    report.dead_letters_purged = purge_expired(ledger, policies, now)
     return report
 
 
