@@ -230,11 +230,10 @@ def replay(
 ) -> ProjectReport | WorkerReport:
     """Builds the projections as known at ``as_of`` (knowledge time: only records with
     recorded_at <= as_of) into a separate file. The file appears complete or not at all."""
+    from projections.sandbox import check_replay_target
+
     target = Path(into)
-    if target.resolve() == projections_path(ledger).resolve():
-        raise UsageError("--into: that is the live projections file; choose another file")
-    if target.exists() and not force:
-        raise UsageError(f"--into: {target} exists (use --force to replace it)")
+    check_replay_target(target, ledger.data_dir, projections_path(ledger), force=force)
     partial = target.with_name(target.name + ".partial")
     for leftover in (partial, partial.with_name(partial.name + ".wal")):
         leftover.unlink(missing_ok=True)

@@ -197,3 +197,58 @@ def _literal(path: Path) -> str:
 
 def _identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+# --- the output side: where a replay may write --------------------------------------------
+
+
+def check_replay_target(target: str | Path, data_dir: str | Path, live: str | Path,
+                        *, force: bool) -> None:
+    """Refuses (UsageError, before any effect) a ``replay --into`` target that is the live
+    projections file, any path in the data directory (existing or not, however spelled:
+    ``..``, a symlink to it or to a directory in it, a hard link to one of its files), or an
+    existing file that is not a ledger projections file -- even with ``force``."""
+    target = Path(target)
+    data = Path(data_dir).resolve()
+    where = {target.resolve(), target.absolute().parent.resolve() / target.name}
+    if Path(live).resolve() in where:
+        raise UsageError("--into: that is the live projections file; choose another file")
+    if any(p == data or data in p.parents for p in where):
+        raise UsageError(f"--into: {target} is in the data directory {data}; "
+                         "choose a file outside it")
+    if not (target.exists() or target.is_symlink()):
+        return
+    if not force:
+        raise UsageError(f"--into: {target} exists (use --force to replace it)")
+    if not target.is_file():
+        raise UsageError(f"--into: {target} is not a regular file; it is never replaced")
+    st = target.stat()
+    for p in data.iterdir():
+        try:
+            other = p.stat()
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            raise UsageError(f"--into: {target} is the same file as {p} in the data directory; "
+                             "choose another file")
+    if not _is_projections_file(target):
+        raise UsageError(f"--into: {target} is not a ledger projections file; it is never "
+                         "replaced (remove it yourself or choose another file)")
+
+
+def _is_projections_file(path: Path) -> bool:
+    """A DuckDB file (by its header) holding the ledger's ``ledger_position`` table."""
+    if not is_duckdb_file(path):
+        return False
+    try:
+        con = duckdb.connect(str(path), read_only=True, config={**_LOCKED_DOWN})
+    except duckdb.Error:
+        return False
+    try:
+        row = con.execute("SELECT count(*) FROM duckdb_tables() "
+                          "WHERE table_name = 'ledger_position'").fetchone()
+        return bool(row and row[0])
+    except duckdb.Error:
+        return False
+    finally:
+        con.close()

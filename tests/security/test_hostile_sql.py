@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -223,6 +224,17 @@ def test_row01_legit_queries_still_work(world: Fixture, path: str, sql: str, che
     rows = json.loads(result.stdout)
     assert check(rows, 2 if path == "shards" else 1), rows
     assert snapshot(world.data, world.replay.parent) == world.snapshot
+
+
+DOC_QUERIES = re.findall(r"```sql\n(.*?)```", (Path(__file__).resolve().parents[2] / "docs"
+                         / "projections.md").read_text(encoding="utf-8"), re.DOTALL)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("sql", DOC_QUERIES, ids=range(len(DOC_QUERIES)))
+def test_row01_doc_example_queries_run_in_the_sandbox(world: Fixture, path: str, sql: str) -> None:
+    result = query(world, path, sql, "--json")
+    assert result.exit_code == 0, result.output
 
 
 def test_row01_table_has_at_least_30_hostile_queries() -> None:
