@@ -42,7 +42,6 @@ def alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2:].split()[0] != "Z"
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
 @pytest.mark.parametrize("settle", [0.0, 1.5], ids=["while-starting", "while-working"])
 def test_row16_workers_die_with_parent(tmp_path: Path, settle: float) -> None:
