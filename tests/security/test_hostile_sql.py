@@ -68,7 +68,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fixture]:
                raw.hex().encode(), raw.hex().upper().encode(), b"SQLite format 3",
                b"root:x:0:0", b"[controllers"]
     assert (data / "dead-letters.jsonl").exists()
+    for d in (data, replays):
+        shutil.copytree(d, root / "pristine" / d.name)
     yield Fixture(data, replay, shards, secrets, snapshot(data, replays))
+
+
+@pytest.fixture(autouse=True)
+def restore(world: Fixture) -> Iterator[None]:
+    """Each test starts from the pristine files, so one damaging query fails only its test."""
+    yield
+    if snapshot(world.data, world.replay.parent) != world.snapshot:
+        for d in (world.data, world.replay.parent):
+            shutil.rmtree(d)
+            shutil.copytree(d.parent / "pristine" / d.name, d)
 
 
 # --- the three paths ----------------------------------------------------------------------
@@ -239,3 +251,21 @@ def test_row01_doc_example_queries_run_in_the_sandbox(world: Fixture, path: str,
 
 def test_row01_table_has_at_least_30_hostile_queries() -> None:
     assert len(set(HOSTILE)) == len(HOSTILE) >= 30
+
+
+def test_row01_the_reported_queries_through_the_installed_cli(world: Fixture) -> None:
+    """The issue's own reproduction, in a real process: exit 2, one line, nothing printed."""
+    import subprocess
+    import sys
+
+    ledger = Path(sys.executable).with_name("ledger")
+    shards = str(world.data / "ledger.events.shard-*-of-2.duckdb")
+    for sql in (f"SELECT hex(content) FROM read_blob('{world.data}/master.key')",
+                f"COPY (SELECT 1) TO '{world.data}/log.sqlite'",
+                f"DETACH shard0; ATTACH '{world.shards[0]}' AS shard0; DELETE FROM shard0.events"):
+        done = subprocess.run([str(ledger), "--data", str(world.data), "query", "--shards", shards,
+                               sql], capture_output=True, timeout=60)
+        assert done.returncode == 2 and done.stdout == b"", done
+        assert done.stderr.count(b"\n") == 1 and b"Traceback" not in done.stderr
+        assert all(s not in done.stderr for s in world.secrets)
+    assert snapshot(world.data, world.replay.parent) == world.snapshot
