@@ -85,11 +85,11 @@ def is_duckdb_file(path: str | Path) -> bool:
     return len(header) == 12 and header[8:12] == DUCKDB_MAGIC
 
 
-def _check_file(path: Path, what: str) -> None:
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise UsageError(f"no projections at {path}: run `ledger project` first")
     if not path.is_file() or not is_duckdb_file(path):
-        raise UsageError(f"{what}: {path} is not a DuckDB projections file")
+        raise UsageError(f"{path} is not a DuckDB projections file")
 
 
 @contextmanager
@@ -107,9 +107,9 @@ def user_sql_connection(
         config = {**_LOCKED_DOWN, "temp_directory": spill}
         if db is not None:
             db = Path(db)
-            _check_file(db, "query")
+            _check_file(db)
         for _, path in attach:
-            _check_file(Path(path), "query --shards")
+            _check_file(Path(path))
         try:
             if db is not None:
                 con = duckdb.connect(str(db), read_only=True, config=config)

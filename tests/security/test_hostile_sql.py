@@ -269,3 +269,14 @@ def test_row01_the_reported_queries_through_the_installed_cli(world: Fixture) ->
         assert done.stderr.count(b"\n") == 1 and b"Traceback" not in done.stderr
         assert all(s not in done.stderr for s in world.secrets)
     assert snapshot(world.data, world.replay.parent) == world.snapshot
+
+
+@pytest.mark.parametrize("name", ["keys.sqlite", "log.sqlite", "master.key", "ledger.toml",
+                                  "dead-letters.jsonl"])
+@pytest.mark.parametrize("option", ["--db", "--shards"])
+def test_row01_db_and_shards_open_duckdb_files_only(world: Fixture, option: str, name: str) -> None:
+    result = run("--data", str(world.data), "query", option, str(world.data / name),
+                 "SELECT 1")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"Error: {world.data / name} is not a DuckDB projections file\n"
+    assert snapshot(world.data, world.replay.parent) == world.snapshot
