@@ -16,6 +16,7 @@ from ledger.dead_letters import Reject
 from ledger.errors import CodecError, InvalidEvent
 from ledger.events import Event
 from ledger.intake import MAX_PII_BYTES, Draft, Intake
+from ledger.lifeline import die_with_parent
 from ledger.log import PendingRecord
 from ledger.pseudonyms import pseudonym
 from ledger.schemas import SchemaRegistry, default_registry
@@ -132,6 +133,7 @@ _worker: Preparer | None = None
 
 def worker_init(vault_path: str, master_key: bytes, controllers: list[str], secret_names: dict[str, str]) -> None:
     global _worker
+    die_with_parent()  # a killed publisher leaves no workers behind (issue 9, row 16)
     vault = SQLiteKeyVault(Path(vault_path), master_key)
     secrets = {c: vault.secret(name) for c, name in secret_names.items()}
     _worker = Preparer(Intake(default_registry(), controllers), secrets, vault)

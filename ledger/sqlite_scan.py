@@ -26,6 +26,7 @@ from ledger.audit import FRAME, PAGE, SHORT_FRAME, ChainScan, FramePage, Progres
 from ledger.codec import AvroCodec
 from ledger.config import CONFIG_FILE
 from ledger.errors import ConfigError, LogError, UsageError
+from ledger.lifeline import die_with_parent
 from ledger.log import LogRecord
 
 PARALLEL_AFTER = 400_000  # smaller logs are verified before worker processes would start
@@ -169,7 +170,8 @@ class SQLiteFrames:
             return scans
         # spawn, not fork: no SQLite handle of this process may cross into a worker.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=context,
+                                 initializer=die_with_parent) as pool:
             for scan in pool.map(scan_segment, segments):
                 scans.append(scan)
                 if progress:

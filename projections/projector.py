@@ -230,11 +230,10 @@ def replay(
 ) -> ProjectReport | WorkerReport:
     """Builds the projections as known at ``as_of`` (knowledge time: only records with
     recorded_at <= as_of) into a separate file. The file appears complete or not at all."""
+    from projections.sandbox import check_replay_target
+
     target = Path(into)
-    if target.resolve() == projections_path(ledger).resolve():
-        raise UsageError("--into: that is the live projections file; choose another file")
-    if target.exists() and not force:
-        raise UsageError(f"--into: {target} exists (use --force to replace it)")
+    check_replay_target(target, ledger.data_dir, projections_path(ledger), force=force)
     partial = target.with_name(target.name + ".partial")
     for leftover in (partial, partial.with_name(partial.name + ".wal")):
         leftover.unlink(missing_ok=True)
@@ -286,24 +285,12 @@ class QueryResult:
 
 
 def query(path: str | Path, sql: str) -> QueryResult:
-    """Runs SQL on a projections file, read-only, with DuckDB's file access switched off: a
-    query sees the projections and nothing else on the machine, and writes nowhere."""
-    path = Path(path)
-    if not path.exists():
-        raise UsageError(f"no projections at {path}: run `ledger project` first")
-    try:
-        con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
-    except duckdb.Error as e:
-        raise ProjectionStoreError(f"cannot open {path}: {_one_line(e)}") from None
-    try:
-        cursor = con.execute(sql)
-        if cursor.description is None:
-            return QueryResult([], [])
-        return QueryResult([d[0] for d in cursor.description], cursor.fetchall())
-    except duckdb.Error as e:
-        raise UsageError(f"query: {_one_line(e)}") from None
-    finally:
-        con.close()
+    """Runs one user query on a projections file in the SQL sandbox (projections/sandbox.py):
+    read-only, one SELECT statement, no file access, configuration locked."""
+    from projections.sandbox import run_user_query, user_sql_connection
+
+    with user_sql_connection(path) as con:
+        return QueryResult(*run_user_query(con, sql))
 
 
 def summary(path: str | Path, as_of: int,

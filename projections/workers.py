@@ -242,23 +242,17 @@ def _literal(path: Path) -> str:
 
 
 def query_shards(paths: list[Path], sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Runs read-only SQL over shard files as one: every table is a view over the union of
-    the shards' tables."""
-    con = _attached(paths)
-    try:
-        for t in TABLES:
-            union = " UNION ALL BY NAME ".join(f"SELECT * FROM shard{i}.{t.name}"
-                                                for i in range(len(paths)))
-            con.execute(f"CREATE TEMP VIEW {t.name} AS {union}")
-        try:
-            cursor = con.execute(sql)
-        except duckdb.Error as e:
-            raise UsageError(f"query: {_one_line(e)}") from None
-        if cursor.description is None:
-            return [], []
-        return [d[0] for d in cursor.description], cursor.fetchall()
-    finally:
-        con.close()
+    """Runs one user query over shard files as one, in the SQL sandbox (projections/sandbox.py):
+    every shard ATTACHed READ_ONLY, every table a view over the union of the shards' tables,
+    then file access off and the configuration locked before the query runs."""
+    from projections.sandbox import run_user_query, user_sql_connection
+
+    views = [f"CREATE TEMP VIEW {t.name} AS "
+             + " UNION ALL BY NAME ".join(f"SELECT * FROM shard{i}.{t.name}" for i in range(len(paths)))
+             for t in TABLES]
+    with user_sql_connection(attach=[(f"shard{i}", p) for i, p in enumerate(paths)],
+                             setup=views) as con:
+        return run_user_query(con, sql)
 
 
 def content_fingerprint(paths: list[Path]) -> str:

@@ -173,7 +173,7 @@ def test_sql_decisions_equal_the_pure_rules_for_every_demo_subject(demo_ledger: 
     with Ledger.open(demo_ledger, now="2026-11-01T12:00:00Z") as ledger:
         table = decisions_at(ledger, parse_timestamp(when))
     assert table.decisions
-    replay_path = demo_ledger / f"check-{when[:10]}.duckdb"
+    replay_path = demo_ledger.parent / f"check-{when[:10]}.duckdb"  # replays never go into DATA
     with Ledger.open(demo_ledger) as ledger:
         from projections.projector import replay
 
