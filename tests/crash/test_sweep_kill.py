@@ -1,0 +1,223 @@
+"""Issue 9 row 2: record first, then act. The sweep's SubjectErased / SubjectPseudonymised are
+durable in the log before keys are shredded or sealed; any open of the ledger completes what a
+crash left undone; ``ledger audit erasures`` checks the invariant (every SubjectErased has its
+keys destroyed, every destroyed key has a SubjectErased).
+
+Real processes, real SIGKILL: the sweep runs as ``ledger sweep`` in a subprocess and is killed
+either at a named point (``LEDGER_TEST_KILL_AT=<point>:<n>``, see ledger/killpoints.py) or after
+a random delay; the test process then opens the ledger as any command would."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ledger.clock import FixedClock
+from ledger.service import Ledger
+from ledger.timeutil import parse_timestamp
+from tests.conftest import make_event
+
+ROOT = Path(__file__).resolve().parents[2]
+LEDGER = [sys.executable, str(ROOT / "cli.py")]
+SWEEP_AT = "2026-08-03"  # the inactive subjects' notices end; the new requests pseudonymise
+INACTIVE = [f"inactive{i}@example.se" for i in range(5)]  # erased by the swept run
+REQUESTERS = [f"requester{i}@example.se" for i in range(3)]  # pseudonymised by it
+BILLED = "billed@example.se"  # erased except bookkeeping (legal hold)
+
+# Named kill points the sweep passes through, with how many times each is reached.
+POINTS = [("sweep:locked", 1), ("sweep:intents", 1), ("sweep:appended", 1),
+          ("vault:complete", 1), ("vault:complete", 3), ("vault:complete", 6),
+          ("vault:complete", 9), ("vault:completed", 1), ("sweep:done", 1)]
+
+
+def _run(*args: str, env: dict[str, str] | None = None, input: str | None = None,
+         ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*LEDGER, *args], cwd=ROOT, capture_output=True, text=True,
+                          input=input, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+                          timeout=120)
+
+
+def _publish(ledger: Ledger, when: str, event_type: str, email: str, **kw: object) -> None:
+    ledger.clock = FixedClock(parse_timestamp(when))
+    ledger.record(make_event(event_type, occurred_at=when, subject={"email": email},
+                             pii={"name": "A Person"}, **kw))
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small history, swept once on 2026-07-20 (notices sent); on 2026-08-03 five inactive
+    subjects and one billed subject are due for erasure and three for pseudonymisation."""
+    from projections.sweep import sweep
+
+    path = tmp_path_factory.mktemp("history") / "d"
+    Ledger.init(path)
+    with Ledger.open(path) as ledger:
+        for email in [*INACTIVE, *REQUESTERS, BILLED]:
+            _publish(ledger, "2025-06-01", "SubjectRegistered", email)
+            _publish(ledger, "2026-01-10", "LoggedIn", email)
+        _publish(ledger, "2026-01-10", "InvoiceUsageRecorded", BILLED)
+        ledger.clock = FixedClock(parse_timestamp("2026-07-20"))
+        sweep(ledger, controller="cowrite")
+        for n, email in enumerate(REQUESTERS):
+            _publish(ledger, "2026-07-25", "LoggedIn", email)
+            _publish(ledger, "2026-07-25", "RightsRequested", email, request_id=f"rq-{n}",
+                     right="erasure")
+    return path
+
+
+@pytest.fixture
+def data(history: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "d"
+    shutil.copytree(history, copy)
+    return copy
+
+
+def _keys(data: Path) -> dict[tuple[str, str, str], tuple[int, int]]:
+    con = sqlite3.connect(data / "keys.sqlite")
+    try:
+        return {(c, s, k): (g, sealed) for c, s, k, g, sealed in con.execute(
+            "SELECT controller, subject, category, generation, sealed FROM data_keys")}
+    finally:
+        con.close()
+
+
+def _erasures_ok(data: Path) -> None:
+    result = _run("--data", str(data), "audit", "erasures", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["findings"] == []
+
+
+def _decisions_ok(data: Path) -> None:
+    result = _run("--data", str(data), "audit", "decisions", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _check_after_crash(data: Path) -> None:
+    """Open the ledger as any command does, then: the invariant holds, every sweep decision is
+    justified, and a sweep at the same clock finishes the job (erased keys gone, sealed keys
+    sealed)."""
+    from ledger.erasure_audit import audit_erasures
+    from projections.audit_decisions import audit as audit_decisions
+    from projections.sweep import sweep
+
+    with Ledger.open(data, now=SWEEP_AT) as ledger:  # the open completes what was recorded
+        assert audit_erasures(ledger).findings == []
+        assert audit_decisions(ledger).ok
+        sweep(ledger, controller="cowrite")
+        assert audit_erasures(ledger).findings == []
+        assert audit_decisions(ledger).ok
+        erased = {ledger.subject_id("cowrite", email=e) for e in [*INACTIVE, BILLED]}
+        sealed = {ledger.subject_id("cowrite", email=e) for e in REQUESTERS}
+    keys = _keys(data)
+    assert not [k for k in keys if k[1] in erased and k[2] == "profile"]
+    assert [k for k in keys if k[1] in erased] == [
+        ("cowrite", ledger_subject, "bookkeeping") for ledger_subject in
+        [k[1] for k in keys if k[1] in erased]]  # only the billed subject's held key remains
+    assert all(keys[k][1] == 1 for k in keys if k[1] in sealed)
+
+
+def _kill_trial(data: Path, rng: random.Random, point: tuple[str, int] | None) -> str:
+    env = {"PYTHONPATH": str(ROOT)}
+    if point is not None:
+        env["LEDGER_TEST_KILL_AT"] = f"{point[0]}:{point[1]}"
+    child = subprocess.Popen([*LEDGER, "--data", str(data), "--now", SWEEP_AT, "sweep"],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={**os.environ, **env})
+    if point is None:
+        time.sleep(rng.uniform(0.3, 2.5))
+        child.send_signal(signal.SIGKILL)
+    try:
+        child.wait(timeout=120)
+    finally:
+        child.kill()
+    return "killed" if child.returncode == -signal.SIGKILL else f"exit {child.returncode}"
+
+
+def _trials(n: int, seed: int) -> Iterator[tuple[int, tuple[str, int] | None]]:
+    """Every named point first, then random delays (some with a named point far away)."""
+    for i in range(n):
+        yield i, POINTS[i] if i < len(POINTS) else None
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_row02_sweep_sigkill_at_named_points_keeps_the_invariant(data: Path, trial: int) -> None:
+    point = [("sweep:appended", 1), ("vault:complete", 3), ("sweep:intents", 1)][trial]
+    outcome = _kill_trial(data, random.Random(trial), point)
+    assert outcome == "killed"
+    _check_after_crash(data)
+
+
+@pytest.mark.slow
+def test_row02_sweep_sigkill_30_times_keeps_the_invariant(history: Path, tmp_path: Path) -> None:
+    rng = random.Random(2)
+    outcomes = []
+    for i, point in _trials(30, 2):
+        data = tmp_path / f"t{i}"
+        shutil.copytree(history, data)
+        outcomes.append(_kill_trial(data, rng, point))
+        _check_after_crash(data)
+        shutil.rmtree(data)
+    assert outcomes.count("killed") >= 25, outcomes
+
+
+def test_row02_sweep_with_now_behind_the_log_destroys_and_seals_nothing(data: Path) -> None:
+    with Ledger.open(data) as ledger:
+        _publish(ledger, "2026-08-10", "LoggedIn", "someone@example.se")
+    before = _keys(data)
+    result = _run("--data", str(data), "--now", SWEEP_AT, "sweep")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "behind" in result.stderr and "Traceback" not in result.stderr
+    assert _keys(data) == before
+    _erasures_ok(data)
+    _decisions_ok(data)
+
+
+def test_row02_publish_during_a_wall_clock_sweep_keeps_the_invariant(data: Path) -> None:
+    """The wall clock is years after the history: every subject is due. A publisher appends
+    at the wall clock while the sweep runs; neither fails and the invariant holds."""
+    lines = "".join(json.dumps(make_event("LoggedIn", occurred_at="2026-08-01T10:00:00Z",
+                                          subject={"email": f"busy{i}@example.se"})) + "\n"
+                    for i in range(300))
+    publisher = subprocess.Popen([*LEDGER, "--data", str(data), "publish", "-"], cwd=ROOT,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True,
+                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
+    swept = _run("--data", str(data), "sweep", "--json")
+    out, err = publisher.communicate(lines, timeout=120)
+    assert swept.returncode == 0, swept.stderr
+    assert publisher.returncode == 0, err
+    assert json.loads(swept.stdout)["appended"].get("SubjectErased", 0) >= 6
+    _erasures_ok(data)
+    _decisions_ok(data)
+
+
+def test_row02_active_again_after_a_crash_between_record_and_act(data: Path) -> None:
+    assert _kill_trial(data, random.Random(0), ("sweep:appended", 1)) == "killed"
+    with Ledger.open(data) as ledger:  # the person logs in again before any further sweep
+        erased = ledger.subject_id("cowrite", email=INACTIVE[0])
+        _publish(ledger, "2026-08-04", "LoggedIn", INACTIVE[0])
+    assert not [k for k in _keys(data) if k[1] == erased and k[2] == "profile"
+                and k[0] == "cowrite" and _keys(data)[k][0] == 1]
+    _erasures_ok(data)
+    _decisions_ok(data)
+
+
+def test_row02_audit_erasures_finds_a_shredded_key_without_a_record(data: Path) -> None:
+    with Ledger.open(data) as ledger:
+        subject = ledger.subject_id("cowrite", email=INACTIVE[0])
+        ledger.vault.shred("cowrite", subject, ["profile"])
+    result = _run("--data", str(data), "audit", "erasures")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"cowrite {subject}" in result.stdout and "profile" in result.stdout
+    assert "no SubjectErased" in result.stdout
