@@ -959,6 +959,30 @@ def audit_decisions(ctx: click.Context, as_of: str | None, policy_paths: tuple[s
         ctx.exit(1)
 
 
+@audit.command("erasures")
+@json_option
+@click.pass_context
+@handles_errors
+def audit_erasures(ctx: click.Context, as_json: bool) -> None:
+    """Check the erasure invariant: every SubjectErased has its named keys destroyed (and
+    every SubjectPseudonymised its keys sealed), every destroyed key has a SubjectErased.
+    Opening the ledger first completes erasures a crash interrupted. Exit 1 on a finding."""
+    from ledger.erasure_audit import audit_erasures as check
+
+    with opened(ctx) as ledger:
+        result = check(ledger)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        for f in result.findings:
+            click.echo(f.line())
+        s = result.summary()
+        click.echo(f"{s['erasures']} erasures, {s['pseudonymisations']} pseudonymisations, "
+                   f"{s['keys_destroyed']} destroyed keys: {s['findings']} findings")
+    if not result.ok:
+        ctx.exit(1)
+
+
 @audit.command("report")
 @click.argument("subject", required=False)
 @click.option("--email", help="The person's e-mail address (with --controller); only its pseudonym is used.")
