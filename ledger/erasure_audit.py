@@ -124,15 +124,16 @@ def audit_erasures(ledger: Ledger) -> ErasureAudit:
 
     # 2. every destroyed key has its SubjectErased -----------------------------------------
     erasures = [r for r in recorded if r.type == "SubjectErased"]
-    naming = defaultdict(list)
+    naming: dict[tuple[str, str, str], list[_Recorded]] = defaultdict(list)
     for r in erasures:
         for category in r.categories:
             naming[(r.controller, r.subject, category)].append(r)
     for t in tombstones:
         if t.event_id:
-            r = by_id.get(t.event_id)
-            if (r is None or r.type != "SubjectErased" or (r.controller, r.subject) !=
-                    (t.controller, t.subject) or t.category not in r.categories):
+            carried = by_id.get(t.event_id)
+            if (carried is None or carried.type != "SubjectErased"
+                    or (carried.controller, carried.subject) != (t.controller, t.subject)
+                    or t.category not in carried.categories):
                 result.findings.append(Finding(
                     t.controller, t.subject, t.category,
                     f"destroyed (generation {t.generation}) but no SubjectErased naming it: "

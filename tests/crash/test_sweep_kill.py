@@ -238,7 +238,7 @@ def test_row02_publish_during_a_wall_clock_sweep_keeps_the_invariant(data: Path,
         swept = _run("--data", str(data), "sweep", "--json")
     finally:
         stop.touch()
-        out, err = publisher.communicate(timeout=120)
+        _, err = publisher.communicate(timeout=120)
     assert publisher.returncode == 0, err
     assert swept.returncode == 0, swept.stderr
     # the history's six, and the busy subjects without a relationship (cowrite keeps none)
