@@ -598,6 +598,8 @@ def sweep(ctx: click.Context, dry_run: bool, controller: str | None, policy_path
           as_json: bool) -> None:
     """Apply what is due at the ledger clock (--now): deletion notices, pseudonymisation,
     erasure by destroying keys (except categories under a legal hold), yearly reviews.
+    Record first, then act: the events are durable before any key is destroyed or sealed;
+    an explicit --now behind the log is refused before any effect (exit 2).
     Running it twice at the same clock changes nothing the second time."""
     from projections.sweep import sweep as run_sweep
 
