@@ -598,6 +598,8 @@ def sweep(ctx: click.Context, dry_run: bool, controller: str | None, policy_path
           as_json: bool) -> None:
     """Apply what is due at the ledger clock (--now): deletion notices, pseudonymisation,
     erasure by destroying keys (except categories under a legal hold), yearly reviews.
+    Record first, then act: the events are durable before any key is destroyed or sealed;
+    an explicit --now behind the log is refused before any effect (exit 2).
     Running it twice at the same clock changes nothing the second time."""
     from projections.sweep import sweep as run_sweep
 
@@ -955,6 +957,30 @@ def audit_decisions(ctx: click.Context, as_of: str | None, policy_paths: tuple[s
         s = result.summary()
         click.echo(f"{s['events']} sweep events in {s['sweep_runs']} runs: {s['justified']} "
                    f"justified, {s['unjustified']} unjustified")
+    if not result.ok:
+        ctx.exit(1)
+
+
+@audit.command("erasures")
+@json_option
+@click.pass_context
+@handles_errors
+def audit_erasures(ctx: click.Context, as_json: bool) -> None:
+    """Check the erasure invariant: every SubjectErased has its named keys destroyed (and
+    every SubjectPseudonymised its keys sealed), every destroyed key has a SubjectErased.
+    Opening the ledger first completes erasures a crash interrupted. Exit 1 on a finding."""
+    from ledger.erasure_audit import audit_erasures as check
+
+    with opened(ctx) as ledger:
+        result = check(ledger)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        for f in result.findings:
+            click.echo(f.line())
+        s = result.summary()
+        click.echo(f"{s['erasures']} erasures, {s['pseudonymisations']} pseudonymisations, "
+                   f"{s['keys_destroyed']} destroyed keys: {s['findings']} findings")
     if not result.ok:
         ctx.exit(1)
 

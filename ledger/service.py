@@ -28,7 +28,7 @@ from ledger.preparation import Prepared, Preparer, Unit, worker_init, worker_pre
 from ledger.pseudonyms import pseudonym
 from ledger.schemas import SchemaRegistry, default_registry
 from ledger.timeutil import parse_cli_time
-from ledger.vault import KeyVault, SQLiteKeyVault, blob_header, unseal
+from ledger.vault import EffectsDone, KeyVault, SQLiteKeyVault, blob_header, unseal
 from ledger.writer_lock import LOCK_FILE, WriterLock
 
 if TYPE_CHECKING:  # projections sit above this layer: imported at call time, typed here
@@ -143,6 +143,7 @@ class Ledger:
         self.dead_letters = DeadLetters(
             data_dir / cfg.DEAD_LETTERS_FILE, vault, self._secrets, lock=self.writer_lock
         )
+        self.settle_effects()  # record first, then act: finish what a crash left undone
 
     # opening ------------------------------------------------------------------------------
     @classmethod
@@ -202,6 +203,19 @@ class Ledger:
         self.intake = Intake(self.registry, self.config.controllers)
         self._preparer = Preparer(self.intake, self._secrets, self.vault, self.registry)
         return True
+
+    def settle_effects(self) -> EffectsDone:
+        """Record first, then act (SPEC §7a): shreds or seals the keys of sweep events that
+        are in the log but whose effect a crash interrupted, and forgets the noted effects of
+        events that never reached the log (nothing was recorded, nothing is done: the decision
+        stays due). One small vault read when nothing is pending."""
+        if not self.vault.pending_effects():
+            return EffectsDone()
+        with self.writer_lock:
+            ids = [e.event_id for e in self.vault.pending_effects()]
+            recorded = self.log.contains(ids) if ids else set()
+            self.vault.drop_effects([i for i in ids if i not in recorded])
+            return self.vault.complete_effects([i for i in ids if i in recorded])
 
     def close(self) -> None:
         self.log.close()

@@ -11,12 +11,14 @@ import abc
 import os
 import sqlite3
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ledger import killpoints
 from ledger.errors import ConfigError, KeyUnavailable, LedgerError
 from ledger.vocabulary import KEY_CATEGORIES
 
@@ -35,6 +37,48 @@ class DataKey:
     generation: int
     key: bytes
     sealed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEffect:
+    """What a recorded sweep event does to keys (record first, then act): ``erase`` shreds the
+    subject's keys of ``categories``, ``pseudonymise`` seals all its keys. Kept in the vault
+    from before the event is appended until the effect is done."""
+
+    event_id: str
+    controller: str
+    subject: str
+    action: str  # erase | pseudonymise
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EffectsDone:
+    keys_shredded: int = 0
+    subjects_sealed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A live key as an audit sees it: no key material."""
+
+    controller: str
+    subject: str
+    category: str
+    generation: int
+    sealed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A destroyed key: the generation and, where the sweep destroyed it, the SubjectErased
+    event it carried out (None for keys shredded before that was recorded)."""
+
+    controller: str
+    subject: str
+    category: str
+    generation: int
+    event_id: str | None
 
 
 class KeyVault(abc.ABC):
@@ -62,6 +106,34 @@ class KeyVault(abc.ABC):
     @abc.abstractmethod
     def shred(self, controller: str, subject: str, categories: list[str]) -> list[str]:
         """Destroys the subject's keys of these categories; returns the categories destroyed."""
+
+    # record first, then act (SPEC §7a) ------------------------------------------------------
+    @abc.abstractmethod
+    def record_effects(self, effects: Sequence[PendingEffect]) -> None:
+        """Durably notes what these sweep events will do, pinned to the key generations live
+        now, before the events are appended. Call under the ledger's writer lock."""
+
+    @abc.abstractmethod
+    def pending_effects(self) -> list[PendingEffect]:
+        """The effects noted and not yet done or dropped (empty in a healthy vault; cheap)."""
+
+    @abc.abstractmethod
+    def complete_effects(self, event_ids: Iterable[str]) -> EffectsDone:
+        """Does the noted effects of these (recorded) events: shreds or seals the keys they
+        were pinned to, if those still exist, and forgets the notes, atomically. Idempotent.
+        Call under the ledger's writer lock, only for events that are in the log."""
+
+    @abc.abstractmethod
+    def drop_effects(self, event_ids: Iterable[str]) -> None:
+        """Forgets noted effects whose events never reached the log (nothing is done)."""
+
+    @abc.abstractmethod
+    def live_keys(self, subjects: Iterable[tuple[str, str]]) -> list[KeyRecord]:
+        """The live (not shredded) keys of these (controller, subject) pairs, for audits."""
+
+    @abc.abstractmethod
+    def tombstones(self) -> list[Tombstone]:
+        """Every destroyed key, for audits."""
 
     @abc.abstractmethod
     def secret(self, name: str, create: bool = False) -> bytes:
@@ -109,8 +181,17 @@ class SQLiteKeyVault(KeyVault):
             "category TEXT, generation INTEGER, shredded_at TEXT DEFAULT CURRENT_TIMESTAMP, "
             "PRIMARY KEY (controller, subject, category, generation))"
         )
+        if "event_id" not in {r[1] for r in self._db.execute("PRAGMA table_info(shredded)")}:
+            self._db.execute("ALTER TABLE shredded ADD COLUMN event_id TEXT")  # the SubjectErased
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, wrapped BLOB)"
+        )
+        # Record first, then act: the keys a sweep event will shred or seal, noted before the
+        # event is appended and removed when done (category '' notes an effect with no key).
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS pending_effects (event_id TEXT, controller TEXT, "
+            "subject TEXT, action TEXT, category TEXT, generation INTEGER, "
+            "PRIMARY KEY (event_id, category))"
         )
 
     # wrapping -----------------------------------------------------------------------------
@@ -230,6 +311,106 @@ class SQLiteKeyVault(KeyVault):
             # Push the deletion out of the WAL into the (secure-deleted) main file.
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return destroyed
+
+    # record first, then act ----------------------------------------------------------------
+    def record_effects(self, effects: Sequence[PendingEffect]) -> None:
+        if not effects:
+            return
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for e in effects:
+                    live = dict(self._db.execute(
+                        "SELECT category, generation FROM data_keys WHERE controller=? AND subject=?",
+                        (e.controller, e.subject)).fetchall())
+                    wanted = e.categories if e.action == "erase" else tuple(sorted(live))
+                    rows = [(c, live[c]) for c in wanted if c in live] or [("", None)]
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO pending_effects (event_id, controller, subject, "
+                        "action, category, generation) VALUES (?,?,?,?,?,?)",
+                        [(e.event_id, e.controller, e.subject, e.action, c, g) for c, g in rows])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def pending_effects(self) -> list[PendingEffect]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT event_id, controller, subject, action, category FROM pending_effects "
+                "ORDER BY rowid").fetchall()
+        found: dict[str, PendingEffect] = {}
+        for event_id, controller, subject, action, category in rows:
+            e = found.get(event_id) or PendingEffect(event_id, controller, subject, action)
+            found[event_id] = PendingEffect(event_id, controller, subject, action,
+                                            e.categories + ((category,) if category else ()))
+        return list(found.values())
+
+    def complete_effects(self, event_ids: Iterable[str]) -> EffectsDone:
+        shredded = sealed = 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for event_id in event_ids:
+                    rows = self._db.execute(
+                        "DELETE FROM pending_effects WHERE event_id=? "
+                        "RETURNING controller, subject, action, category, generation",
+                        (event_id,)).fetchall()
+                    killpoints.reached("vault:complete")
+                    touched = False
+                    for controller, subject, action, category, generation in rows:
+                        if not category:
+                            continue
+                        self._cache.pop((controller, subject, category), None)
+                        if action == "erase":
+                            gone = self._db.execute(
+                                "DELETE FROM data_keys WHERE controller=? AND subject=? AND "
+                                "category=? AND generation=? RETURNING generation",
+                                (controller, subject, category, generation)).fetchone()
+                            if gone is not None:
+                                self._db.execute(
+                                    "INSERT OR IGNORE INTO shredded (controller, subject, "
+                                    "category, generation, event_id) VALUES (?,?,?,?,?)",
+                                    (controller, subject, category, generation, event_id))
+                                shredded += 1
+                        else:
+                            touched |= self._db.execute(
+                                "UPDATE data_keys SET sealed=1 WHERE controller=? AND subject=? "
+                                "AND category=? AND generation=? AND sealed=0",
+                                (controller, subject, category, generation)).rowcount > 0
+                    sealed += touched
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            killpoints.reached("vault:completed")
+            if shredded:  # push the deletions out of the WAL into the secure-deleted file
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return EffectsDone(shredded, sealed)
+
+    def drop_effects(self, event_ids: Iterable[str]) -> None:
+        with self._lock:
+            self._db.executemany("DELETE FROM pending_effects WHERE event_id=?",
+                                 [(e,) for e in event_ids])
+
+    def live_keys(self, subjects: Iterable[tuple[str, str]]) -> list[KeyRecord]:
+        pairs = sorted(set(subjects))
+        found: list[KeyRecord] = []
+        with self._lock:
+            for i in range(0, len(pairs), 400):
+                chunk = pairs[i:i + 400]
+                where = " OR ".join("(controller=? AND subject=?)" for _ in chunk)
+                found += [KeyRecord(c, s, k, g, bool(sealed)) for c, s, k, g, sealed in
+                          self._db.execute(
+                              "SELECT controller, subject, category, generation, sealed FROM "
+                              f"data_keys WHERE {where}", [v for p in chunk for v in p])]
+        return found
+
+    def tombstones(self) -> list[Tombstone]:
+        with self._lock:
+            return [Tombstone(*r) for r in self._db.execute(
+                "SELECT controller, subject, category, generation, event_id FROM shredded "
+                "ORDER BY rowid")]
 
     # secrets ------------------------------------------------------------------------------
     def secret(self, name: str, create: bool = False) -> bytes:

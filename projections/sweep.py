@@ -1,7 +1,8 @@
 """The retention sweep (SPEC §5): at the ledger clock T, apply every decision that is due —
 send deletion notices, pseudonymise (sealing keys), erase (shredding keys, except categories
 under a running legal hold), close the erasure requests they answer, record the yearly review —
-all as ordinary events through the log, then re-project.
+all as ordinary events through the log, then re-project. Record first, then act: the events are
+durable in the log before any key is shredded or sealed (see ``sweep``).
 
 Idempotent at the same T: event ids are derived from the decision (subject, rule, due date),
 so a repeated sweep finds nothing due, and anything appended twice is a duplicate."""
@@ -16,10 +17,14 @@ from typing import Any
 
 import duckdb
 
+from ledger import killpoints
+from ledger.clock import FixedClock
 from ledger.dead_letters import purge_expired
+from ledger.errors import ClockError
 from ledger.events import Event
 from ledger.service import Ledger
 from ledger.timeutil import format_micros, to_micros
+from ledger.vault import PendingEffect
 from projections.decisions import (
     _ts,
     controller_policies,
@@ -74,9 +79,59 @@ def compute_decisions(con: duckdb.DuckDBPyConnection, policies: dict[str, Policy
 
 def sweep(ledger: Ledger, *, dry_run: bool = False, controller: str | None = None,
           policy_path: str | None = None) -> SweepReport:
-    now = ledger.clock.now()
+    """Record first, then act (SPEC §7a): under the log's writer lock, the clock is checked
+    against the log, the keys the due decisions will shred or seal are noted in the vault, the
+    events are appended durably, and only then are exactly those keys shredded or sealed. A
+    crash anywhere leaves either nothing recorded and nothing done (the decision stays due) or
+    the record with its effect noted, which the next open of the ledger completes."""
     policies = controller_policies(ledger, controller, policy_path)
+    project(ledger)  # catch up before taking the lock: under it only the tail is left
+    if dry_run:
+        report, *_ = _decide(ledger, policies, ledger.clock.now(), dry_run=True)
+        return report
+    with ledger.writer_lock:
+        now = sweep_clock(ledger)  # an explicit --now behind the log: ClockError, no effect
+        ledger.settle_effects()
+        project(ledger)
+        report, decisions, requests, reviews = _decide(ledger, policies, now, dry_run=False)
+        killpoints.reached("sweep:locked")
+        events, effects = _events(policies, decisions, requests, now)
+        events.extend(reviews)
+        ledger.vault.record_effects(effects)
+        killpoints.reached("sweep:intents")
+        try:
+            outcomes = ledger._append_events(events) if events else []
+        except BaseException:
+            ledger.settle_effects()  # forgets the notes of events that did not reach the log
+            raise
+        killpoints.reached("sweep:appended")
+        # Every event is now in the log (appended, or a duplicate of an earlier record).
+        done = ledger.vault.complete_effects([e.event_id for e in effects])
+        killpoints.reached("sweep:done")
+    report.keys_shredded, report.sealed = done.keys_shredded, done.subjects_sealed
+    appended = Counter(e.type for e, o in zip(events, outcomes, strict=True) if o.position)
+    report.appended = dict(sorted(appended.items()))
     project(ledger)
+    _store_decisions(ledger, policies, now)
+    report.dead_letters_purged = purge_expired(ledger, policies, now)
+    return report
+
+
+def sweep_clock(ledger: Ledger) -> int:
+    """The sweep's clock T, read under the writer lock: an explicit clock (``--now``) behind
+    the log's last recorded_at is refused; the wall clock is ``max(now, last + 1 µs)``."""
+    now, last = ledger.clock.now(), ledger.log.head().recorded_at
+    if now >= last:
+        return now
+    if isinstance(ledger.clock, FixedClock):
+        raise ClockError(
+            f"the ledger clock {format_micros(now)} is behind the log's last recorded_at "
+            f"{format_micros(last)}; the sweep did nothing")
+    return last + 1
+
+
+def _decide(ledger: Ledger, policies: dict[str, Policy], now: int, *, dry_run: bool,
+            ) -> tuple[SweepReport, list[Decision], dict[tuple[str, str], list[str]], list[Event]]:
     con = read_only_connection(projections_path(ledger))  # one read for everything the sweep needs
     try:
         decisions, counts = compute_decisions(con, policies, now)
@@ -88,11 +143,15 @@ def sweep(ledger: Ledger, *, dry_run: bool = False, controller: str | None = Non
     for per_controller in counts.values():
         for action, n in per_controller.items():
             total[action] += n
-    report = SweepReport(now, dry_run, decisions=total)
-    if dry_run:
-        return report
+    return SweepReport(now, dry_run, decisions=total), decisions, requests, reviews
 
+
+def _events(policies: dict[str, Policy], decisions: list[Decision],
+            requests: dict[tuple[str, str], list[str]], now: int,
+            ) -> tuple[list[Event], list[PendingEffect]]:
+    """The sweep's events for the due decisions, and the key effects their record orders."""
     events: list[Event] = []
+    effects: list[PendingEffect] = []
     for d in decisions:
         policy = policies[d.controller]
         if d.action == "notify":
@@ -103,29 +162,21 @@ def sweep(ledger: Ledger, *, dry_run: bool = False, controller: str | None = Non
                 "rule": d.rule, "evidence": list(d.evidence)}))
         elif d.action == "pseudonymise":
             assert policy.pseudonymise_for is not None
-            ledger.vault.seal(d.controller, d.subject)
-            report.sealed += 1
             events.append(_event("SubjectPseudonymised", d, now, (d.rule, d.due_at), {
                 "reason": d.rule, "erase_due_at": policy.pseudonymise_for.add(now),
                 "policy": d.policy, "policy_hash": d.policy_hash, "evidence": list(d.evidence)}))
+            effects.append(PendingEffect(events[-1].event_id, d.controller, d.subject,
+                                         "pseudonymise"))
             events.extend(_close_requests(d, now, requests))
         elif d.action == "erase":
-            # Keys first: a crash before the event is appended leaves the erasure due, and the
-            # next sweep shreds nothing more and records it.
-            report.keys_shredded += len(ledger.vault.shred(d.controller, d.subject, list(d.shred)))
             events.append(_event("SubjectErased", d, now, (d.rule, d.due_at), {
                 "reason": d.rule, "policy": d.policy, "policy_hash": d.policy_hash,
                 "keys_shredded": list(d.shred), "evidence": list(d.evidence)}))
+            effects.append(PendingEffect(events[-1].event_id, d.controller, d.subject, "erase",
+                                         tuple(d.shred)))
             if d.rule == "erasure_request":
                 events.extend(_close_requests(d, now, requests))
-    events.extend(reviews)
-    outcomes = ledger._append_events(events) if events else []
-    appended = Counter(e.type for e, o in zip(events, outcomes, strict=True) if o.position)
-    report.appended = dict(sorted(appended.items()))
-    project(ledger)
-    _store_decisions(ledger, policies, now)
-    report.dead_letters_purged = purge_expired(ledger, policies, now)
-    return report
+    return events, effects
 
 
 def _count(decisions: Iterable[Decision] = ()) -> dict[str, int]:
