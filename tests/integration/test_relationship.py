@@ -1,0 +1,227 @@
+"""Issue 9, row 7: a person erased by the sweep who signs up again with the same e-mail starts a
+new relationship (SPEC §5): active again, permits and the register extract on the new
+relationship only, the old one unreadable, the retention clock restarted. Through the real CLI
+(click's CliRunner) on a real data directory; the rule itself is unit-tested in test_fold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import cli
+from ledger.errors import KeyUnavailable
+from ledger.service import Ledger
+from tests.conftest import make_event
+
+EMAIL = "Greta.Lindqvist@example.se"
+OLD_PII = {"name": "Greta Lindqvist", "phone": "+46 70 111 22 33"}
+NEW_PII = {"name": "Greta Berg", "phone": "+46 70 999 88 77"}
+
+
+def run(*args: str, input: str | None = None) -> Any:
+    return CliRunner().invoke(cli.main, list(args), input=input)
+
+
+def publish(data: str, now: str, *events: dict[str, Any]) -> None:
+    lines = "".join(json.dumps(e) + "\n" for e in events)
+    result = run("--data", data, "--now", now, "publish", "-", "--json", input=lines)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["accepted"] == len(events)
+
+
+def event(event_type: str, occurred_at: str, pii: dict[str, str], **kw: Any) -> dict[str, Any]:
+    return make_event(event_type, controller="cowrite", occurred_at=occurred_at,
+                      subject={"email": EMAIL}, pii=pii, **kw)
+
+
+def permits(data: str, now: str, purpose: str, *extra: str) -> dict[str, Any]:
+    result = run("--data", data, "--now", now, "permits", purpose, "--email", EMAIL,
+                 "--controller", "cowrite", *extra, "--json")
+    assert result.exit_code in (0, 1), result.output
+    answer = json.loads(result.output)
+    assert result.exit_code == (0 if answer["permitted"] else 1)
+    return answer
+
+
+def export(data: str, now: str) -> dict[str, Any]:
+    result = run("--data", data, "--now", now, "subject", "export", "--email", EMAIL,
+                 "--controller", "cowrite")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def decision(data: str, now: str) -> dict[str, Any]:
+    result = run("--data", data, "--now", now, "decisions", "--controller", "cowrite", "--json")
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.output)
+    return row
+
+
+def sweep(data: str, now: str) -> dict[str, int]:
+    result = run("--data", data, "--now", now, "sweep", "--controller", "cowrite", "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)["appended"]
+
+
+def audit_decisions(data: str) -> Any:
+    return run("--data", data, "--now", "2030-01-01", "audit", "decisions", "--json")
+
+
+@pytest.fixture
+def erased(tmp_path: Path) -> str:
+    """Greta registers with Cowrite, consents to and subscribes to the newsletter, logs in;
+    six months of inactivity later the sweep notifies her and erases her."""
+    data = str(tmp_path / "d")
+    assert run("--data", data, "init").exit_code == 0
+    publish(data, "2025-02-01T12:00:00Z",
+            event("SubjectRegistered", "2025-01-10T09:00:00Z", OLD_PII),
+            event("ConsentGiven", "2025-01-10T09:01:00Z", OLD_PII),
+            event("NewsletterSubscribed", "2025-01-10T09:02:00Z", OLD_PII),
+            event("LoggedIn", "2025-02-01T10:00:00Z", OLD_PII))
+    assert permits(data, "2025-02-02", "newsletter", "--channel", "email")["permitted"]
+    assert sweep(data, "2025-07-20") == {"DeletionNoticeSent": 1}
+    assert sweep(data, "2025-08-03") == {"SubjectErased": 1}
+    assert export(data, "2025-08-04")["status"]["status"] == "erased"
+    return data
+
+
+def register_again(data: str) -> None:
+    publish(data, "2026-03-01T12:00:00Z",
+            event("SubjectRegistered", "2026-03-01T09:00:00Z", NEW_PII),
+            event("LoggedIn", "2026-03-01T09:05:00Z", NEW_PII))
+
+
+def test_row07_registering_again_after_erasure_starts_a_new_relationship(erased: str) -> None:
+    data = erased
+    register_again(data)
+    now = "2026-03-02"
+    status = export(data, now)["status"]
+    assert status["status"] == "active" and status["relationship"] == 2
+    assert permits(data, now, "service")["permitted"]
+    assert permits(data, now, "invoicing")["permitted"]
+    # The consent and the subscription of the erased relationship do not count again.
+    newsletter = permits(data, now, "newsletter", "--channel", "email")
+    assert not newsletter["permitted"] and "no newsletter" in newsletter["reason"]
+
+
+def test_row07_a_new_consent_grants_the_newsletter_again(erased: str) -> None:
+    data = erased
+    register_again(data)
+    publish(data, "2026-03-02T12:00:00Z", event("ConsentGiven", "2026-03-02T10:00:00Z", NEW_PII))
+    answer = permits(data, "2026-03-03", "newsletter", "--channel", "email")
+    assert answer["permitted"] and answer["evidence"]["at"].startswith("2026-03-02")
+
+
+def test_row07_export_shows_only_the_new_relationship(erased: str) -> None:
+    data = erased
+    register_again(data)
+    extract = export(data, "2026-03-02")
+    personal = extract["personal_data"]
+    assert personal["available"] is True
+    assert personal["current"] == NEW_PII
+    assert [e["type"] for e in personal["by_event"]] == ["SubjectRegistered", "LoggedIn"]
+    text = json.dumps(extract, ensure_ascii=False)
+    assert "Greta Lindqvist" not in text and "111 22 33" not in text
+    # The old relationship's events are listed as erased, never decrypted.
+    assert [e["type"] for e in personal["unreadable"]] == [
+        "SubjectRegistered", "ConsentGiven", "NewsletterSubscribed", "LoggedIn"]
+    assert all("erased" in e["reason"] for e in personal["unreadable"])
+    # Consents, subscriptions and activity are those of the new relationship.
+    assert extract["consents"] == [] and extract["subscriptions"] == []
+    assert extract["activity"]["first_seen_at"].startswith("2026-03-01")
+    assert extract["activity"]["last_activity_at"].startswith("2026-03-01T09:05")
+    assert [e["type"] for e in extract["timeline"]] == ["SubjectRegistered", "LoggedIn"]
+
+
+def test_row07_the_old_relationship_stays_unreadable(erased: str) -> None:
+    data = erased
+    register_again(data)
+    with Ledger.open(Path(data)) as ledger:
+        events = [e for _, e in ledger.events() if e.pii is not None]
+        old = [e for e in events if e.occurred_at < events[-2].occurred_at]
+        new = events[-2:]
+        assert len(old) == 4
+        for e in old:
+            with pytest.raises(KeyUnavailable):
+                ledger.personal_data(e)
+        assert [ledger.personal_data(e)["pii"] for e in new] == [NEW_PII, NEW_PII]  # type: ignore[index]
+
+
+def test_row07_decisions_restart_the_retention_clock(erased: str) -> None:
+    data = erased
+    register_again(data)
+    d = decision(data, "2026-03-02")
+    # Six months from the new relationship's last activity, less the 14-day notice.
+    assert (d["action"], d["rule"], d["due_at"][:10]) == ("keep", "active", "2026-08-18")
+    assert sweep(data, "2026-03-02") == {}
+    assert sweep(data, "2026-08-18") == {"DeletionNoticeSent": 1}
+    assert sweep(data, "2026-09-01") == {"SubjectErased": 1}
+    assert export(data, "2026-09-02")["status"]["status"] == "erased"
+    result = audit_decisions(data)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)["summary"]
+    assert summary["events"] == 4 and summary["unjustified"] == 0
+
+
+def test_row07_a_rebuild_gives_the_same_answers(erased: str) -> None:
+    data = erased
+    register_again(data)
+    now = "2026-03-02"
+    before = (permits(data, now, "service"), permits(data, now, "newsletter", "--channel", "email"),
+              export(data, now), decision(data, now))
+    assert before[0]["permitted"] and not before[1]["permitted"]
+    rebuilt = run("--data", data, "--now", now, "project", "--rebuild")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    after = (permits(data, now, "service"), permits(data, now, "newsletter", "--channel", "email"),
+             export(data, now), decision(data, now))
+    assert after == before
+    assert audit_decisions(data).exit_code == 0
+
+
+def test_row07_a_late_consent_of_the_old_relationship_does_not_grant(erased: str) -> None:
+    data = erased
+    register_again(data)
+    # Recorded after the new registration, but it occurred before the erasure.
+    publish(data, "2026-03-02T12:00:00Z",
+            event("ConsentGiven", "2025-02-05T10:00:00Z", NEW_PII),
+            event("NewsletterSubscribed", "2025-02-05T10:00:00Z", NEW_PII, list="offers"))
+    now = "2026-03-03"
+    assert not permits(data, now, "newsletter", "--channel", "email")["permitted"]
+    extract = export(data, now)
+    assert extract["consents"] == [] and extract["subscriptions"] == []
+    assert extract["activity"]["first_seen_at"].startswith("2026-03-01")
+    rebuilt = run("--data", data, "--now", now, "project", "--rebuild")
+    assert rebuilt.exit_code == 0
+    assert not permits(data, now, "newsletter", "--channel", "email")["permitted"]
+
+
+def test_row07_a_login_on_an_erased_account_does_not_revive_it(erased: str) -> None:
+    data = erased
+    publish(data, "2026-03-01T12:00:00Z", event("LoggedIn", "2026-03-01T09:05:00Z", NEW_PII))
+    now = "2026-03-02"
+    assert export(data, now)["status"]["status"] == "erased"
+    assert not permits(data, now, "service")["permitted"]
+    d = decision(data, now)
+    assert (d["action"], d["rule"]) == ("keep", "erased")
+    assert sweep(data, now) == {}
+
+
+def test_row07_a_newsletter_signup_alone_starts_a_relationship(erased: str) -> None:
+    """An opt-in after the erasure is a new relationship too; without a registration Cowrite
+    may keep nothing (no customer relationship), so the sweep erases it again at once."""
+    data = erased
+    publish(data, "2026-03-01T12:00:00Z",
+            event("NewsletterSubscribed", "2026-03-01T09:00:00Z", NEW_PII))
+    now = "2026-03-02"
+    assert export(data, now)["status"]["status"] == "active"
+    assert permits(data, now, "newsletter", "--channel", "email")["permitted"]
+    # No contract without a registration: the old SubjectRegistered does not count.
+    assert not permits(data, now, "service")["permitted"]
+    d = decision(data, now)
+    assert (d["action"], d["rule"], d["due_at"][:10]) == ("erase", "no_relationship", "2026-03-01")
+    assert sweep(data, now) == {"SubjectErased": 1}
+    assert audit_decisions(data).exit_code == 0
