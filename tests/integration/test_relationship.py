@@ -122,7 +122,7 @@ def test_row07_export_shows_only_the_new_relationship(erased: str) -> None:
     extract = export(data, "2026-03-02")
     personal = extract["personal_data"]
     assert personal["available"] is True
-    assert personal["current"] == NEW_PII
+    assert personal["current"] == {**NEW_PII, "account_ref": "cw-000042"}
     assert [e["type"] for e in personal["by_event"]] == ["SubjectRegistered", "LoggedIn"]
     text = json.dumps(extract, ensure_ascii=False)
     assert "Greta Lindqvist" not in text and "111 22 33" not in text
@@ -158,9 +158,11 @@ def test_row07_decisions_restart_the_retention_clock(erased: str) -> None:
     # Six months from the new relationship's last activity, less the 14-day notice.
     assert (d["action"], d["rule"], d["due_at"][:10]) == ("keep", "active", "2026-08-18")
     assert sweep(data, "2026-03-02") == {}
-    assert sweep(data, "2026-08-18") == {"DeletionNoticeSent": 1}
-    assert sweep(data, "2026-09-01") == {"SubjectErased": 1}
-    assert export(data, "2026-09-02")["status"]["status"] == "erased"
+    assert sweep(data, "2026-08-18") == {}  # due at 09:05
+    assert sweep(data, "2026-08-19") == {"DeletionNoticeSent": 1}
+    assert sweep(data, "2026-09-01") == {}
+    assert sweep(data, "2026-09-02") == {"SubjectErased": 1}
+    assert export(data, "2026-09-03")["status"]["status"] == "erased"
     result = audit_decisions(data)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)["summary"]

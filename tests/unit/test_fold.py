@@ -32,7 +32,9 @@ def test_consent_handlers_set_the_status_and_keep_the_columns() -> None:
                     notice_version=["1", "2"], notice_sha256=[None, None], language=["sv", "sv"],
                     ui_action=["Skicka", "Skicka"], channel=["web", "app"])
     withdrawn = columns("ConsentWithdrawn", purpose=["a", "b"], via=["link", "settings"])
-    rows = fold([given, withdrawn])
+    history, *rows = fold([given, withdrawn])
+    # A consent can start a new relationship after an erasure: the refolds see it too.
+    assert history.table == "subject_history" and history.columns["type"] == "ConsentGiven"
     assert [r.table for r in rows] == ["consent_state", "consent_state"]
     assert rows[0].columns["status"] == "granted" and rows[0].columns["purpose"] == ["a", "b"]
     assert rows[1].columns["status"] == "withdrawn" and rows[1].columns["since"] == [0, 10]
