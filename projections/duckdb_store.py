@@ -28,8 +28,8 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 
 from ledger.errors import LedgerError, UsageError
 from ledger.schemas import SchemaRegistry
-from projections.decode import DecodedPage, ProjectionError
 from ledger.vocabulary import RELATIONSHIP_STARTS
+from projections.decode import DecodedPage, ProjectionError
 from projections.fold import (
     CLOCKS,
     MERGE_RULES,
