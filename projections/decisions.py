@@ -78,7 +78,8 @@ def facts_sql(policy: Policy, one_subject: bool = False) -> str:
                arg_max(event_id, {latest}) FILTER (WHERE type = 'InvoiceUsageRecorded') AS last_held_event,
                max(occurred_at) FILTER (WHERE type = 'DeletionNoticeSent' AND cur) AS notice_at,
                arg_max(event_id, {latest}) FILTER (WHERE type = 'DeletionNoticeSent' AND cur) AS notice_event
-        FROM (SELECT events.*, {current} AS cur FROM events LEFT JOIN rel USING (subject)
+        FROM (SELECT subject, type, occurred_at, position, event_id, {current} AS cur
+              FROM events LEFT JOIN rel USING (subject)
               WHERE controller = $1 AND subject <> '*' {subject_filter}
                 AND type IN ({_in(policy.activity | {'SubjectRegistered', 'DeletionNoticeSent',
                                                       'InvoiceUsageRecorded'})}))
