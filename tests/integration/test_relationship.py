@@ -173,6 +173,7 @@ def test_row07_the_old_relationship_stays_unreadable(erased: str) -> None:
 def test_row07_decisions_restart_the_retention_clock(erased: str) -> None:
     data = erased
     register_again(data)
+    assert export(data, "2026-03-02")["status"]["status"] == "active"
     d = decision(data, "2026-03-02")
     # Six months from the new relationship's last activity, less the 14-day notice.
     assert (d["action"], d["rule"], d["due_at"][:10]) == ("keep", "active", "2026-08-18")
@@ -182,6 +183,11 @@ def test_row07_decisions_restart_the_retention_clock(erased: str) -> None:
     assert sweep(data, "2026-09-01") == {}
     assert sweep(data, "2026-09-02") == {"SubjectErased": 1}
     assert export(data, "2026-09-03")["status"]["status"] == "erased"
+    with Ledger.open(Path(data)) as ledger:  # the new generation's keys are destroyed too
+        for _, e in ledger.events():
+            if e.pii is not None:
+                with pytest.raises(KeyUnavailable):
+                    ledger.personal_data(e)
     result = audit_decisions(data)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)["summary"]
@@ -246,6 +252,54 @@ def test_row07_a_newsletter_signup_alone_starts_a_relationship(erased: str) -> N
     assert (d["action"], d["rule"], d["due_at"][:10]) == ("erase", "no_relationship", "2026-03-01")
     assert sweep(data, now) == {"SubjectErased": 1}
     assert audit_decisions(data).exit_code == 0
+
+
+def test_row07_a_legal_hold_of_the_old_relationship_keeps_running(tmp_path: Path) -> None:
+    """Coegi: the old relationship's invoice stays under the bookkeeping hold (its key
+    survives the erasure); the new relationship never decrypts it, and its own erasure leaves
+    the held key alone until the hold ends."""
+    data = str(tmp_path / "d")
+    assert run("--data", data, "init").exit_code == 0
+
+    def coegi(event_type: str, occurred_at: str, pii: dict[str, str], **kw: Any) -> dict[str, Any]:
+        return {**event(event_type, occurred_at, pii, **kw), "controller": "coegi"}
+
+    def coegi_run(now: str, *args: str) -> Any:
+        return run("--data", data, "--now", now, *args)
+
+    publish(data, "2020-05-01", coegi("SubjectRegistered", "2020-03-01T09:00:00Z", OLD_PII,
+                                      relation="consultant"),
+            coegi("InvoiceUsageRecorded", "2020-04-30T09:00:00Z", OLD_PII))
+    erased = json.loads(coegi_run("2023-05-01", "sweep", "--controller", "coegi", "--json").output)
+    assert erased["appended"]["SubjectErased"] == 1
+    publish(data, "2024-01-10T12:00:00Z", coegi("SubjectRegistered", "2024-01-10T09:00:00Z",
+                                                NEW_PII, relation="consultant"))
+    extract = json.loads(coegi_run("2024-01-11", "subject", "export", "--email", EMAIL,
+                                   "--controller", "coegi").output)
+    assert extract["status"]["status"] == "active"
+    assert extract["personal_data"]["current"]["name"] == NEW_PII["name"]
+    assert [e["type"] for e in extract["personal_data"]["unreadable"]] == [
+        "SubjectRegistered", "InvoiceUsageRecorded"]  # the invoice's key is live, but not used
+    assert "Greta Lindqvist" not in json.dumps(extract, ensure_ascii=False)
+
+    def due(now: str) -> tuple[str, str, str]:
+        (d,) = json.loads(coegi_run(now, "decisions", "--controller", "coegi", "--json").output)
+        return d["action"], d["rule"], d["due_at"][:10]
+
+    assert due("2024-01-11") == ("keep", "active", "2027-01-10")
+    swept = json.loads(coegi_run("2027-01-11", "sweep", "--controller", "coegi", "--json").output)
+    assert swept["appended"]["SubjectErased"] == 1 and swept["keys_shredded"] == 1  # profile only
+    assert due("2027-01-12") == ("hold", "legal_hold", "2028-01-01")
+    ended = json.loads(coegi_run("2028-01-01", "sweep", "--controller", "coegi", "--json").output)
+    assert ended["appended"]["SubjectErased"] == 1 and ended["keys_shredded"] == 1
+    with Ledger.open(Path(data)) as ledger:
+        for _, e in ledger.events():
+            if e.pii is not None:
+                with pytest.raises(KeyUnavailable):
+                    ledger.personal_data(e)
+    audited = coegi_run("2028-01-02", "audit", "decisions", "--json")
+    assert audited.exit_code == 0, audited.output
+    assert json.loads(audited.output)["summary"]["events"] == 3
 
 
 # --- determinism of the rule under any paging (SPEC §4) -------------------------------------
