@@ -24,8 +24,9 @@ Relationships (SPEC §5, the rule in ``ledger.vocabulary.RELATIONSHIP_STARTS``):
 subscription or consent after an erasure starts a new relationship. ``subject_status`` numbers
 them and names the erasure that closed the previous one (``Relationship.after``); every event up
 to it (event time, then position) belongs to an erased relationship, and the store drops its
-rows from consent_state, subscriptions and activity_clock. That boundary only ever moves later
-(sweep erasures are recorded at the ledger clock), so dropping is order-independent too.
+rows from consent_state, subscriptions and activity_clock. Adding events, in any event-time
+order, only ever moves that boundary later (the current relationship begins after the last
+erasure of all), so what is dropped stays dropped and the tables stay order-independent.
 """
 
 from __future__ import annotations
