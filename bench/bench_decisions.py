@@ -56,7 +56,8 @@ INSERT INTO activity_clock SELECT controller, subject, first_seen, last_activity
 INSERT INTO pseudonymisation_status SELECT controller, subject,
     CASE WHEN i % 50 = 3 THEN 'pseudonymised' WHEN i % 100 = 7 THEN 'erased' ELSE 'active' END,
     CASE WHEN i % 50 = 3 OR i % 100 = 7 THEN last_activity END,
-    CASE WHEN i % 50 = 3 THEN last_activity + INTERVAL 60 DAY END, NULL, NULL, NULL FROM people;
+    CASE WHEN i % 50 = 3 THEN last_activity + INTERVAL 60 DAY END, NULL, NULL, NULL,
+    1, NULL, NULL, NULL, NULL FROM people;
 INSERT INTO rights_requests SELECT controller, subject, 'rq-' || i, 'erasure', NULL, last_activity,
     last_activity + INTERVAL 1 MONTH, NULL, NULL, uuid()::VARCHAR, NULL FROM people WHERE i % 100 = 11;
 """

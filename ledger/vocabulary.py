@@ -41,6 +41,19 @@ ACTIVITY_TYPES: Final = frozenset(
     }
 )
 
+# A new relationship (SPEC §5). Erasure ends a relationship for good, but the person may come
+# back: after a SubjectErased, the first of these events (in event time) starts a new
+# relationship with them - they signed up, subscribed or consented again, i.e. gave the
+# controller their data and a reason to hold it anew. The subject is then `active` again under
+# a new key generation, and everything of the earlier relationship (consents, subscriptions,
+# activity clocks, registrations, erasure requests, personal data) no longer counts: a consent
+# given before the erasure never grants anything in the new relationship. Any other event on
+# an erased subject (a login, usage, an invoice, a profile update) cannot revive it - those
+# need an existing account - so the subject stays `erased`. A pseudonymised subject (an
+# erasure under way, SPEC §5) is not revived either: SPEC §5 defines a new relationship only
+# after an erasure.
+RELATIONSHIP_STARTS: Final = frozenset({"SubjectRegistered", "NewsletterSubscribed", "ConsentGiven"})
+
 # Emitted by the retention sweep only; upstream producers may not publish them.
 SWEEP_TYPES: Final = frozenset(
     {"DeletionNoticeSent", "SubjectPseudonymised", "SubjectErased", "RetentionReviewed"}

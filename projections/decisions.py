@@ -54,57 +54,61 @@ def _hold_ends(policy: Policy, last_held: str) -> dict[str, str]:
 
 def facts_sql(policy: Policy, one_subject: bool = False) -> str:
     """Per subject of controller $1: the facts SubjectFacts holds, from one pass over the
-    subject's relevant events plus the status and request tables. A subject erased and then
-    active again (a new relationship, a new key generation) is decided as active."""
+    subject's relevant events plus the status and request tables. Only the current
+    relationship counts (SPEC §5, ``ledger.vocabulary.RELATIONSHIP_STARTS``): after a new
+    sign-up following an erasure, registrations, activity, notices, erasure requests and
+    erasures of the earlier relationship are left out - except held data (invoices), whose
+    legal hold keeps running on the key it is encrypted under."""
     subject_filter = "AND subject = $3" if one_subject else ""
     activity = _in(policy.activity)
     latest = "epoch_us(occurred_at)::HUGEINT * 100000000000 + position"  # event time, then position
+    current = ("(rel.subject IS NULL OR occurred_at > rel.after_at "
+               "OR (occurred_at = rel.after_at AND position > rel.after_position))")
     return f"""
-    WITH ev AS (
+    WITH rel AS (  -- the few subjects in a later relationship: where their current one begins
+        SELECT subject, previous_erased_at AS after_at, previous_erased_position AS after_position
+        FROM pseudonymisation_status
+        WHERE controller = $1 AND relationship > 1 {subject_filter}
+    ), ev AS (
         SELECT subject,
-               bool_or(type = 'SubjectRegistered') AS registered,
-               max(occurred_at) FILTER (WHERE type IN ({activity})) AS last_activity_at,
-               arg_max(event_id, {latest}) FILTER (WHERE type IN ({activity})) AS last_activity_event,
+               bool_or(type = 'SubjectRegistered' AND cur) AS registered,
+               max(occurred_at) FILTER (WHERE type IN ({activity}) AND cur) AS last_activity_at,
+               arg_max(event_id, {latest}) FILTER (WHERE type IN ({activity}) AND cur) AS last_activity_event,
                max(occurred_at) FILTER (WHERE type = 'InvoiceUsageRecorded') AS last_held_at,
                arg_max(event_id, {latest}) FILTER (WHERE type = 'InvoiceUsageRecorded') AS last_held_event,
-               max(occurred_at) FILTER (WHERE type = 'DeletionNoticeSent') AS notice_at,
-               arg_max(event_id, {latest}) FILTER (WHERE type = 'DeletionNoticeSent') AS notice_event
-        FROM events
-        WHERE controller = $1 AND subject <> '*' {subject_filter}
-          AND type IN ({_in(policy.activity | {'SubjectRegistered', 'DeletionNoticeSent',
-                                                'InvoiceUsageRecorded'})})
+               max(occurred_at) FILTER (WHERE type = 'DeletionNoticeSent' AND cur) AS notice_at,
+               arg_max(event_id, {latest}) FILTER (WHERE type = 'DeletionNoticeSent' AND cur) AS notice_event
+        FROM (SELECT subject, type, occurred_at, position, event_id, {current} AS cur
+              FROM events LEFT JOIN rel USING (subject)
+              WHERE controller = $1 AND subject <> '*' {subject_filter}
+                AND type IN ({_in(policy.activity | {'SubjectRegistered', 'DeletionNoticeSent',
+                                                      'InvoiceUsageRecorded'})}))
         GROUP BY subject
     ), erased AS (  -- few rows: parse JSON only here
         SELECT subject, list_distinct(flatten(list(
                    CAST(json_extract(body, '$.keys_shredded') AS VARCHAR[])))) AS shredded
-        FROM events WHERE controller = $1 AND type = 'SubjectErased' {subject_filter}
+        FROM events LEFT JOIN rel USING (subject)
+        WHERE controller = $1 AND type = 'SubjectErased' {subject_filter} AND {current}
         GROUP BY subject
     ), erasure_request AS (
         SELECT subject, min(received_at) AS at, arg_min(request_event_id, received_at) AS event_id
-        FROM rights_requests
+        FROM rights_requests LEFT JOIN rel USING (subject)
         WHERE controller = $1 AND requested_right = 'erasure' AND closed_at IS NULL {subject_filter}
+          AND (rel.subject IS NULL OR received_at > rel.after_at)
         GROUP BY subject
-    ), reactivated AS (
-        SELECT ac.controller, ac.subject, ac.first_seen_at, st.status, st.since, st.event_id,
-               st.erase_due_at,
-               coalesce(st.status, 'active') = 'erased' AND ev.last_activity_at > st.since AS again
-        FROM activity_clock ac
-        LEFT JOIN pseudonymisation_status st ON st.controller = ac.controller AND st.subject = ac.subject
-        LEFT JOIN ev ON ev.subject = ac.subject
-        WHERE ac.controller = $1 AND ac.subject <> '*' {subject_filter.replace('subject', 'ac.subject')}
     )
-    SELECT r.controller, r.subject, r.first_seen_at, coalesce(ev.registered, false) AS registered,
+    SELECT ac.controller, ac.subject, ac.first_seen_at, coalesce(ev.registered, false) AS registered,
            ev.last_activity_at, ev.last_activity_event, ev.notice_at, ev.notice_event,
-           CASE WHEN r.again THEN 'active' ELSE coalesce(r.status, 'active') END AS status,
-           r.event_id AS status_event, r.erase_due_at,
+           coalesce(st.status, 'active') AS status, st.event_id AS status_event, st.erase_due_at,
            erasure_request.at AS erasure_requested_at, erasure_request.event_id AS erasure_request_event,
            ev.last_held_at, ev.last_held_event,
-           CASE WHEN r.again THEN []::VARCHAR[] ELSE coalesce(erased.shredded, []::VARCHAR[]) END
-               AS shredded
-    FROM reactivated r
-    LEFT JOIN ev ON ev.subject = r.subject
-    LEFT JOIN erased ON erased.subject = r.subject
-    LEFT JOIN erasure_request ON erasure_request.subject = r.subject
+           coalesce(erased.shredded, []::VARCHAR[]) AS shredded
+    FROM activity_clock ac
+    LEFT JOIN pseudonymisation_status st ON st.controller = ac.controller AND st.subject = ac.subject
+    LEFT JOIN ev ON ev.subject = ac.subject
+    LEFT JOIN erased ON erased.subject = ac.subject
+    LEFT JOIN erasure_request ON erasure_request.subject = ac.subject
+    WHERE ac.controller = $1 AND ac.subject <> '*' {subject_filter.replace('subject', 'ac.subject')}
     """
 
 

@@ -28,6 +28,7 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 
 from ledger.errors import LedgerError, UsageError
 from ledger.schemas import SchemaRegistry
+from ledger.vocabulary import RELATIONSHIP_STARTS
 from projections.decode import DecodedPage, ProjectionError
 from projections.fold import (
     CLOCKS,
@@ -45,7 +46,7 @@ from projections.fold import (
 log = logging.getLogger(__name__)
 
 PROJECTION = "projections"
-FORMAT: Final = 1  # bump when a table changes shape; old files then need --rebuild
+FORMAT: Final = 2  # bump when a table changes shape; old files then need --rebuild
 
 
 class ProjectionStoreError(LedgerError):
@@ -101,6 +102,11 @@ TABLES: Final = (
         ("controller", "VARCHAR"), ("subject", "VARCHAR"), ("status", "VARCHAR"),
         ("since", "TIMESTAMP"), ("erase_due_at", "TIMESTAMP"), ("reason", "VARCHAR"),
         ("request_id", "VARCHAR"), ("event_id", "VARCHAR"),
+        # The current relationship (SPEC §5, fold.Relationship): its number, what started it,
+        # and the erasure that closed the previous one.
+        ("relationship", "INTEGER"), ("relationship_since", "TIMESTAMP"),
+        ("relationship_event_id", "VARCHAR"), ("previous_erased_at", "TIMESTAMP"),
+        ("previous_erased_position", "BIGINT"),
     ), ("controller", "subject")),
     Table("rights_requests", (
         ("controller", "VARCHAR"), ("subject", "VARCHAR"), ("request_id", "VARCHAR"),
@@ -113,7 +119,8 @@ TABLES: Final = (
         ("subject", "VARCHAR"), ("recipient_kind", "VARCHAR"), ("recipient", "VARCHAR"),
         ("basis", "VARCHAR"), ("shared_at", "TIMESTAMP"),
     )),
-    # The rights and sweep events of each subject: what the per-subject refolds read.
+    # The rights and sweep events of each subject, and its sign-ups, subscriptions and
+    # consents (which can start a new relationship): what the per-subject refolds read.
     Table("subject_history", (
         ("controller", "VARCHAR"), ("subject", "VARCHAR"), ("position", "BIGINT"),
         ("type", "VARCHAR"), ("occurred_at", "TIMESTAMP"), ("event_id", "VARCHAR"),
@@ -274,9 +281,13 @@ class DuckDBStore(TrackingRecorder):
                 self._add_subjects(first, last, into_empty=first == 1)
                 touched = {(c, s) for c, s in self.con.execute(
                     "SELECT DISTINCT controller, subject FROM subject_history "
-                    "WHERE position >= ?", [first]).fetchall()}
+                    f"WHERE position >= ? AND (type NOT IN ({_in_list(RELATIONSHIP_STARTS)}) "
+                    "OR EXISTS (SELECT 1 FROM subject_history x WHERE x.type = 'SubjectErased' "
+                    "AND x.controller = subject_history.controller "
+                    "AND x.subject = subject_history.subject))", [first]).fetchall()}
                 if touched:
                     self._refold_subjects(touched)
+                self._drop_earlier_relationships()
                 self.con.execute("DELETE FROM bulk_load")
             self._bulk_io(False)
         except duckdb.Error as e:
@@ -335,9 +346,11 @@ class DuckDBStore(TrackingRecorder):
                         self._add_subjects(first, last)
                 for table, rows in _by_table(changes).items():
                     self._merge(table, rows, staged=bulk)
-                touched = _touched_subjects(page.groups)
-                if touched and not bulk:
-                    self._refold_subjects(touched)
+                if not bulk:
+                    touched = _touched_subjects(page.groups) | self._restarted(page.groups)
+                    if touched:
+                        self._refold_subjects(touched)
+                    self._drop_earlier_relationships()
                 if page.errors:
                     self._insert_errors(page.errors)
                 self.insert_tracking(tracking, page.last_recorded_at, partition)
@@ -399,18 +412,64 @@ class DuckDBStore(TrackingRecorder):
             + ["last_event_at = greatest(activity_clock.last_event_at, excluded.last_event_at)",
                "event_count = activity_clock.event_count + excluded.event_count"]
         )
+        # Events of an erased earlier relationship count for nothing (fold.Relationship).
         self.con.execute(
             f"INSERT INTO activity_clock SELECT controller, subject, min(occurred_at), {clocks}, "
             f"max(occurred_at), count(*) FROM events WHERE position BETWEEN ? AND ? "
-            f"GROUP BY controller, subject "
+            f"AND NOT {_EARLIER_RELATIONSHIP} GROUP BY controller, subject "
             + ("" if into_empty else f"ON CONFLICT DO UPDATE SET {updates}"),
             [first, last],
         )
 
+    def _recount_clocks(self, subjects: list[tuple[str, str]]) -> None:
+        """The clocks of subjects whose current relationship changed, from its events only."""
+        clocks = ", ".join(
+            f"max(occurred_at) FILTER (WHERE type IN ({_in_list(types)})) AS {c}"
+            for c, types in CLOCKS.items()
+        )
+        controllers, names = zip(*subjects, strict=True)
+        view = self._register(pa.table({"controller": pa.array(controllers, pa.string()),
+                                        "subject": pa.array(names, pa.string())}))
+        self.con.execute(
+            f"INSERT OR REPLACE INTO activity_clock SELECT controller, subject, min(occurred_at), "
+            f"{clocks}, max(occurred_at), count(*) FROM events SEMI JOIN {view} "
+            f"USING (controller, subject) WHERE NOT {_EARLIER_RELATIONSHIP} "
+            "GROUP BY controller, subject")
+
+    def _drop_earlier_relationships(self) -> None:
+        """Consent and subscription rows of erased earlier relationships are removed (a late
+        event of one may have merged in). Relationship boundaries only move later, so what is
+        dropped never belongs to the current relationship."""
+        if self.con.execute("SELECT 1 FROM pseudonymisation_status WHERE relationship > 1 "
+                            "LIMIT 1").fetchone() is None:
+            return
+        for table in ("consent_state", "subscriptions"):
+            self.con.execute(
+                f"DELETE FROM {table} USING pseudonymisation_status p WHERE p.relationship > 1 "
+                f"AND p.controller = {table}.controller AND p.subject = {table}.subject "
+                f"AND ({table}.since < p.previous_erased_at OR ({table}.since = "
+                f"p.previous_erased_at AND {table}.position <= p.previous_erased_position))")
+
+    def _restarted(self, groups: Iterable[EventColumns]) -> set[tuple[str, str]]:
+        """Subjects with a sign-up, subscription or consent in the page and an erasure in their
+        history: the event may start a new relationship, so they are refolded."""
+        starts: set[tuple[str, str]] = set()
+        for g in groups:
+            if g.type in RELATIONSHIP_STARTS:
+                starts.update(zip(_pylist(g.controller), _pylist(g.subject), strict=True))
+        if not starts:
+            return set()
+        controllers, names = zip(*sorted(starts), strict=True)
+        view = self._register(pa.table({"controller": pa.array(controllers, pa.string()),
+                                        "subject": pa.array(names, pa.string())}))
+        return {(c, s) for c, s in self.con.execute(
+            f"SELECT DISTINCT controller, subject FROM subject_history SEMI JOIN {view} "
+            "USING (controller, subject) WHERE type = 'SubjectErased'").fetchall()}
+
     def _add_subjects(self, first: int, last: int, *, into_empty: bool = False) -> None:
         self.con.execute(
-            "INSERT INTO pseudonymisation_status (controller, subject, status) "
-            "SELECT DISTINCT controller, subject, 'active' FROM events "
+            "INSERT INTO pseudonymisation_status (controller, subject, status, relationship) "
+            "SELECT DISTINCT controller, subject, 'active', 1 FROM events "
             "WHERE position BETWEEN ? AND ? " + ("" if into_empty else "ON CONFLICT DO NOTHING"),
             [first, last],
         )
@@ -460,15 +519,29 @@ class DuckDBStore(TrackingRecorder):
             body = {"request_id": rid, "right": right, "scope": scope, "outcome": outcome,
                     "reason": reason, "erase_due_at": erase_due}
             history[(c, s)].append(HistoryEvent(typ, pos, occ, eid, body))
+        before = dict.fromkeys(touched, (1, None))
+        for c, s, number, after_position in self.con.execute(
+                "SELECT controller, subject, relationship, previous_erased_position "
+                f"FROM pseudonymisation_status SEMI JOIN {view} USING (controller, subject)"
+        ).fetchall():
+            before[(c, s)] = (number or 1, after_position)
         status_rows: list[tuple[Any, ...]] = []
         request_table: list[tuple[Any, ...]] = []
+        changed: list[tuple[str, str]] = []  # subjects whose current relationship changed
         for (c, s), events in sorted(history.items()):
             st = subject_status(events)
+            rel = st.relationship
+            after_at, after_position = rel.after if rel.after is not None else (None, None)
             status_rows.append((c, s, st.status, st.since, st.erase_due_at, st.reason,
-                                st.request_id, st.event_id))
+                                st.request_id, st.event_id, rel.number, rel.since,
+                                rel.event_id, after_at, after_position))
             request_table.extend((c, s, *astuple(r)) for r in request_rows(events))
+            if (rel.number, after_position) != before[(c, s)]:
+                changed.append((c, s))
         self._upsert_rows("pseudonymisation_status", status_rows)
         self._upsert_rows("rights_requests", request_table)
+        if changed:
+            self._recount_clocks(changed)
 
     def _upsert_rows(self, table: str, rows: list[tuple[Any, ...]]) -> None:
         """Upserts a refold's rows (every key it ever produced is produced again)."""
@@ -566,6 +639,15 @@ def _touched_subjects(groups: Iterable[EventColumns]) -> set[tuple[str, str]]:
         if g.type in SUBJECT_TYPES:
             touched.update(zip(_pylist(g.controller), _pylist(g.subject), strict=True))
     return touched
+
+
+# Whether an events row belongs to an erased earlier relationship of its subject: at or before
+# the erasure that closed the previous relationship (event time, then position).
+_EARLIER_RELATIONSHIP: Final = (
+    "EXISTS (SELECT 1 FROM pseudonymisation_status p WHERE p.relationship > 1 "
+    "AND p.controller = events.controller AND p.subject = events.subject "
+    "AND (events.occurred_at < p.previous_erased_at OR (events.occurred_at = "
+    "p.previous_erased_at AND events.position <= p.previous_erased_position)))")
 
 
 def _lexicographic_greater(order: Sequence[str], new: str, old: str) -> str:

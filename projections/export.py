@@ -6,7 +6,9 @@ Pseudonymous facts come from the DuckDB projections (brought up to date first); 
 is decrypted from the subject's own events, read from the log by position. A pseudonymised
 subject's keys are sealed: its personal data is shown only when the caller asks explicitly
 (``include_pseudonymised``), and the extract says so. An erased subject's keys are destroyed:
-the extract says so and shows nothing personal, and no decryption is even attempted.
+the extract says so and shows nothing personal, and no decryption is even attempted. A person
+who signed up again after an erasure has a new relationship (SPEC §5): the extract holds only
+its data; the events of earlier relationships are listed as erased and never decrypted.
 
 The extract holds plaintext personal data, so it is written to stdout or to a 0600 file outside
 the data directory (a copy inside it would survive the subject's erasure)."""
@@ -76,19 +78,53 @@ def _event_at(ledger: Ledger, position: int) -> Event:
     raise LedgerError(f"log position {position} is missing: re-project with --rebuild")
 
 
+class Relationship:
+    """The subject's current relationship (SPEC §5): after a sign-up that followed an erasure,
+    the extract holds only what belongs to it; events of earlier relationships are listed as
+    erased and never decrypted."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, key: list[str]) -> None:
+        row = con.execute(
+            "SELECT relationship, previous_erased_at, previous_erased_position "
+            "FROM pseudonymisation_status WHERE controller = ? AND subject = ?", key).fetchone()
+        self.number = int(row[0] or 1) if row else 1
+        self.after_at: datetime | None = row[1] if row and self.number > 1 else None
+        self.after_position: int | None = row[2] if row and self.number > 1 else None
+
+    def current(self, at: str = "occurred_at") -> tuple[str, list[Any]]:
+        """SQL (``AND …``) and its parameters keeping a table's rows of the current relationship."""
+        if self.after_at is None:
+            return "", []
+        return (f" AND ({at} > ? OR ({at} = ? AND position > ?))",
+                [self.after_at, self.after_at, self.after_position])
+
+    def earlier_reason(self) -> str:
+        assert self.after_at is not None
+        return (f"erased with an earlier relationship (erasure of "
+                f"{format_micros(to_micros(self.after_at))[:10]}); not decrypted")
+
+
 def _personal_data(
     ledger: Ledger, con: duckdb.DuckDBPyConnection, controller: str, subject: str,
-    *, include_sealed: bool,
+    *, include_sealed: bool, relationship: Relationship,
 ) -> dict[str, Any]:
-    """Decrypts the pii of each of the subject's events, oldest first (event time)."""
+    """Decrypts the pii of each of the subject's events of the current relationship, oldest
+    first (event time); the earlier relationships' events are listed, never decrypted."""
+    current, params = relationship.current()
     positions = con.execute(
-        "SELECT position FROM events WHERE controller = ? AND subject = ? AND has_pii "
-        "ORDER BY occurred_at, position", [controller, subject]).fetchall()
+        f"SELECT position, event_id, type, occurred_at, NOT (true {current}) AS earlier "
+        "FROM events WHERE controller = ? AND subject = ? AND has_pii "
+        "ORDER BY occurred_at, position", [*params, controller, subject]).fetchall()
     identifiers: dict[str, list[str]] = {}
     attributes: dict[str, Any] = {}
     by_event: list[dict[str, Any]] = []
     unreadable: list[dict[str, Any]] = []
-    for (position,) in positions:
+    for position, event_id, event_type, occurred_at, earlier in positions:
+        if earlier:
+            unreadable.append({"event_id": event_id, "type": event_type,
+                               "occurred_at": _iso(occurred_at),
+                               "reason": relationship.earlier_reason()})
+            continue
         event = _event_at(ledger, position)
         try:
             data = ledger.personal_data(event, include_sealed=include_sealed) or {}
@@ -135,6 +171,7 @@ def export_subject(
                              f"{ref.controller!r}: no events recorded, nothing is held")
         status = _one(con, "SELECT * EXCLUDE (controller, subject) FROM pseudonymisation_status "
                       "WHERE controller = ? AND subject = ?", key) or {"status": "active"}
+        relationship = Relationship(con, key)
         extract: dict[str, Any] = {
             "format": FORMAT,
             "controller": ref.controller,
@@ -161,13 +198,14 @@ def export_subject(
             else:
                 sealed = state == "pseudonymised"
                 extract["personal_data"] = _personal_data(
-                    ledger, con, ref.controller, ref.subject, include_sealed=sealed)
+                    ledger, con, ref.controller, ref.subject, include_sealed=sealed,
+                    relationship=relationship)
                 if sealed:
                     extract["personal_data"]["sealed_keys_used"] = True
                     extract["personal_data"]["note"] = (
                         "the subject is pseudonymised; its personal data was decrypted with "
                         "sealed keys because --include-pseudonymised was given")
-            extract.update(_pseudonymous_sections(con, key, activity))
+            extract.update(_pseudonymous_sections(con, key, activity, relationship))
     finally:
         con.close()
     # After closing: the schedule may open the projections itself.
@@ -178,17 +216,25 @@ def export_subject(
 
 
 def _pseudonymous_sections(con: duckdb.DuckDBPyConnection, key: list[str],
-                           activity: dict[str, Any]) -> dict[str, Any]:
+                           activity: dict[str, Any], relationship: Relationship) -> dict[str, Any]:
+    """Of the current relationship only (consents, subscriptions and activity: the fold keeps
+    only its rows)."""
     where = "WHERE controller = ? AND subject = ?"
+    current, params = relationship.current()
+    shared, shared_params = relationship.current("shared_at")
+    received = ("" if relationship.after_at is None else
+                " AND coalesce(received_at, closed_at) > ?")
     requests = _rows(con, f"SELECT * EXCLUDE (controller, subject) FROM rights_requests {where} "
-                     "ORDER BY received_at NULLS LAST, request_id", key)
+                     f"{received} ORDER BY received_at NULLS LAST, request_id",
+                     key + ([relationship.after_at] if received else []))
     for r in requests:
         r["open"] = r["closed_at"] is None
     history = _rows(con, f"SELECT position, event_id, type, occurred_at, recorded_at, body "
-                    f"FROM events {where} AND type IN {CONSENT_TYPES} ORDER BY occurred_at, "
-                    "position", key)
+                    f"FROM events {where} AND type IN {CONSENT_TYPES}{current} ORDER BY "
+                    "occurred_at, position", key + params)
     timeline = _rows(con, f"SELECT position, event_id, type, occurred_at, recorded_at, source, "
-                     f"actor, has_pii, body FROM events {where} ORDER BY occurred_at, position", key)
+                     f"actor, has_pii, body FROM events {where}{current} ORDER BY occurred_at, "
+                     "position", key + params)
     for row in (*history, *timeline):
         row["body"] = json.loads(row["body"]) if row["body"] else {}
     return {
@@ -199,7 +245,7 @@ def _pseudonymous_sections(con: duckdb.DuckDBPyConnection, key: list[str],
                                f"{where} ORDER BY list, channel", key),
         "activity": activity,
         "disclosures": _rows(con, f"SELECT * EXCLUDE (controller, subject) FROM disclosures "
-                             f"{where} ORDER BY shared_at, position", key),
+                             f"{where}{shared} ORDER BY shared_at, position", key + shared_params),
         "rights_requests": requests,
         "timeline": timeline,
     }

@@ -16,18 +16,26 @@ was cut into batches or where a projector was restarted; the determinism that th
 
 Two tables depend on several events of a subject at once (a restriction is lifted by the close
 of *that* request; erasure outranks everything): ``pseudonymisation_status`` and
-``rights_requests`` are refolded per touched subject from its history of ``SUBJECT_TYPES``
+``rights_requests`` are refolded per touched subject from its history of ``HISTORY_TYPES``
 events by ``subject_status`` and ``request_rows``. The activity clocks are per-subject
 minima/maxima of event time, declared in ``CLOCKS``.
+
+Relationships (SPEC §5, the rule in ``ledger.vocabulary.RELATIONSHIP_STARTS``): a sign-up,
+subscription or consent after an erasure starts a new relationship. ``subject_status`` numbers
+them and names the erasure that closed the previous one (``Relationship.after``); every event up
+to it (event time, then position) belongs to an erased relationship, and the store drops its
+rows from consent_state, subscriptions and activity_clock. Adding events, in any event-time
+order, only ever moves that boundary later (the current relationship begins after the last
+erasure of all), so what is dropped stays dropped and the tables stay order-independent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from ledger.vocabulary import ACTIVITY_TYPES
+from ledger.vocabulary import ACTIVITY_TYPES, RELATIONSHIP_STARTS
 from projections.policy import Duration
 
 # --- the input: a batch of events of one type ---------------------------------------------
@@ -144,7 +152,7 @@ def _evidence(e: EventColumns) -> dict[str, Any]:
 @folds("ConsentGiven")
 def consent_given(e: EventColumns) -> list[Rows]:
     b = e.body
-    return [Rows("consent_state", {
+    return [*subject_history(e), Rows("consent_state", {
         **_evidence(e), "purpose": b["purpose"], "status": "granted",
         "notice_id": b["notice_id"], "notice_version": b["notice_version"],
         "notice_sha256": b["notice_sha256"], "language": b["language"],
@@ -173,7 +181,7 @@ def _consent_ended(e: EventColumns, status: str) -> Rows:
 
 @folds("NewsletterSubscribed")
 def newsletter_subscribed(e: EventColumns) -> list[Rows]:
-    return [Rows("subscriptions", {
+    return [*subject_history(e), Rows("subscriptions", {
         **_evidence(e), "list": e.body["list"], "channel": e.body["channel"],
         "status": "subscribed", "via": None,
         "double_opt_in": e.body.get("double_opt_in", None),  # v1 events predate the field
@@ -205,12 +213,16 @@ def data_shared(e: EventColumns) -> list[Rows]:
 SUBJECT_TYPES: Final = frozenset(
     {"RightsRequested", "RightsRequestClosed", "SubjectPseudonymised", "SubjectErased"}
 )
+# What the refolds read: the rights and sweep events, and the events that can start a new
+# relationship (a refold runs for those only when the subject has an erasure).
+HISTORY_TYPES: Final = SUBJECT_TYPES | RELATIONSHIP_STARTS
 
 
-@folds(*sorted(SUBJECT_TYPES))
+@folds(*sorted(SUBJECT_TYPES), "SubjectRegistered")
 def subject_history(e: EventColumns) -> list[Rows]:
     """Kept in the small subject_history table, which the refolds read (scanning every event
-    of the log for a few subjects per page would not scale)."""
+    of the log for a few subjects per page would not scale). ConsentGiven and
+    NewsletterSubscribed add their row here besides their own table's."""
     b = e.body
     return [Rows("subject_history", {
         "controller": e.controller, "subject": e.subject, "position": e.position,
@@ -240,6 +252,22 @@ class HistoryEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Relationship:
+    """The subject's current relationship: 1 for the first; each sign-up, subscription or
+    consent after an erasure starts the next (``ledger.vocabulary.RELATIONSHIP_STARTS``)."""
+
+    number: int = 1
+    since: int | None = None  # event time of the event that started it; None: the first
+    event_id: str | None = None
+    # The SubjectErased that closed the previous relationship, as (occurred_at, position):
+    # events ordered at or before it belong to erased relationships and count for nothing.
+    after: tuple[int, int] | None = None
+
+    def includes(self, occurred_at: int, position: int) -> bool:
+        return self.after is None or (occurred_at, position) > self.after
+
+
+@dataclass(frozen=True, slots=True)
 class SubjectStatus:
     status: str  # active | restricted | pseudonymised | erased
     since: int | None = None  # None: active since first seen, never changed
@@ -247,6 +275,7 @@ class SubjectStatus:
     reason: str | None = None
     request_id: str | None = None
     event_id: str | None = None
+    relationship: Relationship = Relationship()
 
 
 ACTIVE: Final = SubjectStatus("active")
@@ -254,13 +283,26 @@ ACTIVE: Final = SubjectStatus("active")
 
 def subject_status(history: Sequence[HistoryEvent]) -> SubjectStatus:
     """The subject's pseudonymisation status after these events, taken in event-time order.
-    Erasure is final; pseudonymisation outranks a restriction; a restriction request
-    restricts at once and is lifted only when that request is closed as refused or withdrawn."""
+    Erasure is final for the relationship: afterwards only an event of RELATIONSHIP_STARTS
+    counts, and it starts a new relationship (``active`` again, nothing earlier carried over);
+    pseudonymisation outranks a restriction; a restriction request restricts at once and is
+    lifted only when that request is closed as refused or withdrawn."""
     state = ACTIVE
+    relationship = Relationship()
+    last_erasure: HistoryEvent | None = None
     restrictions: dict[str, HistoryEvent] = {}  # open restriction requests
     for e in sorted(history, key=lambda h: h.order):
         if state.status == "erased":
-            break
+            if e.type == "SubjectErased":  # e.g. the end of a legal hold: keys of the same one
+                last_erasure = e
+            elif e.type in RELATIONSHIP_STARTS:
+                assert last_erasure is not None
+                relationship = Relationship(relationship.number + 1, e.occurred_at, e.event_id,
+                                            last_erasure.order)
+                restrictions = {}
+                state = SubjectStatus("active", e.occurred_at, None, "new relationship", None,
+                                      e.event_id)
+            continue
         match e.type:
             case "RightsRequested" if e.body.get("right") == "restriction":
                 restrictions[e.body["request_id"]] = e
@@ -280,7 +322,8 @@ def subject_status(history: Sequence[HistoryEvent]) -> SubjectStatus:
             case "SubjectErased":
                 state = SubjectStatus("erased", e.occurred_at, None, e.body.get("reason"), None,
                                       e.event_id)
-    return state
+                last_erasure = e
+    return replace(state, relationship=relationship)
 
 
 @dataclass(frozen=True, slots=True)

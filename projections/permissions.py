@@ -16,7 +16,7 @@ Rules, first match wins; every answer names the deciding event and its date:
    consent to it), or for ``marketing`` an unsubscribe on the channel or on every channel,
    came after the last opt-in;
 5. contract and legal-obligation purposes -> yes while the relationship exists
-   (SubjectRegistered seen, not erased).
+   (SubjectRegistered seen in the current relationship, not erased).
 """
 
 from __future__ import annotations
@@ -283,17 +283,23 @@ def gather(con: duckdb.DuckDBPyConnection, controller: str, subject: str) -> Per
                              "no events recorded")
     status, status_ev = "active", None
     row = con.execute(
-        "SELECT s.status, s.since, s.event_id, e.position, e.type FROM pseudonymisation_status s "
+        "SELECT s.status, s.since, s.event_id, e.position, e.type, s.previous_erased_at, "
+        "s.previous_erased_position FROM pseudonymisation_status s "
         "LEFT JOIN events e ON e.event_id = s.event_id WHERE s.controller = ? AND s.subject = ?",
         key).fetchone()
+    after_at, after_position = None, None  # where the current relationship begins (SPEC §5)
     if row is not None:
         status = row[0]
         if row[1] is not None:
             status_ev = _evidence(row[1], row[3], row[2], row[4] or _STATUS_TYPES[status])
+        after_at, after_position = row[5], row[6]
+    # Only a registration of the current relationship establishes it (consent_state and
+    # subscriptions hold the current relationship's rows only: the fold drops the others).
     reg = con.execute(
         "SELECT occurred_at, position, event_id FROM events WHERE controller = ? AND subject = ? "
-        "AND type = 'SubjectRegistered' ORDER BY occurred_at DESC, position DESC LIMIT 1",
-        key).fetchone()
+        "AND type = 'SubjectRegistered' AND (?::TIMESTAMP IS NULL OR occurred_at > ? OR "
+        "(occurred_at = ? AND position > ?)) ORDER BY occurred_at DESC, position DESC LIMIT 1",
+        [*key, after_at, after_at, after_at, after_position]).fetchone()
     consents = {
         purpose: ConsentFact(purpose, st, _evidence(since, pos, eid, _CONSENT_TYPES[st]))
         for purpose, st, since, pos, eid in con.execute(
