@@ -94,6 +94,11 @@ def main(ctx: click.Context, data_dir: str | None, log_url: str | None, now: str
     append-only log.
     """
     ctx.obj = Settings.from_env(data_dir, log_url, now, schema_registry)
+    # Every file this process creates is private (0600), whatever the caller's umask: the
+    # library creates its own files so, and this covers any other (SPEC §7a).
+    saved = os.umask(0o077)
+    os.umask(saved | 0o077)
+    ctx.call_on_close(lambda: os.umask(saved))
 
 
 @main.command()
@@ -713,13 +718,15 @@ def permits(ctx: click.Context, args: tuple[str, ...], email: str | None, accoun
 @click.option("--include-pseudonymised", is_flag=True,
               help="Decrypt a pseudonymised subject's sealed personal data (said so in the output).")
 @click.option("--out", metavar="FILE", type=click.Path(dir_okay=False),
-              help="Write to FILE (mode 0600, outside the data directory) [default: stdout].")
+              help="Write to FILE (a new file, mode 0600, outside the data directory) "
+                   "[default: stdout].")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists (never through a symlink).")
 @json_option
 @click.pass_context
 @handles_errors
 def subject_export(ctx: click.Context, email: str | None, account: str | None,
                    subject_id_: str | None, controller: str, include_pseudonymised: bool,
-                   out: str | None, as_json: bool) -> None:
+                   out: str | None, force: bool, as_json: bool) -> None:
     """Register extract / portable copy: everything held about the person, decrypted, as JSON.
 
     The output always is JSON (--json is accepted for symmetry). An erased subject's extract
@@ -730,7 +737,9 @@ def subject_export(ctx: click.Context, email: str | None, account: str | None,
     from projections.export import check_out_path, write_export
 
     if out is not None:  # refuse before anything is decrypted
-        check_out_path(out, settings.data_dir)
+        from ledger.files import check_target
+
+        check_target(check_out_path(out, settings.data_dir), force, "--out")
     with opened(ctx) as ledger:
         extract = ledger.export_subject(controller=controller, subject=subject_id_, email=email,
                                         account=account,
@@ -738,7 +747,7 @@ def subject_export(ctx: click.Context, email: str | None, account: str | None,
     if out is None:
         emit_json(extract)
         return
-    path = write_export(extract, out, settings.data_dir)
+    path = write_export(extract, out, settings.data_dir, force=force)
     click.echo(f"wrote the extract of {extract['subject'][:16]}… to {path} (mode 0600)", err=True)
 
 
@@ -747,12 +756,14 @@ def _short(digest: bytes) -> str:
     return digest.hex()[:16] + "…"
 
 
-def _write_or_print(value: dict[str, Any], out: Path | None, what: str) -> None:
+def _write_or_print(value: dict[str, Any], out: Path | None, what: str, force: bool = False) -> None:
+    from ledger.files import write_private_file
+
     text = json.dumps(value, indent=2, ensure_ascii=False) + "\n"
     if out is None:
         click.echo(text, nl=False)
     else:
-        out.write_text(text, encoding="utf-8")
+        write_private_file(out, text, force=force)
         click.echo(f"{what} written to {out}", err=True)
 
 
@@ -770,8 +781,10 @@ digest_option = click.option(
     "--digest", "digest_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A digest from `ledger audit digest`.")
 out_option = click.option(
-    "--out", metavar="FILE", type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Write to FILE instead of printing.")
+    "--out", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to FILE (a new file, mode 0600) instead of printing.")
+force_option = click.option("--force", is_flag=True,
+                            help="Replace the output file if it exists (never through a symlink).")
 
 
 @main.group()
@@ -844,11 +857,13 @@ def audit_verify(ctx: click.Context, digest_file: Path | None, no_decode: bool, 
 
 @audit.command("digest")
 @out_option
+@force_option
 @jobs_option
 @json_option
 @click.pass_context
 @handles_errors
-def audit_digest(ctx: click.Context, out: Path | None, jobs: int, as_json: bool) -> None:
+def audit_digest(ctx: click.Context, out: Path | None, force: bool, jobs: int,
+                 as_json: bool) -> None:
     """Write a digest of the log to keep outside the system: size, head hash, RFC 6962
     Merkle root and time (the ledger clock). Exit 1, writing nothing, if the chain is broken.
     """
@@ -857,7 +872,7 @@ def audit_digest(ctx: click.Context, out: Path | None, jobs: int, as_json: bool)
     with Auditor.open(ctx.obj, jobs) as auditor:
         with progress_bar(auditor.source.size(), "Hashing") as progress:
             digest = auditor.digest(_ledger_clock(ctx.obj), progress=progress)
-    _write_or_print(digest.as_dict(), out, f"digest of {digest.size:,} records")
+    _write_or_print(digest.as_dict(), out, f"digest of {digest.size:,} records", force)
     if as_json and out is not None:
         emit_json(digest.as_dict())
 
@@ -868,9 +883,11 @@ def audit_digest(ctx: click.Context, out: Path | None, jobs: int, as_json: bool)
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The digest whose Merkle root the proof leads to.")
 @out_option
+@force_option
 @click.pass_context
 @handles_errors
-def audit_prove(ctx: click.Context, event_id: str, digest_file: Path, out: Path | None) -> None:
+def audit_prove(ctx: click.Context, event_id: str, digest_file: Path, out: Path | None,
+                force: bool) -> None:
     """Print a JSON proof that EVENT_ID is in the log the digest covers: the event's record
     and its RFC 6962 audit path to the digest's Merkle root. `ledger audit check-proof`
     verifies it without the log.
@@ -881,7 +898,7 @@ def audit_prove(ctx: click.Context, event_id: str, digest_file: Path, out: Path 
     digest = load_digest(digest_file)
     with Auditor.open(ctx.obj) as auditor:
         proof = auditor.prove(event_id, digest)
-    _write_or_print(proof.as_dict(), out, f"inclusion proof of position {proof.position}")
+    _write_or_print(proof.as_dict(), out, f"inclusion proof of position {proof.position}", force)
 
 
 @audit.command("consistency")
@@ -889,9 +906,11 @@ def audit_prove(ctx: click.Context, event_id: str, digest_file: Path, out: Path 
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="An earlier digest the log must extend.")
 @out_option
+@force_option
 @click.pass_context
 @handles_errors
-def audit_consistency(ctx: click.Context, digest_file: Path, out: Path | None) -> None:
+def audit_consistency(ctx: click.Context, digest_file: Path, out: Path | None,
+                      force: bool) -> None:
     """Print a JSON RFC 6962 proof that today's log extends an earlier digest (its records
     unchanged, only appended to). `ledger audit check-proof` verifies it without the log.
     """
@@ -901,7 +920,8 @@ def audit_consistency(ctx: click.Context, digest_file: Path, out: Path | None) -
     digest = load_digest(digest_file)
     with Auditor.open(ctx.obj) as auditor:
         proof = auditor.consistency(digest, _ledger_clock(ctx.obj))
-    _write_or_print(proof.as_dict(), out, f"consistency proof {proof.old_size:,} -> {proof.new_size:,}")
+    _write_or_print(proof.as_dict(), out, f"consistency proof {proof.old_size:,} -> {proof.new_size:,}",
+                    force)
 
 
 @audit.command("check-proof")
@@ -993,17 +1013,22 @@ def audit_erasures(ctx: click.Context, as_json: bool) -> None:
 @click.option("--policy", "policy_paths", multiple=True, metavar="PATH",
               help="A policy TOML a sweep event may have recorded the hash of (repeatable).")
 @click.option("--html", "html_file", required=True, metavar="FILE",
-              type=click.Path(dir_okay=False, writable=True, path_type=Path), help="Write the page here.")
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the page here (a new file, mode 0600).")
+@force_option
 @click.pass_context
 @handles_errors
 def audit_report(ctx: click.Context, subject: str | None, email: str | None, controller: str | None,
-                 as_of: str | None, policy_paths: tuple[str, ...], html_file: Path) -> None:
+                 as_of: str | None, policy_paths: tuple[str, ...], html_file: Path,
+                 force: bool) -> None:
     """A self-contained HTML page about one subject for an auditor: timeline chart, consents
     with evidence, the retention decision and its rule chain, each sweep event with its
     justification, and the chain status. No personal data: nothing is decrypted."""
     from ledger.audit import Auditor
+    from ledger.files import check_target
     from projections.audit_report import ChainStatus, build, write
 
+    check_target(html_file, force, "--html")  # refuse before any work
     with Auditor.open(ctx.obj) as auditor:
         checked = auditor.verify()
     chain = ChainStatus(checked.ok, checked.records, checked.head_hash.hex(),
@@ -1012,7 +1037,7 @@ def audit_report(ctx: click.Context, subject: str | None, email: str | None, con
     with opened(ctx) as ledger:
         ctrl, pid = _resolve_subject(ledger, subject, email, controller)
         report = build(ledger, ctrl, pid, _clock(as_of), policy_paths, chain)
-    write(report, html_file)
+    write(report, html_file, force=force)
     s = report.sweeps.summary()
     click.echo(f"report on {ctrl} subject {pid[:16]}… written to {html_file} "
                f"({len(report.explained['timeline'])} events, {s['justified']}/{s['events']} sweep "

@@ -10,20 +10,30 @@ The data directory holds::
     log.sqlite           the embedded event log
     dead-letters.jsonl   rejected input, reasons in clear, the input itself encrypted
     write.lock           the writer lock (flock) held around every append, shred and seal
+
+The directory is 0700 and every file in it 0600 whatever the umask: files are created inside
+``private_files()`` (or with mode 0600 explicitly), and SQLite gives its -wal/-shm files the
+mode of their database. Opening a ledger checks again (``check_private``): a directory or file
+another local user could read is tightened, with a warning on stderr; a master.key readable by
+others is refused.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import re
 import stat
+import threading
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ledger.errors import ConfigError, UsageError
+from ledger.errors import ConfigError, CorruptFile, UsageError
 
 DEFAULT_DATA_DIR = "ledger-data"
 DEFAULT_CONTROLLERS = ("coegi", "cowrite")
@@ -33,6 +43,79 @@ VAULT_FILE = "keys.sqlite"
 LOG_FILE = "log.sqlite"
 DEAD_LETTERS_FILE = "dead-letters.jsonl"
 CONTROLLER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+PRIVATE_UMASK = 0o077
+
+log = logging.getLogger("ledger")
+_umask_lock = threading.Lock()
+_umask_depth = 0
+_umask_saved = 0
+
+
+@contextmanager
+def private_files() -> Iterator[None]:
+    """Files created inside are at most 0600 and directories 0700, whatever the process umask
+    (SQLite's and DuckDB's own files included). The umask is per process: this nests and is
+    safe across threads; the caller's umask is restored when the last user leaves."""
+    global _umask_depth, _umask_saved
+    with _umask_lock:
+        if _umask_depth == 0:
+            saved = os.umask(PRIVATE_UMASK)
+            os.umask(saved | PRIVATE_UMASK)
+            _umask_saved = saved
+        _umask_depth += 1
+    try:
+        yield
+    finally:
+        with _umask_lock:
+            _umask_depth -= 1
+            if _umask_depth == 0:
+                os.umask(_umask_saved)
+
+
+def private_opener(path: str, flags: int) -> int:
+    """An ``opener`` for ``open()``: a file it creates is 0600."""
+    return os.open(path, flags | os.O_CLOEXEC, 0o600)
+
+
+def check_private(data_dir: Path) -> list[str]:
+    """Tightens a data directory another local user could read or write: the directory to
+    0700 and each file in it to 0600 (symbolic links and sub-directories are left alone), each
+    with a warning. master.key is not fixed here: ``master_key`` refuses it. Returns the
+    warnings."""
+    warnings: list[str] = []
+    try:
+        mode = stat.S_IMODE(data_dir.stat().st_mode)
+    except FileNotFoundError:
+        return warnings
+    if mode & 0o077:
+        os.chmod(data_dir, 0o700)
+        warnings.append(f"warning: {data_dir} was open to other users (mode {mode:04o}); "
+                        "tightened to 0700")
+    with os.scandir(data_dir) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if entry.name == MASTER_KEY_FILE or not entry.is_file(follow_symlinks=False):
+                continue
+            mode = stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)
+            if mode & 0o077:
+                os.chmod(entry.path, 0o600, follow_symlinks=False)
+                warnings.append(f"warning: {entry.path} was readable by other users (mode "
+                                f"{mode:04o}); tightened to 0600")
+    for w in warnings:
+        log.warning(w)
+    return warnings
+
+
+def check_vault_file(data_dir: Path) -> None:
+    """An initialised ledger's key vault must exist and hold something: opening it would
+    otherwise create an empty vault and every key would be lost without a word."""
+    path = data_dir / VAULT_FILE
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        size = -1
+    if size <= 0:
+        raise CorruptFile(f"{path} is {'missing' if size < 0 else 'empty'}: restore the key vault "
+                          "from a backup (without it the personal data cannot be decrypted)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +168,8 @@ def load_config(data_dir: Path) -> LedgerConfig:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise ConfigError(f"{path} is not a valid configuration ({e}): fix it or restore it "
+                          "from a backup") from None
     controllers = {}
     table = raw.get("controllers", {})
     if not isinstance(table, dict):
@@ -102,9 +186,9 @@ def write_config(data_dir: Path, config: LedgerConfig) -> None:
     lines = ["# consent-ledger configuration: controllers and the retention policy of each", ""]
     for c in config.controllers.values():
         lines += [f"[controllers.{c.name}]", f'policy = "{c.policy}"', ""]
-    tmp = data_dir / (CONFIG_FILE + ".tmp")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(tmp, data_dir / CONFIG_FILE)
+    from ledger.files import write_private_file
+
+    write_private_file(data_dir / CONFIG_FILE, "\n".join(lines), force=True, option=CONFIG_FILE)
 
 
 def _decode_master_key(text: str, origin: str) -> bytes:
@@ -134,4 +218,12 @@ def master_key(data_dir: Path, create: bool = False) -> bytes:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise ConfigError(f"{path} is readable by others (mode {mode:o}); chmod 600 it")
-    return _decode_master_key(path.read_text(), str(path))
+    try:
+        text = path.read_bytes().decode("ascii")
+    except UnicodeDecodeError:
+        raise CorruptFile(f"{path} is not a master key (binary, not base64 text): restore it "
+                          "from a backup or set LEDGER_MASTER_KEY") from None
+    try:
+        return _decode_master_key(text, str(path))
+    except ConfigError as e:
+        raise CorruptFile(f"{e}: restore it from a backup or set LEDGER_MASTER_KEY") from None

@@ -45,3 +45,13 @@ class KeyUnavailable(LedgerError):
 
 class LogError(LedgerError):
     """The event log could not be read or written."""
+
+
+class CorruptFile(ConfigError):
+    """A file is damaged or is not what its name says (exit 2): the message names the file
+    and what to do (restore it from a backup, or rebuild it when it is derived)."""
+
+
+class StorageError(UsageError):
+    """A write failed for want of space or an I/O error (exit 2); the transaction it was part
+    of was rolled back."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -161,12 +162,24 @@ class Ledger:
     @classmethod
     def from_settings(cls, settings: cfg.Settings) -> Ledger:
         config = cfg.load_config(settings.data_dir)
+        cfg.check_private(settings.data_dir)
         master_key = cfg.master_key(settings.data_dir)
+        cfg.check_vault_file(settings.data_dir)
         vault = SQLiteKeyVault(settings.data_dir / cfg.VAULT_FILE, master_key)
-        clock: Clock = (
-            FixedClock(parse_cli_time(settings.now, "--now")) if settings.now else SystemClock()
-        )
-        return cls(settings.data_dir, config, open_log(settings), vault, clock, master_key=master_key)
+        try:
+            clock: Clock = (
+                FixedClock(parse_cli_time(settings.now, "--now")) if settings.now else SystemClock()
+            )
+            log = open_log(settings)
+        except BaseException:
+            vault.close()
+            raise
+        try:
+            return cls(settings.data_dir, config, log, vault, clock, master_key=master_key)
+        except BaseException:
+            log.close()
+            vault.close()
+            raise
 
     @staticmethod
     def init(
@@ -175,8 +188,10 @@ class Ledger:
         """Creates the data directory (idempotent). Returns (dir, created)."""
         path = Path(data_dir)
         if (path / cfg.CONFIG_FILE).exists():
+            cfg.check_private(path)
             return path, False
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path, 0o700)  # an existing directory too, whatever the umask
         key = cfg.master_key(path, create=True)
         vault = SQLiteKeyVault(path / cfg.VAULT_FILE, key)
         try:

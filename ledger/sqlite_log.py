@@ -17,7 +17,9 @@ from uuid import UUID
 from eventsourcing.persistence import PersistenceError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
-from ledger.errors import ClockError, LogError
+from ledger.config import private_files
+from ledger.errors import ClockError, LedgerError, LogError
+from ledger.files import storage_error
 from ledger.log import GENESIS_HASH, EventLog, LogHead, LogRecord, PendingRecord, RecordPage
 from ledger.timeutil import format_micros
 
@@ -28,6 +30,14 @@ _CACHE_KIB = 64 * 1024  # page cache for appends: the event-id index is touched 
 # Checkpoint less often than SQLite's default (1,000 pages): random index pages dirtied by
 # many commits are then copied into the database file once instead of once per commit.
 _CHECKPOINT_PAGES = 20_000
+
+
+def _log_error(path: Path, e: Exception, doing: str) -> LedgerError:
+    """A damaged log.sqlite or a full disk: one clear error (exit 2) naming the file and what
+    to do; any other database error stays a LogError."""
+    error = storage_error(path, e, what="event log", doing=doing,
+                          remedy="restore it from a backup (`ledger audit verify` checks one)")
+    return error or LogError(f"{doing} {path} failed: {e}")
 
 
 def _frame(prev_hash: bytes, recorded_at: int, payload: bytes) -> bytes:
@@ -53,9 +63,12 @@ class SQLiteEventLog(EventLog):
         try:
             self.datastore = SQLiteDatastore(str(path), originator_id_type="uuid", lock_timeout=30)
             self.recorder = SQLiteApplicationRecorder(self.datastore)
-            self.recorder.create_table()
-        except PersistenceError as e:
-            raise LogError(f"cannot open the event log {path}: {e}") from None
+            with private_files():  # log.sqlite is 0600; SQLite gives -wal/-shm the same mode
+                self.recorder.create_table()
+        except (PersistenceError, sqlite3.Error) as e:
+            if hasattr(self, "datastore"):
+                self.datastore.close()
+            raise _log_error(path, e, "opening") from None
 
     def append(self, records: Sequence[PendingRecord]) -> list[int | None]:
         if not records:
@@ -77,7 +90,7 @@ class SQLiteEventLog(EventLog):
                 conn.commit()
                 return result
         except (PersistenceError, sqlite3.Error) as e:
-            raise LogError(f"append to {self.path} failed: {e}") from None
+            raise _log_error(self.path, e, "appending to") from None
 
     def _append_locked(self, cursor, records: Sequence[PendingRecord]) -> list[int | None]:  # type: ignore[no-untyped-def]
         head = self._head(cursor)
@@ -130,12 +143,18 @@ class SQLiteEventLog(EventLog):
         )
 
     def head(self) -> LogHead:
-        with self.datastore.transaction(commit=False) as cursor:
-            return self._head(cursor)
+        try:
+            with self.datastore.transaction(commit=False) as cursor:
+                return self._head(cursor)
+        except (PersistenceError, sqlite3.Error) as e:
+            raise _log_error(self.path, e, "reading") from None
 
     def contains(self, event_ids: Sequence[str]) -> set[str]:
-        with self.datastore.transaction(commit=False) as cursor:
-            return self._existing(cursor, list(event_ids))
+        try:
+            with self.datastore.transaction(commit=False) as cursor:
+                return self._existing(cursor, list(event_ids))
+        except (PersistenceError, sqlite3.Error) as e:
+            raise _log_error(self.path, e, "reading") from None
 
     def read(
         self, start: int = 1, *, recorded_by: int | None = None, limit: int | None = None
@@ -147,8 +166,8 @@ class SQLiteEventLog(EventLog):
             size = page if remaining is None else min(page, remaining)
             try:
                 batch = self.recorder.select_notifications(position, size)
-            except PersistenceError as e:
-                raise LogError(f"read from {self.path} failed: {e}") from None
+            except (PersistenceError, sqlite3.Error) as e:
+                raise _log_error(self.path, e, "reading") from None
             for n in batch:
                 record = _unframe(n.id, n.originator_id.hex, n.topic, n.state)  # type: ignore[union-attr]
                 if recorded_by is not None and record.recorded_at > recorded_by:
@@ -169,7 +188,7 @@ class SQLiteEventLog(EventLog):
         try:
             conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
         except sqlite3.Error as e:
-            raise LogError(f"cannot read {self.path}: {e}") from None
+            raise _log_error(self.path, e, "reading") from None
         try:
             position = max(start, 1)
             while True:
@@ -180,7 +199,7 @@ class SQLiteEventLog(EventLog):
                         (position, page_size),
                     ).fetchall()
                 except sqlite3.Error as e:
-                    raise LogError(f"read from {self.path} failed: {e}") from None
+                    raise _log_error(self.path, e, "reading") from None
                 if not rows:
                     return
                 positions, stamps, payloads = map(list, zip(*rows, strict=True))

@@ -25,7 +25,8 @@ from ledger import merkle
 from ledger.audit import FRAME, PAGE, SHORT_FRAME, ChainScan, FramePage, Progress, scan_frames
 from ledger.codec import AvroCodec
 from ledger.config import CONFIG_FILE
-from ledger.errors import ConfigError, LogError, UsageError
+from ledger.errors import ConfigError, LedgerError, LogError, UsageError
+from ledger.files import storage_error
 from ledger.lifeline import die_with_parent
 from ledger.log import LogRecord
 
@@ -39,6 +40,12 @@ _RANGE = "FROM stored_events WHERE rowid >= ? AND rowid < ? ORDER BY rowid"
 _sha256 = hashlib.sha256
 
 
+def _log_error(path: Path | str, e: Exception, message: str) -> LedgerError:
+    """A damaged log.sqlite is one clear error (exit 2) naming it and what to do."""
+    return storage_error(Path(path), e, what="event log", doing="reading",
+                         remedy="restore it from a backup") or LogError(f"{message}: {e}")
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """A read-only connection: auditing never creates or changes a file."""
     if not path.is_file():
@@ -46,7 +53,7 @@ def connect(path: Path) -> sqlite3.Connection:
     try:
         return sqlite3.connect(f"file:{pathname2url(str(path.resolve()))}?mode=ro", uri=True)
     except sqlite3.Error as e:
-        raise LogError(f"cannot open the event log {path}: {e}") from None
+        raise _log_error(path, e, f"cannot open the event log {path}") from None
 
 
 def read_pages(db: sqlite3.Connection, start: int, stop: int, *, page: int = PAGE,
@@ -103,7 +110,7 @@ def scan_segment(segment: Segment, progress: Progress | None = None) -> ChainSca
                            merkle_stop=segment.merkle_stop,
                            codec=AvroCodec() if segment.decode else None, progress=progress)
     except sqlite3.Error as e:
-        raise LogError(f"read from {segment.path} failed: {e}") from None
+        raise _log_error(segment.path, e, f"read from {segment.path} failed") from None
     finally:
         db.close()
 
@@ -153,7 +160,7 @@ class SQLiteFrames:
         try:
             row = self._db.execute("SELECT max(rowid) FROM stored_events").fetchone()
         except sqlite3.Error as e:
-            raise LogError(f"cannot read the event log {self.path}: {e}") from None
+            raise _log_error(self.path, e, f"cannot read the event log {self.path}") from None
         return int(row[0] or 0)
 
     def scan(self, *, merkle_stop: int, decode: bool, progress: Progress | None) -> list[ChainScan]:

@@ -8,18 +8,22 @@ embedded adapter (its own SQLite file under the data directory)."""
 from __future__ import annotations
 
 import abc
+import functools
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ledger import killpoints
+from ledger.config import private_files
 from ledger.errors import ConfigError, KeyUnavailable, LedgerError
+from ledger.files import storage_error
 from ledger.vocabulary import KEY_CATEGORIES
 
 KEY_SIZE = 32  # AES-256
@@ -152,11 +156,35 @@ class KeyVault(abc.ABC):
         pass
 
 
+_M = TypeVar("_M", bound=Callable[..., Any])
+
+
+def _storage_errors(method: _M) -> _M:
+    """A damaged keys.sqlite or a full disk becomes one clear error (exit 2) naming the file;
+    an opening that fails closes its connection."""
+
+    @functools.wraps(method)
+    def wrapper(self: SQLiteKeyVault, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as e:
+            if method.__name__ == "__init__" and hasattr(self, "_db"):
+                self._db.close()
+            error = storage_error(self.path, e, what="key vault",
+                                  remedy="restore it from a backup")
+            if error is None:
+                raise
+            raise error from None
+
+    return wrapper  # type: ignore[return-value]
+
+
 class SQLiteKeyVault(KeyVault):
     """Keys AES-GCM-wrapped by the master key, in ``keys.sqlite``. Shredding deletes the row
     with SQLite's secure_delete on and checkpoints the WAL, so the wrapped key bytes do not
     linger in free pages or the journal."""
 
+    @_storage_errors
     def __init__(self, path: Path, master_key: bytes) -> None:
         if len(master_key) != KEY_SIZE:
             raise ConfigError("the master key must be 32 bytes")
@@ -164,8 +192,9 @@ class SQLiteKeyVault(KeyVault):
         self._master = AESGCM(master_key)
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str, str], DataKey] = {}
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        with private_files():  # keys.sqlite is 0600; SQLite gives its -wal/-shm the same mode
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA secure_delete=ON")
         self._db.execute(
@@ -208,6 +237,7 @@ class SQLiteKeyVault(KeyVault):
             ) from None
 
     # data keys ----------------------------------------------------------------------------
+    @_storage_errors
     def data_keys(self, wanted: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], DataKey]:
         with self._lock:
             found = {k: self._cache[k] for k in wanted if k in self._cache}
@@ -255,6 +285,7 @@ class SQLiteKeyVault(KeyVault):
         ).fetchone()
         return 1 if row[0] is None else row[0] + 1
 
+    @_storage_errors
     def data_key(
         self, controller: str, subject: str, category: str, generation: int,
         *, include_sealed: bool = False,
@@ -277,6 +308,7 @@ class SQLiteKeyVault(KeyVault):
             )
         return self._unwrap(row[1], f"{controller}/{subject}/{category}/{generation}")
 
+    @_storage_errors
     def seal(self, controller: str, subject: str) -> None:
         with self._lock:
             self._db.execute(
@@ -285,6 +317,7 @@ class SQLiteKeyVault(KeyVault):
             for category in KEY_CATEGORIES:
                 self._cache.pop((controller, subject, category), None)
 
+    @_storage_errors
     def shred(self, controller: str, subject: str, categories: list[str]) -> list[str]:
         destroyed = []
         with self._lock:
@@ -413,6 +446,7 @@ class SQLiteKeyVault(KeyVault):
                 "ORDER BY rowid")]
 
     # secrets ------------------------------------------------------------------------------
+    @_storage_errors
     def secret(self, name: str, create: bool = False) -> bytes:
         with self._lock:
             row = self._db.execute("SELECT wrapped FROM secrets WHERE name=?", (name,)).fetchone()

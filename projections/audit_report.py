@@ -299,5 +299,9 @@ resources.</footer>
 """
 
 
-def write(report: SubjectReport, path: Path) -> None:
-    path.write_text(render(report), encoding="utf-8")
+def write(report: SubjectReport, path: Path, *, force: bool = False) -> None:
+    """Writes the page (mode 0600, an existing file only with ``force``, never through a
+    symbolic link: ``ledger.files.write_private_file``)."""
+    from ledger.files import write_private_file
+
+    write_private_file(path, render(report), force=force, option="--html")

@@ -15,9 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -26,7 +27,9 @@ import duckdb
 import pyarrow as pa  # type: ignore[import-untyped]
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
-from ledger.errors import LedgerError, UsageError
+from ledger.config import private_files
+from ledger.errors import CorruptFile, LedgerError, UsageError
+from ledger.files import storage_error
 from ledger.schemas import SchemaRegistry
 from ledger.vocabulary import RELATIONSHIP_STARTS
 from projections.decode import DecodedPage, ProjectionError
@@ -51,6 +54,34 @@ FORMAT: Final = 2  # bump when a table changes shape; old files then need --rebu
 
 class ProjectionStoreError(LedgerError):
     """The projections file cannot be opened, read or written."""
+
+
+REBUILD_ADVICE: Final = "run `ledger project --rebuild`"
+_HEADER_BYTES: Final = 3 * 4096  # DuckDB's file header and its two database headers
+
+
+def store_error(path: Path, e: Exception, doing: str) -> LedgerError:
+    """A damaged projections file or a full disk is one clear error (exit 2) naming the file
+    and what to do; anything else a ProjectionStoreError."""
+    return (storage_error(path, e, what="projections file", remedy=REBUILD_ADVICE, doing=doing)
+            or ProjectionStoreError(f"{doing} {path} failed: {_one_line(e)}"))
+
+
+def check_not_truncated(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """DuckDB reads blocks lazily, so a truncated file opens and then fails at some later
+    query: compare its size with the blocks its header says it holds."""
+    try:
+        row = con.execute("SELECT block_size, total_blocks FROM pragma_database_size() "
+                          "WHERE database_name = current_database()").fetchone()
+    except duckdb.Error as e:
+        raise store_error(path, e, "reading") from None
+    if row is None:
+        return
+    expected = _HEADER_BYTES + int(row[0]) * int(row[1])
+    size = os.stat(path).st_size
+    if size < expected:
+        raise CorruptFile(f"{path} is not a valid projections file (truncated: {size:,} of "
+                          f"{expected:,} bytes): {REBUILD_ADVICE}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,15 +237,33 @@ class DuckDBStore(TrackingRecorder):
             raise UsageError(f"no projections at {path}: run `ledger project` first")
         config: dict[str, str | bool | int | float | list[str]] = (
             {"memory_limit": memory_limit} if memory_limit else {})
-        try:
-            self.con = duckdb.connect(str(path), read_only=read_only, config=config)
-        except duckdb.Error as e:
-            raise ProjectionStoreError(f"cannot open {path}: {_one_line(e)}") from None
-        self._registered = 0
-        self._bulk_io_on = False
+        # A writer creates the file and, at each commit, its .wal: 0600 while it is open.
+        self._private = ExitStack()
         if not read_only:
-            self._create_tables()
-        self._check_format()
+            self._private.enter_context(private_files())
+        try:
+            try:
+                self.con = duckdb.connect(str(path), read_only=read_only, config=config)
+            except duckdb.Error as e:
+                if "lock" in str(e).lower():
+                    raise ProjectionStoreError(f"cannot open {path}: {_one_line(e)}") from None
+                raise store_error(path, e, "opening") from None
+            try:
+                check_not_truncated(self.con, path)
+                self._registered = 0
+                self._bulk_io_on = False
+                if not read_only:
+                    try:
+                        self._create_tables()
+                    except duckdb.Error as e:
+                        raise store_error(path, e, "opening") from None
+                self._check_format()
+            except BaseException:
+                self.con.close()
+                raise
+        except BaseException:
+            self._private.close()
+            raise
 
     # tables -------------------------------------------------------------------------------
     def _create_tables(self) -> None:
@@ -236,7 +285,8 @@ class DuckDBStore(TrackingRecorder):
             )
 
     def reset(self) -> None:
-        """Empties every table (a rebuild starts from position 0)."""
+        """Empties every table in place. ``project --rebuild`` does not use it: it builds a
+        new file and renames it over this one (projector.rebuild)."""
         with self._transaction():
             for name in [*(t.name for t in TABLES), *(f"{n}_staged" for n in STAGED), "bulk_load"]:
                 self.con.execute(f"DELETE FROM {name}")
@@ -291,7 +341,7 @@ class DuckDBStore(TrackingRecorder):
                 self.con.execute("DELETE FROM bulk_load")
             self._bulk_io(False)
         except duckdb.Error as e:
-            raise ProjectionStoreError(f"projecting into {self.path} failed: {_one_line(e)}") from None
+            raise store_error(self.path, e, "projecting into") from None
         finally:
             self._unregister_all()
 
@@ -306,7 +356,12 @@ class DuckDBStore(TrackingRecorder):
         self.con.commit()
 
     def close(self) -> None:
-        self.con.close()
+        try:
+            self.con.close()  # checkpoints: may still write the file
+        except duckdb.Error as e:
+            raise store_error(self.path, e, "closing") from None
+        finally:
+            self._private.close()
 
     # tracking (eventsourcing's TrackingRecorder) -------------------------------------------
     def max_tracking_id(self, application_name: str) -> int | None:
@@ -355,7 +410,7 @@ class DuckDBStore(TrackingRecorder):
                     self._insert_errors(page.errors)
                 self.insert_tracking(tracking, page.last_recorded_at, partition)
         except duckdb.Error as e:
-            raise ProjectionStoreError(f"projecting into {self.path} failed: {_one_line(e)}") from None
+            raise store_error(self.path, e, "projecting into") from None
         finally:
             self._unregister_all()
 

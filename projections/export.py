@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -26,6 +25,7 @@ import duckdb
 
 from ledger.errors import KeyUnavailable, LedgerError, UsageError
 from ledger.events import Event
+from ledger.files import write_private_file
 from ledger.service import Ledger
 from ledger.timeutil import format_micros, to_micros
 from projections.permissions import resolve_subject
@@ -252,27 +252,23 @@ def _pseudonymous_sections(con: duckdb.DuckDBPyConnection, key: list[str],
 
 
 def check_out_path(out: str | Path, data_dir: Path) -> Path:
-    """The resolved output path; a usage error if it lies inside the data directory."""
-    target = Path(out).expanduser().resolve()
+    """The output path (its directory resolved, its last component not: a symbolic link
+    there is refused when writing, never followed); a usage error if it lies inside the data
+    directory."""
+    given = Path(out).expanduser()
+    target = given.parent.resolve() / given.name
     if target.is_relative_to(data_dir.expanduser().resolve()):
         raise UsageError(f"--out: {out} is inside the data directory; write the extract elsewhere "
                          "(it holds plaintext personal data)")
     return target
 
 
-def write_export(extract: dict[str, Any], out: str | Path, data_dir: Path) -> Path:
-    """Writes the extract to ``out`` with mode 0600. Refuses a path inside the data directory:
-    a plaintext copy there would outlive the subject's erasure (crypto-shredding only reaches
-    ciphertext)."""
+def write_export(extract: dict[str, Any], out: str | Path, data_dir: Path, *,
+                 force: bool = False) -> Path:
+    """Writes the extract to ``out`` with mode 0600, as a new file renamed into place
+    (``ledger.files.write_private_file``): an existing file only with ``force``, never through
+    a symbolic link. Refuses a path inside the data directory: a plaintext copy there would
+    outlive the subject's erasure (crypto-shredding only reaches ciphertext)."""
     target = check_out_path(out, data_dir)
     text = json.dumps(extract, indent=2, ensure_ascii=False, default=str) + "\n"
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            fd = -1
-            f.write(text)
-    finally:
-        if fd >= 0:
-            os.close(fd)
-    return target
+    return write_private_file(target, text, force=force, option="--out")

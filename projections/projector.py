@@ -9,6 +9,7 @@ the GIL while it executes, so on two cores the next page decodes while this one 
 from __future__ import annotations
 
 import bisect
+import glob
 import logging
 import os
 import threading
@@ -22,11 +23,18 @@ import duckdb
 from eventsourcing.persistence import Tracking
 
 from ledger.errors import UsageError
+from ledger.files import fsync_directory, fsync_file
 from ledger.log import EventLog, RecordPage
 from ledger.schemas import SchemaRegistry
 from ledger.service import Ledger
 from projections.decode import DecodedPage, PageDecoder
-from projections.duckdb_store import DuckDBStore, ProjectionStoreError, _one_line
+from projections.duckdb_store import (
+    DuckDBStore,
+    ProjectionStoreError,
+    _one_line,
+    check_not_truncated,
+    store_error,
+)
 from projections.fold import Rows, fold
 from projections.policy import Duration
 from projections.prefetch import read_ahead
@@ -181,15 +189,104 @@ def project(
     page_size: int = PAGE_SIZE,
     worker: Worker | None = None,
 ) -> ProjectReport | WorkerReport:
-    """Brings the projections up to date with the log (from zero with ``rebuild``)."""
+    """Brings the projections up to date with the log (from zero with ``rebuild``, into a
+    new file that replaces the old one only when complete: see ``rebuild``)."""
+    if rebuild:
+        return _rebuild(ledger, projections_path(ledger, path, worker), progress=progress,
+                        page_size=page_size, worker=worker)
     store = open_store(ledger, path, worker)
     try:
-        if rebuild:
-            store.reset()
         return make_projector(ledger, store, worker=worker, page_size=page_size
                               ).run(progress=progress)
     finally:
         store.close()
+
+
+REBUILD_MARK: Final = ".rebuild-"
+
+
+def rebuild_file(target: Path, pid: int | None = None) -> Path:
+    """Where a rebuild of ``target`` builds its new file: next to it (same file system, so
+    the swap is one rename), named after the rebuilding process."""
+    return target.with_name(f"{target.name}{REBUILD_MARK}{os.getpid() if pid is None else pid}")
+
+
+def _rebuild(
+    ledger: Ledger, target: Path, *, progress: Progress | None, page_size: int,
+    worker: Worker | None,
+) -> ProjectReport | WorkerReport:
+    """Projects the whole log into a new file next to ``target`` and renames it over
+    ``target`` only when complete (closed, so checkpointed, and fsynced). Until then the old
+    file stays the last good copy, through any failure (an unreadable log, a full disk) or a
+    SIGKILL; the leftovers of killed rebuilds are removed by the next one. While it runs, a
+    read-only connection holds the old file, so a writer (a follower) can neither be running
+    nor start; a damaged old file is simply replaced."""
+    _remove_leftovers(target)
+    temp = rebuild_file(target)
+    guard = _guard(target)
+    try:
+        store = DuckDBStore(temp, ledger.registry)
+        try:
+            report = make_projector(ledger, store, worker=worker, page_size=page_size
+                                    ).run(progress=progress)
+        finally:
+            store.close()
+        if _wal(temp).exists():  # close checkpoints; a WAL left over would not follow the rename
+            raise ProjectionStoreError(f"rebuilding {target}: {temp} was not checkpointed")
+        fsync_file(temp)
+        if guard is not None:
+            guard.close()
+            guard = None
+        # The old file's WAL belongs to it: DuckDB refuses a WAL that does not match its file.
+        _wal(target).unlink(missing_ok=True)
+        os.replace(temp, target)
+        fsync_directory(target.parent)
+    except BaseException:
+        for leftover in (temp, _wal(temp)):
+            leftover.unlink(missing_ok=True)
+        raise
+    finally:
+        if guard is not None:
+            guard.close()
+    return report
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def _guard(target: Path) -> duckdb.DuckDBPyConnection | None:
+    """A read-only connection to the old file for the rebuild's duration; refuses while a
+    writer holds it. None if there is no old file or it cannot be opened (it is damaged, or
+    of another format): it is being replaced."""
+    if not target.exists():
+        return None
+    try:
+        return duckdb.connect(str(target), read_only=True)
+    except duckdb.Error as e:
+        text = str(e).lower()
+        if "lock" in text or "different configuration" in text:
+            raise ProjectionStoreError(f"cannot rebuild {target}: {_one_line(e)}") from None
+        return None
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Removes the files of rebuilds of ``target`` whose process is gone (SIGKILLed)."""
+    for leftover in target.parent.glob(f"{glob.escape(target.name)}{REBUILD_MARK}*"):
+        pid = leftover.name[len(target.name) + len(REBUILD_MARK):].removesuffix(".wal")
+        if not pid.isdigit() or (int(pid) != os.getpid() and _alive(int(pid))):
+            continue
+        leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def follow(
@@ -254,9 +351,17 @@ def read_only_connection(path: str | Path) -> duckdb.DuckDBPyConnection:
     if not path.exists():
         raise UsageError(f"no projections at {path}: run `ledger project` first")
     try:
-        return duckdb.connect(str(path), read_only=True)
+        con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as e:
-        raise ProjectionStoreError(f"cannot open {path}: {_one_line(e)}") from None
+        if "lock" in str(e).lower():
+            raise ProjectionStoreError(f"cannot open {path}: {_one_line(e)}") from None
+        raise store_error(path, e, "opening") from None
+    try:
+        check_not_truncated(con, path)
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def fingerprint(path: str | Path, registry: SchemaRegistry) -> str:
@@ -271,11 +376,18 @@ def stored_position(path: str | Path) -> int:
     """The log position a projections file reflects (0 if it does not exist yet)."""
     if not Path(path).exists():
         return 0
-    tables = query(path, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'ledger_position'")
-    if not tables.rows[0][0]:  # created, but a crash came before its tables were committed
-        return 0
-    result = query(path, "SELECT coalesce(max(position), 0) FROM ledger_position")
-    return int(result.rows[0][0])
+    con = read_only_connection(path)
+    try:
+        tables = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'ledger_position'").fetchone()
+        if not tables or not tables[0]:  # created, but a crash came before its tables were committed
+            return 0
+        row = con.execute("SELECT coalesce(max(position), 0) FROM ledger_position").fetchone()
+        return int(row[0]) if row else 0
+    except duckdb.Error as e:
+        raise store_error(Path(path), e, "reading") from None
+    finally:
+        con.close()
 
 
 @dataclass(frozen=True, slots=True)
