@@ -113,9 +113,12 @@ def test_export_to_stdout(data: str, anna: str) -> None:
 def test_export_out_file_is_private(data: str, tmp_path: Path) -> None:
     out = tmp_path / "extract.json"
     out.write_text("old")
-    out.chmod(0o644)  # an existing file is made private too
+    out.chmod(0o644)  # an existing file is replaced (with --force) by a new private one
+    refused = run("--data", data, "--now", NOW, "subject", "export", "--email", ANNA,
+                  "--controller", "cowrite", "--out", str(out))
+    assert refused.exit_code == 2 and "--force" in refused.stderr and out.read_text() == "old"
     result = run("--data", data, "--now", NOW, "subject", "export", "--email", ANNA,
-                 "--controller", "cowrite", "--out", str(out))
+                 "--controller", "cowrite", "--out", str(out), "--force")
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     assert stat.S_IMODE(out.stat().st_mode) == 0o600

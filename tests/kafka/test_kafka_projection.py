@@ -164,3 +164,17 @@ def test_workers_need_a_partitioned_log(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "only a partitioned log" in result.stderr
     bad = run("--data", str(data), "project", "--worker", "2/2")
     assert bad.exit_code == 2 and "0 <= I < N" in bad.stderr
+
+
+def test_row14_a_worker_rebuilds_its_shard_into_a_new_file(twins: Twins) -> None:
+    """Issue 9 row 14 on Kafka: `project --worker I/N --rebuild` builds a new shard file and
+    renames it in when complete, as the embedded rebuild does; the content is the same."""
+    data, url = twins.kafka, twins.url
+    first = run("--data", str(data), "--log", url, "project", "--worker", "1/2")
+    assert first.exit_code == 0, first.output
+    shard = next(data.glob("*.shard-1-of-2.duckdb"))
+    before, inode = content_fingerprint([shard]), shard.stat().st_ino
+    again = run("--data", str(data), "--log", url, "project", "--worker", "1/2", "--rebuild")
+    assert again.exit_code == 0, again.output
+    assert shard.stat().st_ino != inode and content_fingerprint([shard]) == before
+    assert not [p for p in data.iterdir() if ".rebuild-" in p.name]
