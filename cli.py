@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 a finding (rejected input, tampering, unjustified decis
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -42,7 +43,10 @@ def handles_errors(fn: F) -> F:
         except LedgerError as e:
             raise Failure(str(e), e.exit_code) from None
         except OSError as e:
-            raise Failure(f"{e.strerror or e}: {e.filename}" if e.filename else str(e), 2) from None
+            message = f"{e.strerror or e}: {e.filename}" if e.filename else str(e)
+            if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                message += " (the disk may be full: free space and retry)"
+            raise Failure(message, 2) from None
 
     return wrapper  # type: ignore[return-value]
 

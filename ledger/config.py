@@ -88,21 +88,27 @@ def check_private(data_dir: Path) -> list[str]:
     except FileNotFoundError:
         return warnings
     if mode & 0o077:
-        os.chmod(data_dir, 0o700)
-        warnings.append(f"warning: {data_dir} was open to other users (mode {mode:04o}); "
-                        "tightened to 0700")
+        warnings.append(_tighten(data_dir, mode, 0o700, "open to other users"))
     with os.scandir(data_dir) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
             if entry.name == MASTER_KEY_FILE or not entry.is_file(follow_symlinks=False):
                 continue
             mode = stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)
             if mode & 0o077:
-                os.chmod(entry.path, 0o600, follow_symlinks=False)
-                warnings.append(f"warning: {entry.path} was readable by other users (mode "
-                                f"{mode:04o}); tightened to 0600")
+                warnings.append(_tighten(Path(entry.path), mode, 0o600,
+                                         "readable by other users"))
     for w in warnings:
         log.warning(w)
     return warnings
+
+
+def _tighten(path: Path, mode: int, private: int, what: str) -> str:
+    try:
+        os.chmod(path, private, follow_symlinks=False)
+    except OSError as e:  # not ours (e.g. an auditor's read-only copy): say so, carry on
+        return (f"warning: {path} is {what} (mode {mode:04o}) and could not be tightened "
+                f"({e.strerror}): chmod {private:o} it")
+    return f"warning: {path} was {what} (mode {mode:04o}); tightened to {private:04o}"
 
 
 def check_vault_file(data_dir: Path) -> None:
