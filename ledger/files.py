@@ -56,16 +56,24 @@ def write_private_file(path: str | Path, data: str | bytes, *, force: bool = Fal
             else:
                 os.unlink(temp)
         fsync_directory(directory)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(temp)
         except FileNotFoundError:
             pass
+        full = storage_error(target, e, what="file", remedy="", doing="writing") \
+            if isinstance(e, OSError) else None
+        if full is not None:
+            raise full from None
         raise
     return target
 
 
 def check_target(target: Path, force: bool, option: str) -> None:
+    """Refuses a symbolic link (even with ``force``), anything but a regular file, an existing
+    file without ``force``, and a directory that does not exist."""
+    if not target.parent.is_dir():
+        raise UsageError(f"{option}: the directory {target.parent} does not exist")
     try:
         st = os.lstat(target)
     except FileNotFoundError:
