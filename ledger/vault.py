@@ -461,6 +461,7 @@ class SQLiteKeyVault(KeyVault):
             )
             return value
 
+    @_storage_errors
     def destroy_secret(self, name: str) -> bool:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -475,6 +476,7 @@ class SQLiteKeyVault(KeyVault):
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return bool(rows)
 
+    @_storage_errors
     def secret_names(self, prefix: str) -> list[str]:
         with self._lock:
             rows = self._db.execute(
