@@ -69,9 +69,10 @@ def store_error(path: Path, e: Exception, doing: str) -> LedgerError:
 
 def check_not_truncated(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """DuckDB reads blocks lazily, so a truncated file opens and then fails at some later
-    query: compare its size with the blocks its header says it holds."""
+    query: a file shorter than its header and the blocks in use is truncated. (Free blocks at
+    the end may legitimately be cut off, so the bound counts only the blocks in use.)"""
     try:
-        row = con.execute("SELECT block_size, total_blocks FROM pragma_database_size() "
+        row = con.execute("SELECT block_size, used_blocks FROM pragma_database_size() "
                           "WHERE database_name = current_database()").fetchone()
     except duckdb.Error as e:
         raise store_error(path, e, "reading") from None
