@@ -125,8 +125,7 @@ def fsync_file(path: Path) -> None:
 _DAMAGED = ("not a database", "malformed", "corrupt", "could not read enough bytes",
             "not a valid duckdb", "checksum", "wal does not match", "file is truncated")
 _NO_SPACE = ("disk i/o error", "database or disk is full", "disk is full", "file too large",
-             "no space left", "quota exceeded", "could not write", "could not truncate",
-             "could not fsync")
+             "no space left", "quota exceeded")
 
 
 def _reason(e: BaseException) -> str:

@@ -359,6 +359,8 @@ class DuckDBStore(TrackingRecorder):
     def close(self) -> None:
         try:
             self.con.close()  # checkpoints: may still write the file
+        except duckdb.FatalException:
+            pass  # invalidated by an earlier error, which was raised already
         except duckdb.Error as e:
             raise store_error(self.path, e, "closing") from None
         finally:
@@ -422,8 +424,11 @@ class DuckDBStore(TrackingRecorder):
         return name
 
     def _unregister_all(self) -> None:
-        for i in range(1, self._registered + 1):
-            self.con.unregister(f"_batch_{i}")
+        try:
+            for i in range(1, self._registered + 1):
+                self.con.unregister(f"_batch_{i}")
+        except duckdb.FatalException:
+            pass  # the database was invalidated by the error being raised (e.g. a full disk)
         self._registered = 0
 
     def _insert_events(self, groups: list[EventColumns]) -> None:

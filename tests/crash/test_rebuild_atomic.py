@@ -102,3 +102,17 @@ def test_row14_rebuild_repairs_a_truncated_projections_file(good: Path, tmp_path
     result = ledger("--data", str(data), "project", "--rebuild")
     assert result.returncode == 0, result.stderr
     assert count_events(data) == str(EVENTS)
+
+
+def test_row14_a_full_disk_during_a_rebuild_leaves_the_old_file(good: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(good, data)
+    target = data / "projections.duckdb"
+    before = target.read_bytes()
+    # Writes past 512 kB fail (EFBIG, as on a full disk): the new file cannot grow
+    result = ledger("--data", str(data), "project", "--rebuild", fsize=512 * 1024)
+    assert result.returncode == 2, result.stderr
+    assert "disk" in one_line_error(result)
+    assert target.read_bytes() == before
+    assert count_events(data) == str(EVENTS)
+    assert rebuild_leftovers(data) == []
