@@ -346,6 +346,7 @@ class SQLiteKeyVault(KeyVault):
         return destroyed
 
     # record first, then act ----------------------------------------------------------------
+    @_storage_errors
     def record_effects(self, effects: Sequence[PendingEffect]) -> None:
         if not effects:
             return
@@ -367,6 +368,7 @@ class SQLiteKeyVault(KeyVault):
                 self._db.execute("ROLLBACK")
                 raise
 
+    @_storage_errors
     def pending_effects(self) -> list[PendingEffect]:
         with self._lock:
             rows = self._db.execute(
@@ -379,6 +381,7 @@ class SQLiteKeyVault(KeyVault):
                                             e.categories + ((category,) if category else ()))
         return list(found.values())
 
+    @_storage_errors
     def complete_effects(self, event_ids: Iterable[str]) -> EffectsDone:
         shredded = sealed = 0
         with self._lock:
@@ -421,11 +424,13 @@ class SQLiteKeyVault(KeyVault):
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return EffectsDone(shredded, sealed)
 
+    @_storage_errors
     def drop_effects(self, event_ids: Iterable[str]) -> None:
         with self._lock:
             self._db.executemany("DELETE FROM pending_effects WHERE event_id=?",
                                  [(e,) for e in event_ids])
 
+    @_storage_errors
     def live_keys(self, subjects: Iterable[tuple[str, str]]) -> list[KeyRecord]:
         pairs = sorted(set(subjects))
         found: list[KeyRecord] = []
@@ -439,6 +444,7 @@ class SQLiteKeyVault(KeyVault):
                               f"data_keys WHERE {where}", [v for p in chunk for v in p])]
         return found
 
+    @_storage_errors
     def tombstones(self) -> list[Tombstone]:
         with self._lock:
             return [Tombstone(*r) for r in self._db.execute(
