@@ -190,7 +190,7 @@ def project(
     worker: Worker | None = None,
 ) -> ProjectReport | WorkerReport:
     """Brings the projections up to date with the log (from zero with ``rebuild``, into a
-    new file that replaces the old one only when complete: see ``rebuild``)."""
+    new file that replaces the old one only when complete: see ``_rebuild``)."""
     if rebuild:
         return _rebuild(ledger, projections_path(ledger, path, worker), progress=progress,
                         page_size=page_size, worker=worker)
