@@ -744,6 +744,10 @@ class KafkaEventLog(EventLog):
             return LogHead(0, GENESIS_HASH, 0)
         return max(heads.values(), key=lambda h: (h.recorded_at, h.position))
 
+    def last_recorded_at(self) -> int:
+        """The writer's clock floor (the largest recorded_at in the topic, from its state)."""
+        return self._writer_state(create=False).clock
+
     def _tail(self, partition: int, end: int | None = None) -> _Tail:
         """The last valid record below ``end`` (default: the high-water mark), found by
         reading backwards in growing windows."""
