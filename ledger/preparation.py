@@ -54,15 +54,16 @@ def content_digest(event: Event, pii: Any) -> bytes:
     pseudonym stands for it)."""
     content = [event.type, event.controller, event.subject, event.occurred_at, event.source,
                event.actor, event.body, pii]
-    return hashlib.sha256(
-        json.dumps(content, sort_keys=True, separators=(",", ":"), default=_bytes).encode()
-    ).digest()
+    return hashlib.sha256(_CANONICAL.encode(content).encode()).digest()
 
 
 def _bytes(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).hex()
     raise TypeError(f"{type(value).__name__} in event content")
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_bytes)
 
 
 class Preparer:
