@@ -507,12 +507,28 @@ class Ledger:
             pass  # still pending: the next open confirms them from the log
 
     def _discard_keys(self, keys: set[KeyRef]) -> None:
-        """After a failed append: destroys the new keys it would have used. Their records are
-        not in the log; a concurrent writer that picked one up re-prepares at its commit."""
+        """After a failed append: destroys the new keys it would have used, unless one of
+        their records is in the log after all (a failure after the records landed, e.g. a
+        Kafka batch half acknowledged): those are kept and confirmed. A concurrent writer
+        that picked up a destroyed key re-prepares at its commit (``_confirm_live``)."""
+        if not keys:
+            return
         try:
-            self.vault.discard(keys)
+            self._settle(keys)
         except (LedgerError, sqlite3.Error):
             self._recovered = False  # the disk may be full: the next append or open retries
+
+    def _settle(self, only: set[KeyRef] | None = None, exclude: set[KeyRef] | None = None) -> None:
+        """Pending keys (these, or all but ``exclude``): kept and confirmed if one of the events
+        they were handed out for is in the log, else destroyed. Under the writer lock."""
+        pending = {k: ids for k, ids in self.vault.pending_keys().items()
+                   if (only is None or k in only) and k not in (exclude or ())}
+        if not pending:
+            return
+        present = self.log.contains(sorted({i for ids in pending.values() for i in ids}))
+        used = {k for k, ids in pending.items() if any(i in present for i in ids)}
+        self.vault.confirm(used)
+        self.vault.discard(set(pending) - used)
 
     def _recover_keys(self, exclude: set[KeyRef] | None = None) -> None:
         """Pending keys left by a writer that crashed or failed (under the writer lock): kept
@@ -520,13 +536,7 @@ class Ledger:
         if self._recovered:
             return
         self._recovered = True
-        pending = {k: ids for k, ids in self.vault.pending_keys().items() if k not in (exclude or ())}
-        if not pending:
-            return
-        present = self.log.contains(sorted({i for ids in pending.values() for i in ids}))
-        used = {k for k, ids in pending.items() if any(i in present for i in ids)}
-        self.vault.confirm(used)
-        self.vault.discard(set(pending) - used)
+        self._settle(exclude=exclude)
 
     def _append_events(self, events: list[Event]) -> list[RecordOutcome]:
         """Appends events the ledger itself built (the retention sweep). Their ids are derived

@@ -4,7 +4,11 @@ Its ``stored_events`` table gives durable (WAL, synchronous=FULL), gapless, tota
 positions (the rowid, which the library calls the notification id). Each event is stored as
 one row: ``originator_id`` = event_id (the table's primary key makes appends idempotent),
 ``originator_version`` = 1, ``topic`` = the event type, ``state`` = the record frame
-``prev_hash (32) || recorded_at (8, big-endian) || Avro single-object bytes``."""
+``prev_hash (32) || recorded_at (8, big-endian) || Avro single-object bytes``.
+
+A side table ``content_digests (position, digest)``, written in the same transaction, holds
+each record's content digest (``PendingRecord.digest``): the same event id with another digest
+is a ``Conflict``. Records appended before digests existed have no row there."""
 
 from __future__ import annotations
 
