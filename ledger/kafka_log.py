@@ -499,7 +499,7 @@ class KafkaEventLog(EventLog):
             p = self._partition_of[subject] = partition_for(subject.encode(), count)
         return p
 
-    def append(self, records: Sequence[PendingRecord]) -> list[int | None | Conflict]:
+    def append(self, records: Sequence[PendingRecord]) -> list[int | Conflict | None]:
         if not records:
             return []
         writer = self._writer_state(create=True)
@@ -548,11 +548,11 @@ class KafkaEventLog(EventLog):
             same.append(None)
             hashes.append(tail.hash)
         if not fresh:
-            return [s if isinstance(s, Conflict) else None for s in same]
+            return [o if isinstance(o, Conflict) else None for o in same]
         offsets = self._produce([step for step in plan if step is not None])
         self._check_landing(writer, plan, offsets)
         # Commit the new state only now that every record is acknowledged where expected.
-        positions: list[int | None | Conflict] = []
+        positions: list[int | Conflict | None] = []
         acked = iter(zip(offsets, hashes, strict=True))
         for step in plan:
             if step is None:
@@ -565,13 +565,13 @@ class KafkaEventLog(EventLog):
             writer.tails[p] = _Tail(offset, digest, recorded_at, offset + 1)
             positions.append(position)
         writer.clock = clock
-        for i, s in enumerate(same):
-            if isinstance(s, Conflict):
-                positions[i] = s
-            elif s is not None:  # repeats a record of this batch with other content
-                first = positions[s]
-                assert isinstance(first, int)
-                positions[i] = Conflict(first)
+        for i, outcome in enumerate(same):
+            if isinstance(outcome, Conflict):
+                positions[i] = outcome
+            elif outcome is not None:  # repeats a record of this batch with other content
+                landed = positions[outcome]
+                assert isinstance(landed, int)
+                positions[i] = Conflict(landed)
         return positions
 
     def _produce(self, steps: list[tuple[int, bytes, bytes, bytes, int, bytes | None]]) -> list[int]:

@@ -82,7 +82,7 @@ class EventLog(abc.ABC):
     """Port: append batches, read from a position, optionally only what was known by T."""
 
     @abc.abstractmethod
-    def append(self, records: Sequence[PendingRecord]) -> list[int | None | Conflict]:
+    def append(self, records: Sequence[PendingRecord]) -> list[int | Conflict | None]:
         """Appends in order, atomically and durably before returning. Returns each record's
         position, or None where its event_id is already in the log (a duplicate, not stored
         again), or a Conflict where it is there with another digest (only records that carry

@@ -74,7 +74,7 @@ class SQLiteEventLog(EventLog):
         except PersistenceError as e:
             raise LogError(f"cannot open the event log {path}: {e}") from None
 
-    def append(self, records: Sequence[PendingRecord]) -> list[int | None | Conflict]:
+    def append(self, records: Sequence[PendingRecord]) -> list[int | Conflict | None]:
         if not records:
             return []
         try:
@@ -96,7 +96,7 @@ class SQLiteEventLog(EventLog):
         except (PersistenceError, sqlite3.Error) as e:
             raise LogError(f"append to {self.path} failed: {e}") from None
 
-    def _append_locked(self, cursor, records: Sequence[PendingRecord]) -> list[int | None | Conflict]:  # type: ignore[no-untyped-def]
+    def _append_locked(self, cursor, records: Sequence[PendingRecord]) -> list[int | Conflict | None]:  # type: ignore[no-untyped-def]
         head = self._head(cursor)
         existing = self._existing(cursor, [r.event_id for r in records])
         stored_digests = self._digests(cursor, [existing[r.event_id] for r in records
@@ -142,7 +142,7 @@ class SQLiteEventLog(EventLog):
         digests = [(positions[i], d) for i, d in batch.values() if d is not None]
         if digests:
             cursor.executemany("INSERT INTO content_digests (position, digest) VALUES (?, ?)", digests)
-        out: list[int | None | Conflict] = []
+        out: list[int | Conflict | None] = []
         for kind, n, known in plan:
             if kind == "new":
                 out.append(positions[n])
