@@ -24,7 +24,7 @@ from ledger import config as cfg
 from ledger.clock import Clock, FixedClock, SystemClock
 from ledger.codec import AvroCodec
 from ledger.dead_letters import DeadLetters, Reject
-from ledger.errors import ClockError, InvalidEvent, KeyUnavailable, LedgerError, UsageError
+from ledger.errors import InvalidEvent, KeyUnavailable, LedgerError, UsageError
 from ledger.events import Event
 from ledger.intake import Intake
 from ledger.log import Conflict, EventLog, LogRecord, PendingRecord
@@ -39,7 +39,7 @@ from ledger.preparation import (
 )
 from ledger.pseudonyms import pseudonym
 from ledger.schemas import SchemaRegistry, default_registry
-from ledger.timeutil import format_micros, parse_cli_time
+from ledger.timeutil import parse_cli_time
 from ledger.vault import KeyRef, KeyVault, SQLiteKeyVault, blob_header, unseal
 from ledger.writer_lock import LOCK_FILE, WriterLock
 
@@ -322,11 +322,6 @@ class Ledger:
     ) -> PublishReport:
         report = PublishReport()
         packages = _packages(units)
-        first = next(packages, None)
-        if first is None:
-            return report
-        self._check_clock(first[0].recorded_at)  # an explicit clock behind the log: no effect
-        packages = itertools.chain([first], packages)
         prepared: Iterator[tuple[list[Unit], list[Prepared]]]
         if workers > 1 and self._master_key is not None:
             # Small inputs are not worth starting processes for: go parallel only once the
@@ -354,18 +349,6 @@ class Ledger:
             if progress:
                 progress(len(outcomes) - chunk.conflicts + len(rejects))
         return report
-
-    def _check_clock(self, recorded_at: int) -> None:
-        """Refuses an explicit clock (``--now``) behind the log before anything is done; the
-        wall clock is never refused: its stamps are taken again under the writer lock."""
-        if getattr(self.clock, "wall", False):
-            return
-        last = self.log.last_recorded_at()
-        if recorded_at < last:
-            raise ClockError(
-                f"the ledger clock {format_micros(recorded_at)} is behind the log's last "
-                f"recorded_at {format_micros(last)}; recorded_at never decreases"
-            )
 
     def _prepare_in_workers(
         self, packages: Iterator[list[Unit]], origin: str, workers: int
@@ -410,6 +393,9 @@ class Ledger:
             unconfirmed = {k for p in package for k in p.unconfirmed}
             _test_crash("after-keys")
             try:
+                # An explicit clock behind the log is refused here (ClockError, only for
+                # records not already in the log, so a back-filled history can be replayed):
+                # the package's new keys are then destroyed and no dead letter is written.
                 positions = self.log.append(pending)
             except BaseException:
                 self._discard_keys(unconfirmed)

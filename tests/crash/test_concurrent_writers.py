@@ -127,7 +127,7 @@ def test_row09_four_wall_clock_publishers(data_dir: Path, tmp_path: Path) -> Non
         last = stamps[-1]
     before = (data_dir / "log.sqlite").stat().st_size, sorted(os.listdir(data_dir))
     keys_before = _key_count(data_dir)
-    (tmp_path / "in0x.jsonl").write_text(json.dumps(make_event(subject={"email": "new@example.se"})) + "\n")
+    (tmp_path / "in0x.jsonl").write_text(json.dumps(make_event(subject={"email": "new@example.se"}, occurred_at="2019-12-31T00:00:00Z")) + "\n")
     behind = _ledger(data_dir, "--now", "2020-01-01T00:00:00Z", "publish", str(tmp_path / "in0x.jsonl"))
     rc = behind.wait(60)
     out, err = behind.communicate()
