@@ -54,6 +54,8 @@ def content_digest(event: Event, pii: Any) -> bytes:
     pseudonym stands for it)."""
     content = [event.type, event.controller, event.subject, event.occurred_at, event.source,
                event.actor, event.body, pii]
+    if _C_CANONICAL is not None:  # the C encoder made once: a third of the cost per event
+        return hashlib.sha256("".join(_C_CANONICAL(content, 0)).encode()).digest()
     return hashlib.sha256(_CANONICAL.encode(content).encode()).digest()
 
 
@@ -64,6 +66,12 @@ def _bytes(value: Any) -> Any:
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_bytes)
+_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_C_CANONICAL = (  # the same encoding (ASCII, sorted keys, compact) without per-call set-up
+    _make_encoder(None, _bytes, json.encoder.encode_basestring_ascii, None, ":", ",", True,
+                  False, True)
+    if _make_encoder is not None else None
+)
 
 
 class Preparer:
