@@ -175,7 +175,10 @@ class Ledger:
         if self.vault.pending_keys():  # a writer failed or crashed: settle its keys now,
             with self.writer_lock.if_free() as free:  # or at this ledger's first append
                 if free:
-                    self._recover_keys()
+                    try:
+                        self._recover_keys()
+                    except LedgerError:  # e.g. Kafka unreachable: opening must still work
+                        self._recovered = False
 
     # opening ------------------------------------------------------------------------------
     @classmethod

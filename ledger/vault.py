@@ -154,7 +154,9 @@ class SQLiteKeyVault(KeyVault):
         db.execute("CREATE TABLE IF NOT EXISTS discarded (controller TEXT, subject TEXT, "
                    "category TEXT, generation INTEGER, "
                    "PRIMARY KEY (controller, subject, category, generation))")
-        db.execute("CREATE INDEX IF NOT EXISTS data_keys_pending ON data_keys(pending) "
+        # Partial, on a small column: the few pending rows are found without a scan, and the
+        # pending id lists are not copied into the index.
+        db.execute("CREATE INDEX IF NOT EXISTS data_keys_pending ON data_keys(generation) "
                    "WHERE pending IS NOT NULL")
 
     # wrapping -----------------------------------------------------------------------------
