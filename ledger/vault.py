@@ -193,7 +193,10 @@ class SQLiteKeyVault(KeyVault):
     ) -> dict[tuple[str, str, str], DataKey]:
         with self._lock:
             self._check_cache()
-            found = {k: dk for k in wanted if (dk := self._cache.get(k)) is not None and not dk.pending}
+            # A cached pending key needs no new users recorded: this process made or fetched it
+            # for an earlier package, which commits (and confirms it) before any later one;
+            # if that append fails, ``discard`` drops it from the cache.
+            found = {k: self._cache[k] for k in wanted if k in self._cache}
             missing = [k for k in wanted if k not in found]
             if not missing:
                 return found
@@ -289,6 +292,8 @@ class SQLiteKeyVault(KeyVault):
         if not keys:
             return
         with self._lock:
+            for ref in keys:  # first: even if the deletion fails, their next use re-reads them
+                self._cache.pop(ref[:3], None)
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for ref in keys:
@@ -302,8 +307,6 @@ class SQLiteKeyVault(KeyVault):
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            for ref in keys:
-                self._cache.pop(ref[:3], None)
             # A tombstone of its own (not ``shredded``: no erasure happened), so that the
             # generation is never reused: a stale copy must never pass for a live key.
 
