@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -172,11 +173,14 @@ class Ledger:
             data_dir / cfg.DEAD_LETTERS_FILE, vault.secret("dead-letters", create=True)
         )
         self._recovered = False
+        # Keys made from now on may be this ledger's own, still in flight: a settlement
+        # deferred to the first append leaves them alone.
+        self._opened_at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
         if self.vault.pending_keys():  # a writer failed or crashed: settle its keys now,
             with self.writer_lock.if_free() as free:  # or at this ledger's first append
                 if free:
                     try:
-                        self._recover_keys()
+                        self._recover_keys(everything=True)
                     except LedgerError:  # e.g. Kafka unreachable: opening must still work
                         self._recovered = False
 
@@ -388,7 +392,7 @@ class Ledger:
         key generation); with the wall clock, stamps behind the log are taken again. After
         it: the package's new (pending) keys are confirmed; if it fails, they are destroyed."""
         with self.writer_lock:
-            self._recover_keys(exclude={k for p in package for k in p.unconfirmed})
+            self._recover_keys()
             self._confirm_live(package, units, origin)
             if getattr(self.clock, "wall", False):
                 self._restamp(package)
@@ -507,11 +511,11 @@ class Ledger:
         except (LedgerError, sqlite3.Error):
             self._recovered = False  # the disk may be full: the next append or open retries
 
-    def _settle(self, only: set[KeyRef] | None = None, exclude: set[KeyRef] | None = None) -> None:
-        """Pending keys (these, or all but ``exclude``): kept and confirmed if one of the events
-        they were handed out for is in the log, else destroyed. Under the writer lock."""
-        pending = {k: ids for k, ids in self.vault.pending_keys().items()
-                   if (only is None or k in only) and k not in (exclude or ())}
+    def _settle(self, only: set[KeyRef] | None = None, created_before: str | None = None) -> None:
+        """Pending keys (these, or all made before a time): kept and confirmed if one of the
+        events they were handed out for is in the log, else destroyed. Under the writer lock."""
+        pending = {k: ids for k, ids in self.vault.pending_keys(created_before).items()
+                   if only is None or k in only}
         if not pending:
             return
         present = self.log.contains(sorted({i for ids in pending.values() for i in ids}))
@@ -519,13 +523,15 @@ class Ledger:
         self.vault.confirm(used)
         self.vault.discard(set(pending) - used)
 
-    def _recover_keys(self, exclude: set[KeyRef] | None = None) -> None:
+    def _recover_keys(self, *, everything: bool = False) -> None:
         """Pending keys left by a writer that crashed or failed (under the writer lock): kept
-        if one of the events they were made for is in the log, else destroyed."""
+        if one of the events they were made for is in the log, else destroyed. At open, all
+        of them; later, only those made before this ledger was opened (not its own packages
+        in flight)."""
         if self._recovered:
             return
         self._recovered = True
-        self._settle(exclude=exclude)
+        self._settle(created_before=None if everything else self._opened_at)
 
     def _append_events(self, events: list[Event]) -> list[RecordOutcome]:
         """Appends events the ledger itself built (the retention sweep). Their ids are derived

@@ -70,8 +70,9 @@ class KeyVault(abc.ABC):
     def confirm(self, keys: set[KeyRef]) -> None:  # noqa: B027 - optional for adapters
         """Marks pending keys as used by records that are in the log."""
 
-    def pending_keys(self) -> dict[KeyRef, list[str]]:
-        """Pending keys and the event ids they were handed out for."""
+    def pending_keys(self, created_before: str | None = None) -> dict[KeyRef, list[str]]:
+        """Pending keys (made before ``created_before``, UTC 'YYYY-MM-DD HH:MM:SS', if
+        given) and the event ids they were handed out for."""
         return {}
 
     def discard(self, keys: set[KeyRef]) -> None:  # noqa: B027 - optional for adapters
@@ -281,11 +282,12 @@ class SQLiteKeyVault(KeyVault):
                 if dk is not None and dk.generation == ref[3] and dk.pending:
                     self._cache[ref[:3]] = DataKey(*ref, dk.key, dk.sealed, False)
 
-    def pending_keys(self) -> dict[KeyRef, list[str]]:
+    def pending_keys(self, created_before: str | None = None) -> dict[KeyRef, list[str]]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT controller, subject, category, generation, pending FROM data_keys "
-                "WHERE pending IS NOT NULL").fetchall()
+                "WHERE pending IS NOT NULL AND (? IS NULL OR created_at < ?)",
+                (created_before, created_before)).fetchall()
         return {tuple(r[:4]): r[4].split() for r in rows}  # type: ignore[misc]
 
     def discard(self, keys: set[KeyRef]) -> None:
