@@ -173,6 +173,7 @@ class Ledger:
             data_dir / cfg.DEAD_LETTERS_FILE, vault.secret("dead-letters", create=True)
         )
         self._recovered = False
+        self._confirmed: set[KeyRef] = set()  # keys this ledger confirmed (a generation is never reused)
         # Keys made from now on may be this ledger's own, still in flight: a settlement
         # deferred to the first append leaves them alone.
         self._opened_at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
@@ -494,10 +495,15 @@ class Ledger:
 
     # pending keys (a failed append leaves no orphan keys) ----------------------------------
     def _confirm_keys(self, keys: set[KeyRef]) -> None:
+        # Workers' caches keep calling a key pending after it was confirmed: skip those.
+        keys = keys - self._confirmed
         try:
             self.vault.confirm(keys)
         except (LedgerError, sqlite3.Error):
-            pass  # still pending: the next open confirms them from the log
+            return  # still pending: the next open confirms them from the log
+        if len(self._confirmed) > 200_000:  # bounded memory
+            self._confirmed.clear()
+        self._confirmed |= keys
 
     def _discard_keys(self, keys: set[KeyRef]) -> None:
         """After a failed append: destroys the new keys it would have used, unless one of
