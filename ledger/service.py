@@ -174,6 +174,7 @@ class Ledger:
         )
         self._recovered = False
         self._confirmed: set[KeyRef] = set()  # keys this ledger confirmed (a generation is never reused)
+        self._unsettled: set[KeyRef] = set()  # new keys of a failed append not yet destroyed
         # Keys made from now on may be this ledger's own, still in flight: a settlement
         # deferred to the first append leaves them alone.
         self._opened_at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
@@ -394,6 +395,8 @@ class Ledger:
         it: the package's new (pending) keys are confirmed; if it fails, they are destroyed."""
         with self.writer_lock:
             self._recover_keys()
+            if self._unsettled:
+                self._discard_keys(set(self._unsettled))
             self._confirm_live(package, units, origin)
             if getattr(self.clock, "wall", False):
                 self._restamp(package)
@@ -515,7 +518,9 @@ class Ledger:
         try:
             self._settle(keys)
         except (LedgerError, sqlite3.Error):
-            self._recovered = False  # the disk may be full: the next append or open retries
+            self._unsettled |= keys  # the disk may be full: the next append (or open) retries
+        else:
+            self._unsettled -= keys
 
     def _settle(self, only: set[KeyRef] | None = None, created_before: str | None = None) -> None:
         """Pending keys (these, or all made before a time): kept and confirmed if one of the

@@ -27,7 +27,7 @@ from tests.crash.test_orphan_keys import batch
 ledger = Ledger.open(sys.argv[1])
 ledger.clock = FixedClock(1_772_700_000_000_000)
 print(json.dumps(ledger.record_many(batch("acked", 5)).as_dict()), flush=True)
-if sys.argv[2] == "full-disk":
+if sys.argv[2].startswith("full-disk"):
     # The disk fills up: no file may grow beyond the largest one now (the vault's few new key
     # rows fit in its write-ahead log; the log's megabytes of new events do not).
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -40,7 +40,11 @@ try:
     ledger.record_many(batch("lost", 60))
 except LedgerError as e:
     print("failed:", e, flush=True)
-    sys.exit(3)
+    if sys.argv[2] != "full-disk-then-space":
+        sys.exit(3)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    print(json.dumps(ledger.record_many(batch("lost", 60)).as_dict()), flush=True)
+    sys.exit(4)
 print("appended", flush=True)
 """
 
@@ -74,6 +78,20 @@ def test_row15_a_full_disk_leaves_no_orphan_keys(data_dir: Path) -> None:
     assert child.returncode == 3, (child.stdout, child.stderr)
     assert "failed:" in child.stdout
     _check(data_dir)
+
+
+def test_row15_after_a_full_disk_the_same_ledger_appends_again_and_keeps_its_keys(data_dir: Path) -> None:
+    child = subprocess.run([sys.executable, "-c", CHILD, str(data_dir), "full-disk-then-space"],
+                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert child.returncode == 4, (child.stdout, child.stderr)
+    assert json.loads(child.stdout.splitlines()[-1])["accepted"] == 60
+    with Ledger.open(data_dir) as ledger:
+        events = [e for _, e in ledger.events()]
+        assert len(events) == 65
+        for e in events:
+            assert ledger.personal_data(e)["pii"] == {"note": "x" * 30_000}
+        logged = {e.subject for e in events}
+    assert _subjects_with_keys(data_dir) == logged
 
 
 @pytest.mark.parametrize("point", ["after-keys", "after-append"])
