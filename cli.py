@@ -167,7 +167,9 @@ def publish(ctx: click.Context, file: Any, workers: int, as_json: bool) -> None:
     """Validate and append JSON-lines events from FILE (or - for stdin).
 
     Prints accepted / duplicate / rejected counts. Each rejected line goes to the dead letters
-    with its line number and reason; it never stops the rest. Exit 1 if any line was rejected.
+    with its line number and reason; it never stops the rest. A line whose event_id is in the
+    log with other content is a conflict: rejected (and counted among the rejected). Exit 1 if
+    any line was rejected.
     """
     name = getattr(file, "name", "-")
     origin = "-" if name in ("<stdin>", "-") else Path(name).name
@@ -176,8 +178,10 @@ def publish(ctx: click.Context, file: Any, workers: int, as_json: bool) -> None:
     if as_json:
         emit_json(report.as_dict())
     else:
+        conflicts = (f" ({report.conflicts} conflict{'s' if report.conflicts > 1 else ''})"
+                     if report.conflicts else "")
         click.echo(f"accepted {report.accepted}, duplicates {report.duplicates}, "
-                   f"rejected {report.rejected}")
+                   f"rejected {report.rejected}{conflicts}")
         for r in report.rejects:
             click.echo(f"  line {r.line}: {r.reason}", err=True)
         if report.rejected > len(report.rejects):

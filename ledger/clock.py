@@ -12,13 +12,17 @@ class Clock(Protocol):
 
 
 class SystemClock:
+    wall = True  # stamps are taken again under the writer lock, never behind the log
+
     def now(self) -> int:
         return time.time_ns() // 1000
 
 
 class FixedClock:
     """A clock set by ``--now`` / ``LEDGER_NOW`` (simulation, back-filling history); the demo
-    moves it forward as its history unfolds."""
+    moves it forward as its history unfolds. Behind the log, it is refused."""
+
+    wall = False
 
     def __init__(self, micros: int) -> None:
         self.micros = micros

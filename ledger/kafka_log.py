@@ -8,7 +8,9 @@ Messages: key = the subject pseudonym (one subject's events stay in order in one
 the partition is murmur2(key) as in the Java client, computed here because the chain needs
 it before sending); value = Confluent wire format (``ledger.confluent``); one header,
 ``ledger.chain`` = version 1 (1 byte) || prev_hash (32) || recorded_at (8, big-endian µs)
-|| event_id (16); message timestamp = recorded_at in ms (for Kafka tools only).
+|| event_id (16); a second, ``ledger.digest`` = the event's content digest (32 bytes, see
+``PendingRecord.digest``; absent on records from before digests); message timestamp =
+recorded_at in ms (for Kafka tools only).
 
 Hash chain: one per partition. A record's hash is SHA-256(prev_hash || recorded_at ||
 single-object payload), the same formula and the same payload bytes as the embedded log, so
@@ -26,14 +28,16 @@ per-partition offset vector (``read_partition``).
 
 Writer assumption: one writer per partition at a time (in practice one publishing ledger
 process per topic). The writer learns each partition's tail and the set of event ids in the
-topic by scanning the topic on its first append (cost: one read of the topic; memory: about
-70 bytes per event id), keeps both in memory, and checks after every acknowledged append that
+topic (with each one's position and content digest) by scanning the topic on its first append
+(cost: one read of the topic; memory: about 150 bytes per event id), keeps both in memory, and checks after every acknowledged append that
 its records landed right after its known tail. If another ledger record landed in between
 (the assumption was broken), the append raises ``LogError`` naming the partition and
 offsets: the chain is broken there and ``ledger kafka verify`` shows it. Foreign or
 poison messages in between are harmless (not part of the chain).
 
-Idempotency: the writer never produces an event id it has seen in the topic. Readers skip an
+Idempotency: the writer never produces an event id it has seen in the topic; the same id with
+another content digest is reported as a ``Conflict`` naming the stored record's position (a
+stored record without a digest counts as the same content). Readers skip an
 event id already read from the same partition (one event, one subject, one partition), so a
 duplicate produced despite that (two writers racing) is never applied twice; resuming a read
 in the middle of a partition first collects the ids before the resume offset.
@@ -65,7 +69,7 @@ from ledger.confluent import (
 )
 from ledger.dead_letters import safe_reason
 from ledger.errors import ClockError, CodecError, LogError, UsageError
-from ledger.log import GENESIS_HASH, EventLog, LogHead, LogRecord, PendingRecord
+from ledger.log import GENESIS_HASH, Conflict, EventLog, LogHead, LogRecord, PendingRecord
 from ledger.schemas import SchemaRegistry, default_registry
 from ledger.timeutil import format_micros
 
@@ -83,6 +87,7 @@ DEFAULT_PARTITIONS = 6
 DEFAULT_TIMEOUT = 30.0
 COMPRESSIONS = ("lz4", "zstd", "gzip", "none")
 CHAIN_HEADER = "ledger.chain"
+DIGEST_HEADER = "ledger.digest"
 CHAIN_VERSION = 1
 _CHAIN_SIZE = 1 + 32 + 8 + 16
 OFFSET_BITS = 40  # positions: up to 2^40 offsets per partition, 2^23 partitions in an int64
@@ -119,6 +124,14 @@ def parse_chain_header(headers: Sequence[tuple[str, bytes]] | None) -> tuple[byt
                 return None
             return value[1:33], int.from_bytes(value[33:41], "big", signed=True), value[41:57]
     return None
+
+
+def _digest_header(headers: Sequence[tuple[str, bytes]] | None) -> bytes:
+    """The content digest header's 32 bytes, or b"" if absent or malformed."""
+    for name, value in headers or ():
+        if name == DIGEST_HEADER:
+            return value if value is not None and len(value) == 32 else b""
+    return b""
 
 
 def _murmur2(data: bytes) -> int:
@@ -218,7 +231,9 @@ class _Tail:
 class _Writer:
     partitions: list[int]
     tails: dict[int, _Tail]
-    ids: set[bytes] = field(default_factory=set)  # 16-byte event ids in the topic
+    # 16-byte event ids in the topic -> the record's position (8 bytes, big-endian) followed by
+    # its content digest (32 bytes; nothing for records from before digests)
+    ids: dict[bytes, bytes] = field(default_factory=dict)
     clock: int = 0  # the largest recorded_at in the topic
 
 
@@ -450,7 +465,9 @@ class KafkaEventLog(EventLog):
                                 break
                             found = self._chain_of(m)
                             if found is not None:
-                                writer.ids.add(found[2])
+                                writer.ids[found[2]] = (
+                                    kafka_position(p, m.offset).to_bytes(8, "big")
+                                    + _digest_header(m.headers))
                         position = consumer.position(tp)
                         if ends[p] is not None and position >= (ends[p] or 0):
                             done.add(p)
@@ -483,20 +500,31 @@ class KafkaEventLog(EventLog):
             p = self._partition_of[subject] = partition_for(subject.encode(), count)
         return p
 
-    def append(self, records: Sequence[PendingRecord]) -> list[int | None]:
+    def append(self, records: Sequence[PendingRecord]) -> list[int | Conflict | None]:
         if not records:
             return []
         writer = self._writer_state(create=True)
         count = len(writer.partitions)
         tails = {p: _Tail(t.offset, t.hash, t.recorded_at, t.end) for p, t in writer.tails.items()}
         clock = writer.clock
-        fresh: set[bytes] = set()
-        plan: list[tuple[int, bytes, bytes, bytes, int] | None] = []
+        fresh: dict[bytes, int] = {}  # event id -> index in plan
+        plan: list[tuple[int, bytes, bytes, bytes, int, bytes | None] | None] = []
         hashes: list[bytes] = []
+        same: list[Conflict | int | None] = []  # per record: None, a Conflict, or the plan index it repeats
         for r in records:
             eid = _id_bytes(r.event_id)
-            if eid in writer.ids or eid in fresh:
+            stored = writer.ids.get(eid)
+            if stored is not None:
                 plan.append(None)
+                differs = r.digest is not None and len(stored) > 8 and stored[8:] != r.digest
+                same.append(Conflict(int.from_bytes(stored[:8], "big")) if differs else None)
+                continue
+            if eid in fresh:
+                plan.append(None)
+                first = plan[fresh[eid]]
+                assert first is not None
+                differs = r.digest is not None and first[5] is not None and first[5] != r.digest
+                same.append(fresh[eid] if differs else None)
                 continue
             if r.recorded_at < clock:
                 raise ClockError(
@@ -516,29 +544,38 @@ class KafkaEventLog(EventLog):
             header = chain_header(tail.hash, r.recorded_at, eid)
             tail.hash = hashlib.sha256(header[1:41] + r.payload).digest()
             tail.recorded_at = clock = r.recorded_at
-            fresh.add(eid)
-            plan.append((p, r.subject.encode(), value, header, r.recorded_at))
+            fresh[eid] = len(plan)
+            plan.append((p, r.subject.encode(), value, header, r.recorded_at, r.digest))
+            same.append(None)
             hashes.append(tail.hash)
         if not fresh:
-            return [None] * len(records)
+            return [o if isinstance(o, Conflict) else None for o in same]
         offsets = self._produce([step for step in plan if step is not None])
         self._check_landing(writer, plan, offsets)
         # Commit the new state only now that every record is acknowledged where expected.
-        positions: list[int | None] = []
+        positions: list[int | Conflict | None] = []
         acked = iter(zip(offsets, hashes, strict=True))
         for step in plan:
             if step is None:
                 positions.append(None)
                 continue
-            p, _, _, header, recorded_at = step
+            p, _, _, header, recorded_at, content = step
             offset, digest = next(acked)
-            writer.ids.add(header[41:])
+            position = kafka_position(p, offset)
+            writer.ids[header[41:]] = position.to_bytes(8, "big") + (content or b"")
             writer.tails[p] = _Tail(offset, digest, recorded_at, offset + 1)
-            positions.append(kafka_position(p, offset))
+            positions.append(position)
         writer.clock = clock
+        for i, outcome in enumerate(same):
+            if isinstance(outcome, Conflict):
+                positions[i] = outcome
+            elif outcome is not None:  # repeats a record of this batch with other content
+                landed = positions[outcome]
+                assert isinstance(landed, int)
+                positions[i] = Conflict(landed)
         return positions
 
-    def _produce(self, steps: list[tuple[int, bytes, bytes, bytes, int]]) -> list[int]:
+    def _produce(self, steps: list[tuple[int, bytes, bytes, bytes, int, bytes | None]]) -> list[int]:
         """Sends and waits for every acknowledgement (acks=all). On any failure nothing of
         the batch is reported as appended, the producer is dropped (so nothing more from this
         session can land behind a gap) and the writer state is rebuilt on the next append."""
@@ -549,9 +586,12 @@ class KafkaEventLog(EventLog):
         futures = []
         problem: str | None = None
         try:
-            for p, key, value, header, recorded_at in steps:
+            for p, key, value, header, recorded_at, digest in steps:
+                headers = [(CHAIN_HEADER, header)]
+                if digest is not None:
+                    headers.append((DIGEST_HEADER, digest))
                 futures.append(producer.send(
-                    topic, value=value, key=key, partition=p, headers=[(CHAIN_HEADER, header)],
+                    topic, value=value, key=key, partition=p, headers=headers,
                     timestamp_ms=max(0, recorded_at // 1000),
                 ))
             producer.flush(timeout=self.settings.timeout)
@@ -744,6 +784,10 @@ class KafkaEventLog(EventLog):
         if not heads:
             return LogHead(0, GENESIS_HASH, 0)
         return max(heads.values(), key=lambda h: (h.recorded_at, h.position))
+
+    def last_recorded_at(self) -> int:
+        """The writer's clock floor (the largest recorded_at in the topic, from its state)."""
+        return self._writer_state(create=False).clock
 
     def _tail(self, partition: int, end: int | None = None) -> _Tail:
         """The last valid record below ``end`` (default: the high-water mark), found by

@@ -28,6 +28,19 @@ class PendingRecord:
     subject: str  # the partitioning key on Kafka
     recorded_at: int
     payload: bytes
+    # SHA-256 of the event's content without recorded_at and the encrypted blob (its
+    # plaintext is hashed instead): the same id with another digest is a conflict.
+    digest: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """An append outcome: the event id is in the log at ``position`` with other content
+    (``known`` False: the stored record has no digest, so the caller compares decoded
+    content itself)."""
+
+    position: int
+    known: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +82,12 @@ class EventLog(abc.ABC):
     """Port: append batches, read from a position, optionally only what was known by T."""
 
     @abc.abstractmethod
-    def append(self, records: Sequence[PendingRecord]) -> list[int | None]:
+    def append(self, records: Sequence[PendingRecord]) -> list[int | Conflict | None]:
         """Appends in order, atomically and durably before returning. Returns each record's
         position, or None where its event_id is already in the log (a duplicate, not stored
-        again). Raises ClockError if a record's recorded_at is behind the log's last one."""
+        again), or a Conflict where it is there with another digest (only records that carry
+        a digest can conflict; neither is stored). Raises ClockError if a record's
+        recorded_at is behind the log's last one."""
 
     @abc.abstractmethod
     def read(
@@ -84,6 +99,10 @@ class EventLog(abc.ABC):
     @abc.abstractmethod
     def head(self) -> LogHead:
         """The last record's position, hash and recorded_at."""
+
+    def last_recorded_at(self) -> int:
+        """The largest recorded_at in the log, which no append may go below (0 if empty)."""
+        return self.head().recorded_at
 
     def heads(self) -> dict[int, LogHead]:
         """The head of every hash chain, by partition (the embedded log has one: 0); empty

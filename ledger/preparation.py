@@ -5,6 +5,7 @@ vault itself, so keys stay durable before any ciphertext that needs them)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from ledger.lifeline import die_with_parent
 from ledger.log import PendingRecord
 from ledger.pseudonyms import pseudonym
 from ledger.schemas import SchemaRegistry, default_registry
-from ledger.vault import KeyVault, SQLiteKeyVault, seal
+from ledger.vault import KeyRef, KeyVault, SQLiteKeyVault, seal
 from ledger.vocabulary import key_category
 
 
@@ -37,6 +38,41 @@ class Prepared:
     pending: list[PendingRecord] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     recorded_at: int = 0
+    # Parallel to ``pending``: the item number each record came from, and the data key it is
+    # encrypted under (None: no personal data).
+    numbers: list[int] = field(default_factory=list)
+    keys: list[KeyRef | None] = field(default_factory=list)
+    # The vault's epoch read before the keys were fetched (None: unknown): the writer checks
+    # under its lock that no key changed since, else checks the used keys one by one.
+    epoch: int | None = None
+    unconfirmed: set[KeyRef] = field(default_factory=set)  # pending keys these records use
+
+
+def content_digest(event: Event, pii: Any) -> bytes:
+    """SHA-256 over the canonical producer content: type, controller, subject pseudonym,
+    occurred_at, source, actor, body and the personal data's ``pii`` plaintext; not
+    recorded_at, not the blob (its nonce is random), not the natural identifier (the
+    pseudonym stands for it)."""
+    content = [event.type, event.controller, event.subject, event.occurred_at, event.source,
+               event.actor, event.body, pii]
+    if _C_CANONICAL is not None:  # the C encoder made once: a third of the cost per event
+        return hashlib.sha256("".join(_C_CANONICAL(content, 0)).encode()).digest()
+    return hashlib.sha256(_CANONICAL.encode(content).encode()).digest()
+
+
+def _bytes(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
+    raise TypeError(f"{type(value).__name__} in event content")
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_bytes)
+_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_C_CANONICAL = (  # the same encoding (ASCII, sorted keys, compact) without per-call set-up
+    _make_encoder(None, _bytes, json.encoder.encode_basestring_ascii, None, ":", ",", True,
+                  False, True)
+    if _make_encoder is not None else None
+)
 
 
 class Preparer:
@@ -56,19 +92,26 @@ class Preparer:
         """Prepares units; the data keys of the whole package are fetched (and new ones made
         durable) in one vault transaction."""
         validated = [self._validate(unit, origin) for unit in package]
-        wanted = {
-            (d.controller, subject, key_category(d.type))
-            for _, drafts in validated
-            for _, _, d, subject in drafts
-            if d.identifier or d.pii or d.account_ref
-        }
-        keys = self.vault.data_keys(wanted) if wanted else {}
+        users: dict[tuple[str, str, str], list[str]] = {}
+        for _, drafts in validated:
+            for _, _, d, subject in drafts:
+                if d.identifier or d.pii or d.account_ref:
+                    users.setdefault((d.controller, subject, key_category(d.type)), []).append(d.event_id)
+        epoch = self.vault.epoch() if users else None
+        keys = self.vault.data_keys(set(users), users) if users else {}
         for out, drafts in validated:
+            out.epoch = epoch
             for number, item, d, subject in drafts:
                 try:
-                    out.pending.append(self._encode(d, subject, out.recorded_at, keys))
+                    record, key = self._encode(d, subject, out.recorded_at, keys)
                 except (CodecError, InvalidEvent) as e:
                     out.rejects.append(Reject(origin, number, str(e), raw_input(item)))
+                    continue
+                out.pending.append(record)
+                out.numbers.append(number)
+                out.keys.append(key)
+                if key is not None and keys[key[:3]].pending:
+                    out.unconfirmed.add(key)
         return [out for out, _ in validated]
 
     def prepare(self, unit: Unit, origin: str) -> Prepared:
@@ -90,7 +133,8 @@ class Preparer:
             drafts.append((number, item, draft, self.subject_of(draft)))
         return out, drafts
 
-    def _encode(self, d: Draft, subject: str, now: int, keys: Mapping[Any, Any]) -> PendingRecord:
+    def _encode(self, d: Draft, subject: str, now: int,
+                keys: Mapping[Any, Any]) -> tuple[PendingRecord, KeyRef | None]:
         personal: dict[str, Any] = {}
         if d.identifier:
             personal["subject"] = {d.identifier[0]: d.identifier[1]}
@@ -99,17 +143,21 @@ class Preparer:
         if d.pii:
             personal["pii"] = d.pii
         blob = None
+        ref: KeyRef | None = None
         if personal:
             plaintext = json.dumps(personal, ensure_ascii=False, separators=(",", ":")).encode()
             if len(plaintext) > MAX_PII_BYTES + 1024:
                 raise InvalidEvent(f"{len(plaintext)} bytes of personal data, over the limit", "pii")
-            blob = seal(keys[(d.controller, subject, key_category(d.type))], plaintext, d.event_id)
+            key = keys[(d.controller, subject, key_category(d.type))]
+            blob = seal(key, plaintext, d.event_id)
+            ref = (key.controller, key.subject, key.category, key.generation)
         body = d.body
         if d.account_ref:
             body = {**body, "account_ref": pseudonym(self.secrets[d.controller], "account", d.account_ref)}
         event = Event(d.type, d.event_id, d.controller, subject, d.occurred_at, now,
                       d.source, d.actor, body, blob)
-        return PendingRecord(d.event_id, d.type, subject, now, self.codec.encode(event))
+        return PendingRecord(d.event_id, d.type, subject, now, self.codec.encode(event),
+                             content_digest(event, d.pii or None)), ref
 
     def subject_of(self, d: Draft) -> str:
         if d.subject_id is not None:

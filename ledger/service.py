@@ -6,10 +6,14 @@ A rejected event never stops the rest; it goes to the dead letters with its reas
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import multiprocessing
 import os
+import signal
+import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -21,15 +25,23 @@ from ledger import config as cfg
 from ledger.clock import Clock, FixedClock, SystemClock
 from ledger.codec import AvroCodec
 from ledger.dead_letters import DeadLetters, Reject
-from ledger.errors import InvalidEvent, KeyUnavailable, UsageError
+from ledger.errors import InvalidEvent, KeyUnavailable, LedgerError, UsageError
 from ledger.events import Event
 from ledger.intake import Intake
-from ledger.log import EventLog, LogRecord, PendingRecord
-from ledger.preparation import Prepared, Preparer, Unit, worker_init, worker_prepare
+from ledger.log import Conflict, EventLog, LogRecord, PendingRecord
+from ledger.preparation import (
+    Prepared,
+    Preparer,
+    Unit,
+    content_digest,
+    raw_input,
+    worker_init,
+    worker_prepare,
+)
 from ledger.pseudonyms import pseudonym
 from ledger.schemas import SchemaRegistry, default_registry
 from ledger.timeutil import parse_cli_time
-from ledger.vault import EffectsDone, KeyVault, SQLiteKeyVault, blob_header, unseal
+from ledger.vault import EffectsDone, KeyRef, KeyVault, SQLiteKeyVault, blob_header, unseal
 from ledger.writer_lock import LOCK_FILE, WriterLock
 
 if TYPE_CHECKING:  # projections sit above this layer: imported at call time, typed here
@@ -46,11 +58,15 @@ Progress = Callable[[int], None]
 
 @dataclass
 class PublishReport:
+    """``rejected`` counts every line not appended for a reason (dead-lettered); of them,
+    ``conflicts`` reused an event id already in the log with other content."""
+
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
     rejects: list[Reject] = field(default_factory=list)  # the first few, for display
     last_position: int | None = None
+    conflicts: int = 0
 
     KEEP = 20
 
@@ -58,19 +74,31 @@ class PublishReport:
         self.accepted += other.accepted
         self.duplicates += other.duplicates
         self.rejected += other.rejected
+        self.conflicts += other.conflicts
         self.rejects.extend(other.rejects[: max(0, self.KEEP - len(self.rejects))])
         self.last_position = other.last_position or self.last_position
 
     def as_dict(self) -> dict[str, int]:
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected,
+                "conflicts": self.conflicts}
 
 
 @dataclass(frozen=True, slots=True)
 class RecordOutcome:
     event_id: str
     subject: str
-    status: str  # accepted | duplicate
-    position: int | None
+    status: str  # accepted | duplicate | conflict
+    position: int | None  # the new position; for a conflict, the existing event's
+
+
+def conflict_reason(position: int) -> str:
+    return f"event_id: conflicts with the event at position {position} (same id, different content)"
+
+
+def _test_crash(point: str) -> None:
+    """Crash tests (tests/crash) kill the process at a chosen point of an append."""
+    if os.environ.get("LEDGER_TEST_CRASH_AT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _packages(units: Iterable[Unit]) -> Iterator[list[Unit]]:
@@ -145,6 +173,19 @@ class Ledger:
             data_dir / cfg.DEAD_LETTERS_FILE, vault, self._secrets, lock=self.writer_lock
         )
         self.settle_effects()  # record first, then act: finish what a crash left undone
+        self._recovered = False
+        self._confirmed: set[KeyRef] = set()  # keys this ledger confirmed (a generation is never reused)
+        self._unsettled: set[KeyRef] = set()  # new keys of a failed append not yet destroyed
+        # Keys made from now on may be this ledger's own, still in flight: a settlement
+        # deferred to the first append leaves them alone.
+        self._opened_at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        if self.vault.pending_keys():  # a writer failed or crashed: settle its keys now,
+            with self.writer_lock.if_free() as free:  # or at this ledger's first append
+                if free:
+                    try:
+                        self._recover_keys(everything=True)
+                    except LedgerError:  # e.g. Kafka unreachable: opening must still work
+                        self._recovered = False
 
     # opening ------------------------------------------------------------------------------
     @classmethod
@@ -257,10 +298,15 @@ class Ledger:
         """Appends one event; raises InvalidEvent (naming the field) if it is rejected."""
         if isinstance(event, Event):
             return self._append_events([event])[0]
-        prepared = self._preparer.prepare(Unit(self.clock.now(), [(1, event)]), "api")
+        unit = Unit(self.clock.now(), [(1, event)])
+        prepared = self._preparer.prepare(unit, "api")
         if prepared.rejects:
             raise InvalidEvent(prepared.rejects[0].reason)
-        return self._commit([prepared])[0]
+        outcome = self._commit([prepared], [unit], "api")[0]
+        if outcome.status == "conflict":
+            assert outcome.position is not None
+            raise InvalidEvent(conflict_reason(outcome.position))
+        return outcome
 
     def record_many(
         self,
@@ -312,6 +358,7 @@ class Ledger:
     ) -> PublishReport:
         report = PublishReport()
         packages = _packages(units)
+        prepared: Iterator[tuple[list[Unit], list[Prepared]]]
         if workers > 1 and self._master_key is not None:
             # Small inputs are not worth starting processes for: go parallel only once the
             # input has proved long.
@@ -319,27 +366,29 @@ class Ledger:
             if len(head) == PARALLEL_AFTER:
                 prepared = self._prepare_in_workers(itertools.chain(head, packages), origin, workers)
             else:
-                prepared = (self._preparer.prepare_all(p, origin) for p in head)
+                prepared = ((p, self._preparer.prepare_all(p, origin)) for p in head)
         else:
-            prepared = (self._preparer.prepare_all(p, origin) for p in packages)
-        for package in prepared:
-            outcomes = self._commit(package)
+            prepared = ((p, self._preparer.prepare_all(p, origin)) for p in packages)
+        for units_of, package in prepared:
+            outcomes = self._commit(package, units_of, origin)
             rejects = [r for p in package for r in p.rejects]
             chunk = PublishReport(rejected=len(rejects), rejects=rejects[: PublishReport.KEEP])
             for o in outcomes:
-                if o.position is not None:
+                if o.status == "accepted":
                     chunk.accepted += 1
                     chunk.last_position = o.position
-                else:
+                elif o.status == "duplicate":
                     chunk.duplicates += 1
+                else:
+                    chunk.conflicts += 1  # counted in rejected too: it is in the rejects
             report.add(chunk)
             if progress:
-                progress(len(outcomes) + len(rejects))
+                progress(len(outcomes) - chunk.conflicts + len(rejects))
         return report
 
     def _prepare_in_workers(
         self, packages: Iterator[list[Unit]], origin: str, workers: int
-    ) -> Iterator[list[Prepared]]:
+    ) -> Iterator[tuple[list[Unit], list[Prepared]]]:
         """Prepares packages in worker processes, in order, with a bounded number in flight."""
         context = multiprocessing.get_context("spawn")  # no SQLite handles cross a fork
         master_key = self._master_key
@@ -355,37 +404,189 @@ class Ledger:
                 {c: controller_secret_name(c) for c in self.config.controllers},
             ),
         ) as pool:
-            in_flight: deque[Future[list[Prepared]]] = deque()
+            in_flight: deque[tuple[list[Unit], Future[list[Prepared]]]] = deque()
             for package in packages:
-                in_flight.append(pool.submit(worker_prepare, package, origin))
+                in_flight.append((package, pool.submit(worker_prepare, package, origin)))
                 if len(in_flight) >= 2 * workers:
-                    yield in_flight.popleft().result()
+                    units, future = in_flight.popleft()
+                    yield units, future.result()
             while in_flight:
-                yield in_flight.popleft().result()
+                units, future = in_flight.popleft()
+                yield units, future.result()
 
-    def _commit(self, package: list[Prepared]) -> list[RecordOutcome]:
+    def _commit(self, package: list[Prepared], units: list[Unit], origin: str) -> list[RecordOutcome]:
         """The ordered half of publishing: one atomic, durable append per package (each
-        record keeps its own unit's recorded_at)."""
-        pending = [r for p in package for r in p.pending]
+        record keeps its own unit's recorded_at). Under the writer lock, before the append:
+        every data key the records use is confirmed live (stale -> re-prepared under a new
+        key generation); with the wall clock, stamps behind the log are taken again. After
+        it: the package's new (pending) keys are confirmed; if it fails, they are destroyed."""
         with self.writer_lock:
-            positions = self.log.append(pending)
-        for p in package:
+            self._recover_keys()
+            if self._unsettled:
+                self._discard_keys(set(self._unsettled))
+            self._confirm_live(package, units, origin)
+            if getattr(self.clock, "wall", False):
+                self._restamp(package)
+            pending = [r for p in package for r in p.pending]
+            unconfirmed = {k for p in package for k in p.unconfirmed}
+            _test_crash("after-keys")
+            try:
+                # An explicit clock behind the log is refused here (ClockError, only for
+                # records not already in the log, so a back-filled history can be replayed):
+                # the package's new keys are then destroyed and no dead letter is written.
+                positions = self.log.append(pending)
+            except BaseException:
+                self._discard_keys(unconfirmed)
+                raise
+            _test_crash("after-append")
+            self._confirm_keys(unconfirmed)
+        outcomes = []
+        results = iter(positions)
+        for p, unit in zip(package, units, strict=True):
+            items: dict[int, Any] | None = None
+            for r, number in zip(p.pending, p.numbers, strict=True):
+                pos = next(results)
+                if isinstance(pos, Conflict) and not (pos.known or self._differs(r, pos.position)):
+                    pos = None
+                if isinstance(pos, Conflict):
+                    items = dict(unit.items) if items is None else items
+                    p.rejects.append(Reject(origin, number, conflict_reason(pos.position),
+                                            raw_input(items[number])))
+                    outcomes.append(RecordOutcome(r.event_id, r.subject, "conflict", pos.position))
+                else:
+                    outcomes.append(RecordOutcome(r.event_id, r.subject,
+                                                  "accepted" if pos else "duplicate", pos))
+            p.rejects.sort(key=lambda reject: reject.line)
             self.dead_letters.write(p.rejects, p.recorded_at)
-        return [
-            RecordOutcome(p.event_id, p.subject, "accepted" if pos else "duplicate", pos)
-            for p, pos in zip(pending, positions, strict=True)
-        ]
+        return outcomes
+
+    def _confirm_live(self, package: list[Prepared], units: list[Unit], origin: str) -> None:
+        """Re-prepares the records whose data key is no longer live (another process shredded
+        it since the key was fetched, possibly into a cache). Called under the writer lock,
+        where no key can die (shredding takes the same lock)."""
+        used = {k for p in package for k in p.keys if k is not None}
+        if not used:
+            return
+        epoch = self.vault.epoch()
+        if epoch is not None and all(p.epoch == epoch for p in package if any(p.keys)):
+            return  # nothing destroyed or changed since the keys were fetched: all live
+        stale = self.vault.stale(used)
+        if not stale:
+            return
+        for p, unit in zip(package, units, strict=True):
+            redo = [j for j, k in enumerate(p.keys) if k in stale]
+            if not redo:
+                continue
+            items = dict(unit.items)
+            again = self._preparer.prepare(
+                Unit(p.recorded_at, [(p.numbers[j], items[p.numbers[j]]) for j in redo]), origin)
+            fresh = {n: (r, k) for n, r, k in zip(again.numbers, again.pending, again.keys, strict=True)}
+            keep = [j for j in range(len(p.pending)) if j not in set(redo) or p.numbers[j] in fresh]
+            for j in redo:
+                if p.numbers[j] in fresh:
+                    p.pending[j], p.keys[j] = fresh[p.numbers[j]]
+            p.pending = [p.pending[j] for j in keep]
+            p.keys = [p.keys[j] for j in keep]
+            p.numbers = [p.numbers[j] for j in keep]
+            p.rejects.extend(again.rejects)
+            p.unconfirmed = {k for k in p.unconfirmed | again.unconfirmed if k not in stale}
+            p.epoch = again.epoch
+
+    def _restamp(self, package: list[Prepared]) -> None:
+        """Wall clock only, under the writer lock: a unit stamped before another process
+        appended later records is stamped again, ``max(now, last + 1 µs)``, and its records
+        re-encoded (recorded_at is in the Avro envelope). Cheap when not behind."""
+        last = self.log.last_recorded_at()
+        for p in package:
+            if p.recorded_at <= last:
+                at = max(self.clock.now(), last + 1)
+                p.pending = [self._restamped(r, at) for r in p.pending]
+                p.recorded_at = at
+            last = max(last, p.recorded_at)
+
+    def _restamped(self, record: PendingRecord, at: int) -> PendingRecord:
+        event = dataclasses.replace(self.codec.decode(record.payload), recorded_at=at)
+        return dataclasses.replace(record, recorded_at=at, payload=self.codec.encode(event))
+
+    def _differs(self, record: PendingRecord, position: int) -> bool:
+        """For a stored record from before content digests: compares decoded content."""
+        stored = next(iter(self.log.read(position, limit=1)), None)
+        if stored is None or stored.position != position:
+            return False
+        event = self.codec.decode(stored.payload)
+        try:
+            personal = self.personal_data(event, include_sealed=True)
+        except KeyUnavailable:
+            # The stored personal data cannot be read any more (erased): not comparable, so
+            # it counts as a duplicate, as every same id did before digests existed.
+            return False
+        pii = personal.get("pii") if personal else None
+        return content_digest(event, pii or None) != record.digest
+
+    # pending keys (a failed append leaves no orphan keys) ----------------------------------
+    def _confirm_keys(self, keys: set[KeyRef]) -> None:
+        # Workers' caches keep calling a key pending after it was confirmed: skip those.
+        keys = keys - self._confirmed
+        try:
+            self.vault.confirm(keys)
+        except (LedgerError, sqlite3.Error):
+            return  # still pending: the next open confirms them from the log
+        if len(self._confirmed) > 200_000:  # bounded memory
+            self._confirmed.clear()
+        self._confirmed |= keys
+
+    def _discard_keys(self, keys: set[KeyRef]) -> None:
+        """After a failed append: destroys the new keys it would have used, unless one of
+        their records is in the log after all (a failure after the records landed, e.g. a
+        Kafka batch half acknowledged): those are kept and confirmed. A concurrent writer
+        that picked up a destroyed key re-prepares at its commit (``_confirm_live``)."""
+        if not keys:
+            return
+        try:
+            self._settle(keys)
+        except (LedgerError, sqlite3.Error):
+            self._unsettled |= keys  # the disk may be full: the next append (or open) retries
+        else:
+            self._unsettled -= keys
+
+    def _settle(self, only: set[KeyRef] | None = None, created_before: str | None = None) -> None:
+        """Pending keys (these, or all made before a time): kept and confirmed if one of the
+        events they were handed out for is in the log, else destroyed. Under the writer lock."""
+        pending = {k: ids for k, ids in self.vault.pending_keys(created_before).items()
+                   if only is None or k in only}
+        if not pending:
+            return
+        present = self.log.contains(sorted({i for ids in pending.values() for i in ids}))
+        used = {k for k, ids in pending.items() if any(i in present for i in ids)}
+        self.vault.confirm(used)
+        self.vault.discard(set(pending) - used)
+
+    def _recover_keys(self, *, everything: bool = False) -> None:
+        """Pending keys left by a writer that crashed or failed (under the writer lock): kept
+        if one of the events they were made for is in the log, else destroyed. At open, all
+        of them; later, only those made before this ledger was opened (not its own packages
+        in flight)."""
+        if self._recovered:
+            return
+        self._recovered = True
+        self._settle(created_before=None if everything else self._opened_at)
 
     def _append_events(self, events: list[Event]) -> list[RecordOutcome]:
-        """Appends events the ledger itself built (the retention sweep)."""
+        """Appends events the ledger itself built (the retention sweep). Their ids are derived
+        from what they record, so the same id with other content is a bug: it raises."""
         pending = [
-            PendingRecord(e.event_id, e.type, e.subject, e.recorded_at, self.codec.encode(e))
+            PendingRecord(e.event_id, e.type, e.subject, e.recorded_at, self.codec.encode(e),
+                          content_digest(e, None))
             for e in events
         ]
         with self.writer_lock:
             positions = self.log.append(pending)
+        for e, p in zip(events, positions, strict=True):
+            if isinstance(p, Conflict):
+                raise LedgerError(f"{e.type} {e.event_id}: the ledger built an event whose id is in "
+                                  f"the log at position {p.position} with other content")
         return [
-            RecordOutcome(e.event_id, e.subject, "accepted" if p else "duplicate", p)
+            RecordOutcome(e.event_id, e.subject, "accepted" if p else "duplicate", p)  # type: ignore[arg-type]
             for e, p in zip(events, positions, strict=True)
         ]
 

@@ -4,7 +4,11 @@ Its ``stored_events`` table gives durable (WAL, synchronous=FULL), gapless, tota
 positions (the rowid, which the library calls the notification id). Each event is stored as
 one row: ``originator_id`` = event_id (the table's primary key makes appends idempotent),
 ``originator_version`` = 1, ``topic`` = the event type, ``state`` = the record frame
-``prev_hash (32) || recorded_at (8, big-endian) || Avro single-object bytes``."""
+``prev_hash (32) || recorded_at (8, big-endian) || Avro single-object bytes``.
+
+A side table ``content_digests (position, digest)``, written in the same transaction, holds
+each record's content digest (``PendingRecord.digest``): the same event id with another digest
+is a ``Conflict``. Records appended before digests existed have no row there."""
 
 from __future__ import annotations
 
@@ -20,7 +24,15 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 from ledger.config import private_files
 from ledger.errors import ClockError, LedgerError, LogError
 from ledger.files import storage_error
-from ledger.log import GENESIS_HASH, EventLog, LogHead, LogRecord, PendingRecord, RecordPage
+from ledger.log import (
+    GENESIS_HASH,
+    Conflict,
+    EventLog,
+    LogHead,
+    LogRecord,
+    PendingRecord,
+    RecordPage,
+)
 from ledger.timeutil import format_micros
 
 _FRAME = 40  # prev_hash (32) + recorded_at (8)
@@ -65,12 +77,17 @@ class SQLiteEventLog(EventLog):
             self.recorder = SQLiteApplicationRecorder(self.datastore)
             with private_files():  # log.sqlite is 0600; SQLite gives -wal/-shm the same mode
                 self.recorder.create_table()
+                # Content digests by position (sequential inserts: cheap), written in the
+                # append's transaction; records from before digests have none.
+                with self.datastore.transaction(commit=True) as cursor:
+                    cursor.execute("CREATE TABLE IF NOT EXISTS content_digests "
+                                   "(position INTEGER PRIMARY KEY, digest BLOB NOT NULL)")
         except (PersistenceError, sqlite3.Error) as e:
             if hasattr(self, "datastore"):
                 self.datastore.close()
             raise _log_error(path, e, "opening") from None
 
-    def append(self, records: Sequence[PendingRecord]) -> list[int | None]:
+    def append(self, records: Sequence[PendingRecord]) -> list[int | Conflict | None]:
         if not records:
             return []
         try:
@@ -92,44 +109,85 @@ class SQLiteEventLog(EventLog):
         except (PersistenceError, sqlite3.Error) as e:
             raise _log_error(self.path, e, "appending to") from None
 
-    def _append_locked(self, cursor, records: Sequence[PendingRecord]) -> list[int | None]:  # type: ignore[no-untyped-def]
+    def _append_locked(self, cursor, records: Sequence[PendingRecord]) -> list[int | Conflict | None]:  # type: ignore[no-untyped-def]
         head = self._head(cursor)
-        seen = self._existing(cursor, [r.event_id for r in records])
+        existing = self._existing(cursor, [r.event_id for r in records])
+        stored_digests = self._digests(cursor, [existing[r.event_id] for r in records
+                                                if r.digest is not None and r.event_id in existing])
         prev_hash, last_recorded = head.hash, head.recorded_at
         stored: list[StoredEvent] = []
-        fresh: list[bool] = []
+        # Per record: ("new", index into stored) | ("dup", None) | ("conflict", position or
+        # -(index into stored + 1) for a record of this same batch, known)
+        plan: list[tuple[str, int, bool]] = []
+        batch: dict[str, tuple[int, bytes | None]] = {}  # event id -> (index, digest)
         for r in records:
-            if r.event_id in seen:
-                fresh.append(False)
+            if r.event_id in existing:
+                position = existing[r.event_id]
+                if r.digest is None:
+                    plan.append(("dup", 0, True))
+                elif position not in stored_digests:
+                    plan.append(("conflict", position, False))
+                else:
+                    same = stored_digests[position] == r.digest
+                    plan.append(("dup", 0, True) if same else ("conflict", position, True))
+                continue
+            if r.event_id in batch:
+                index, digest = batch[r.event_id]
+                if r.digest is None or digest is None or digest == r.digest:
+                    plan.append(("dup", 0, True))
+                else:
+                    plan.append(("conflict", -(index + 1), True))
                 continue
             if r.recorded_at < last_recorded:
                 raise ClockError(
                     f"the ledger clock {format_micros(r.recorded_at)} is behind the log's last "
                     f"recorded_at {format_micros(last_recorded)}; recorded_at never decreases"
                 )
-            seen.add(r.event_id)
+            batch[r.event_id] = (len(stored), r.digest)
             frame = _frame(prev_hash, r.recorded_at, r.payload)
             # The recorder stores a UUID as its hex; handing it the hex saves a parse per event.
             stored.append(StoredEvent(r.event_id.replace("-", ""), _ORIGINATOR_VERSION,  # type: ignore[arg-type]
                                       r.event_type, frame))
             prev_hash = hashlib.sha256(frame).digest()
             last_recorded = r.recorded_at
-            fresh.append(True)
-        positions = iter(self.recorder._insert_events(cursor, stored) or [])
-        return [next(positions) if ok else None for ok in fresh]
+            plan.append(("new", len(stored) - 1, True))
+        positions = list(self.recorder._insert_events(cursor, stored) or []) if stored else []
+        digests = [(positions[i], d) for i, d in batch.values() if d is not None]
+        if digests:
+            cursor.executemany("INSERT INTO content_digests (position, digest) VALUES (?, ?)", digests)
+        out: list[int | Conflict | None] = []
+        for kind, n, known in plan:
+            if kind == "new":
+                out.append(positions[n])
+            elif kind == "dup":
+                out.append(None)
+            else:
+                out.append(Conflict(n if n > 0 else positions[-n - 1], known))
+        return out
 
-    def _existing(self, cursor, event_ids: list[str]) -> set[str]:  # type: ignore[no-untyped-def]
-        found: set[str] = set()
+    def _existing(self, cursor, event_ids: list[str]) -> dict[str, int]:  # type: ignore[no-untyped-def]
+        """Event id -> position, for those of these ids already in the log."""
+        found: dict[str, int] = {}
         hexes = {e.replace("-", "").lower(): e for e in event_ids}
         keys = list(hexes)
         for i in range(0, len(keys), _IN_CHUNK):
             chunk = keys[i : i + _IN_CHUNK]
             cursor.execute(
-                "SELECT originator_id FROM stored_events WHERE originator_id IN "
+                "SELECT originator_id, rowid FROM stored_events WHERE originator_id IN "
                 f"({','.join('?' * len(chunk))})",
                 chunk,
             )
-            found.update(hexes[row[0]] for row in cursor.fetchall())
+            found.update((hexes[row[0]], row[1]) for row in cursor.fetchall())
+        return found
+
+    def _digests(self, cursor, positions: list[int]) -> dict[int, bytes]:  # type: ignore[no-untyped-def]
+        found: dict[int, bytes] = {}
+        for i in range(0, len(positions), _IN_CHUNK):
+            chunk = positions[i : i + _IN_CHUNK]
+            cursor.execute(
+                "SELECT position, digest FROM content_digests WHERE position IN "
+                f"({','.join('?' * len(chunk))})", chunk)
+            found.update((row[0], bytes(row[1])) for row in cursor.fetchall())
         return found
 
     def _head(self, cursor) -> LogHead:  # type: ignore[no-untyped-def]
@@ -152,7 +210,7 @@ class SQLiteEventLog(EventLog):
     def contains(self, event_ids: Sequence[str]) -> set[str]:
         try:
             with self.datastore.transaction(commit=False) as cursor:
-                return self._existing(cursor, list(event_ids))
+                return set(self._existing(cursor, list(event_ids)))
         except (PersistenceError, sqlite3.Error) as e:
             raise _log_error(self.path, e, "reading") from None
 

@@ -41,6 +41,10 @@ class DataKey:
     generation: int
     key: bytes
     sealed: bool = False
+    pending: bool = False  # created for records whose log append has not been confirmed
+
+
+KeyRef = tuple[str, str, str, int]  # (controller, subject, category, generation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +93,38 @@ class KeyVault(abc.ABC):
     """Port: where subject data keys and controller secrets live."""
 
     @abc.abstractmethod
-    def data_keys(self, wanted: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], DataKey]:
+    def data_keys(
+        self, wanted: set[tuple[str, str, str]],
+        users: dict[tuple[str, str, str], list[str]] | None = None,
+    ) -> dict[tuple[str, str, str], DataKey]:
         """Current keys for (controller, subject, category), created where missing. New keys
         are durable before this returns, so no ciphertext is ever written under a key that a
-        crash could lose."""
+        crash could lose. With ``users`` (the event ids each key will encrypt), a new key is
+        created *pending* with those ids, and a pending key handed out again records its new
+        users too: ``confirm`` it once their log append committed; a pending key none of whose
+        users reached the log is an orphan (``pending_keys``, ``discard``)."""
+
+    def epoch(self) -> int | None:
+        """A counter every key destruction (or other change to a key) increases, in the same
+        transaction; None if the vault cannot tell (then every liveness check is done key by
+        key). Unchanged since keys were fetched -> all of them are still live."""
+        return None
+
+    def stale(self, keys: set[KeyRef]) -> set[KeyRef]:
+        """Which of these keys are no longer the current, existing key, read from storage
+        (never from a cache)."""
+        return set()
+
+    def confirm(self, keys: set[KeyRef]) -> None:  # noqa: B027 - optional for adapters
+        """Marks pending keys as used by records that are in the log."""
+
+    def pending_keys(self, created_before: str | None = None) -> dict[KeyRef, list[str]]:
+        """Pending keys (made before ``created_before``, UTC 'YYYY-MM-DD HH:MM:SS', if
+        given) and the event ids they were handed out for."""
+        return {}
+
+    def discard(self, keys: set[KeyRef]) -> None:  # noqa: B027 - optional for adapters
+        """Destroys pending keys that encrypt nothing in the log (a failed append)."""
 
     @abc.abstractmethod
     def data_key(
@@ -222,6 +254,30 @@ class SQLiteKeyVault(KeyVault):
             "subject TEXT, action TEXT, category TEXT, generation INTEGER, "
             "PRIMARY KEY (event_id, category))"
         )
+        self._epoch = -1  # the epoch the cache was last known to be valid at
+        self._prepare_liveness()
+
+    def _prepare_liveness(self) -> None:
+        """The epoch counter (bumped by triggers, so every DELETE or UPDATE of a key row,
+        whoever runs it, bumps it in its own transaction) and the pending marks."""
+        db = self._db
+        db.execute("CREATE TABLE IF NOT EXISTS vault_epoch (id INTEGER PRIMARY KEY CHECK (id = 0),"
+                   " epoch INTEGER NOT NULL)")
+        db.execute("INSERT OR IGNORE INTO vault_epoch VALUES (0, 0)")
+        for event in ("DELETE", "UPDATE OF generation, wrapped, sealed"):
+            name = event.split()[0].lower()
+            db.execute(f"CREATE TRIGGER IF NOT EXISTS data_keys_epoch_{name} AFTER {event} ON "
+                       "data_keys BEGIN UPDATE vault_epoch SET epoch = epoch + 1; END")
+        columns = {row[1] for row in db.execute("PRAGMA table_info(data_keys)")}
+        if "pending" not in columns:  # a vault from before pending marks: all keys confirmed
+            db.execute("ALTER TABLE data_keys ADD COLUMN pending TEXT")
+        db.execute("CREATE TABLE IF NOT EXISTS discarded (controller TEXT, subject TEXT, "
+                   "category TEXT, generation INTEGER, "
+                   "PRIMARY KEY (controller, subject, category, generation))")
+        # Partial, on a small column: the few pending rows are found without a scan, and the
+        # pending id lists are not copied into the index.
+        db.execute("CREATE INDEX IF NOT EXISTS data_keys_pending ON data_keys(generation) "
+                   "WHERE pending IS NOT NULL")
 
     # wrapping -----------------------------------------------------------------------------
     def _wrap(self, key: bytes, label: str) -> bytes:
@@ -237,37 +293,70 @@ class SQLiteKeyVault(KeyVault):
             ) from None
 
     # data keys ----------------------------------------------------------------------------
-    @_storage_errors
-    def data_keys(self, wanted: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], DataKey]:
+    def _read_epoch(self) -> int:
+        return int(self._db.execute("SELECT epoch FROM vault_epoch").fetchone()[0])
+
+    def _check_cache(self) -> None:
+        """Drops the cache if any key changed since it was filled (another process shredded)."""
+        epoch = self._read_epoch()
+        if epoch != self._epoch:
+            self._cache.clear()
+            self._epoch = epoch
+
+    def epoch(self) -> int | None:
         with self._lock:
+            return self._read_epoch()
+
+    @_storage_errors
+    def data_keys(
+        self, wanted: set[tuple[str, str, str]],
+        users: dict[tuple[str, str, str], list[str]] | None = None,
+    ) -> dict[tuple[str, str, str], DataKey]:
+        with self._lock:
+            self._check_cache()
+            # A cached pending key needs no new users recorded: this process made or fetched it
+            # for an earlier package, which commits (and confirms it) before any later one;
+            # if that append fails, ``discard`` drops it from the cache.
             found = {k: self._cache[k] for k in wanted if k in self._cache}
             missing = [k for k in wanted if k not in found]
             if not missing:
                 return found
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                if self._read_epoch() != self._epoch:  # a key changed since the check above
+                    self._check_cache()
+                    found, missing = {}, list(wanted)
                 for controller, subject, category in missing:
+                    k = (controller, subject, category)
                     row = self._db.execute(
-                        "SELECT generation, wrapped, sealed FROM data_keys "
+                        "SELECT generation, wrapped, sealed, pending FROM data_keys "
                         "WHERE controller=? AND subject=? AND category=?",
                         (controller, subject, category),
                     ).fetchone()
                     label = f"{controller}/{subject}/{category}"
-                    sealed = False
+                    sealed = pending = False
+                    ids = " ".join(users.get(k, ())) if users is not None else ""
                     if row is not None:
                         generation, wrapped, sealed = row[0], row[1], bool(row[2])
                         key = self._unwrap(wrapped, f"{label}/{generation}")
+                        if row[3] is not None and ids:  # still pending: its new users too
+                            pending = True
+                            self._db.execute(
+                                "UPDATE data_keys SET pending = pending || ' ' || ? "
+                                "WHERE controller=? AND subject=? AND category=?",
+                                (ids, controller, subject, category))
                     else:
                         generation = self._next_generation(controller, subject, category)
                         key = AESGCM.generate_key(bit_length=256)
+                        pending = bool(ids)
                         self._db.execute(
                             "INSERT INTO data_keys (controller, subject, category, generation,"
-                            " wrapped) VALUES (?,?,?,?,?)",
+                            " wrapped, pending) VALUES (?,?,?,?,?,?)",
                             (controller, subject, category, generation,
-                             self._wrap(key, f"{label}/{generation}")),
+                             self._wrap(key, f"{label}/{generation}"), ids or None),
                         )
-                    dk = DataKey(controller, subject, category, generation, key, sealed)
-                    found[(controller, subject, category)] = dk
+                    dk = DataKey(controller, subject, category, generation, key, sealed, pending)
+                    found[k] = dk
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -278,10 +367,77 @@ class SQLiteKeyVault(KeyVault):
                 self._cache.clear()
             return found
 
+    def stale(self, keys: set[KeyRef]) -> set[KeyRef]:
+        with self._lock:
+            out = set()
+            for ref in keys:
+                row = self._db.execute(
+                    "SELECT generation FROM data_keys WHERE controller=? AND subject=? AND category=?",
+                    ref[:3]).fetchone()
+                if row is None or row[0] != ref[3]:
+                    out.add(ref)
+            return out
+
+    def confirm(self, keys: set[KeyRef]) -> None:
+        if not keys:
+            return
+        with self._lock:
+            # Not synchronous: a confirmation lost in a crash is redone from the log at the
+            # next open (pending_keys: its users are in the log).
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany(
+                        "UPDATE data_keys SET pending=NULL WHERE controller=? AND subject=? AND "
+                        "category=? AND generation=? AND pending IS NOT NULL", list(keys))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
+            for ref in keys:
+                dk = self._cache.get(ref[:3])
+                if dk is not None and dk.generation == ref[3] and dk.pending:
+                    self._cache[ref[:3]] = DataKey(*ref, dk.key, dk.sealed, False)
+
+    def pending_keys(self, created_before: str | None = None) -> dict[KeyRef, list[str]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT controller, subject, category, generation, pending FROM data_keys "
+                "WHERE pending IS NOT NULL AND (? IS NULL OR created_at < ?)",
+                (created_before, created_before)).fetchall()
+        return {tuple(r[:4]): r[4].split() for r in rows}  # type: ignore[misc]
+
+    def discard(self, keys: set[KeyRef]) -> None:
+        if not keys:
+            return
+        with self._lock:
+            for ref in keys:  # first: even if the deletion fails, their next use re-reads them
+                self._cache.pop(ref[:3], None)
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for ref in keys:
+                    row = self._db.execute(
+                        "DELETE FROM data_keys WHERE controller=? AND subject=? AND category=? "
+                        "AND generation=? AND pending IS NOT NULL RETURNING generation", ref,
+                    ).fetchone()
+                    if row is not None:
+                        self._db.execute("INSERT OR IGNORE INTO discarded VALUES (?,?,?,?)", ref)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            # A tombstone of its own (not ``shredded``: no erasure happened), so that the
+            # generation is never reused: a stale copy must never pass for a live key.
+
     def _next_generation(self, controller: str, subject: str, category: str) -> int:
         row = self._db.execute(
-            "SELECT MAX(generation) FROM shredded WHERE controller=? AND subject=? AND category=?",
-            (controller, subject, category),
+            "SELECT MAX(g) FROM (SELECT MAX(generation) AS g FROM shredded WHERE controller=? "
+            "AND subject=? AND category=? UNION ALL SELECT MAX(generation) FROM discarded "
+            "WHERE controller=? AND subject=? AND category=?)",
+            (controller, subject, category) * 2,
         ).fetchone()
         return 1 if row[0] is None else row[0] + 1
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -58,3 +60,27 @@ class WriterLock:
     @property
     def held(self) -> bool:
         return self._depth > 0
+
+    @contextmanager
+    def if_free(self) -> Iterator[bool]:
+        """Holds the lock for the block if it can be had at once (yields True), else yields
+        False without waiting: for housekeeping that can wait for a later turn."""
+        with self._thread_lock:
+            if self._depth:
+                with self:
+                    yield True
+                return
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                yield False
+                return
+            self._fd, self._depth = fd, 1
+            try:
+                yield True
+            finally:
+                self._depth, self._fd = 0, None
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)

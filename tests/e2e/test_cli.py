@@ -46,9 +46,9 @@ def test_publish_counts_and_exit_codes(data: str, tmp_path: Path) -> None:
     good = jsonl(make_event(), make_event("ConsentGiven"))
     result = run("--data", data, "--now", "2026-03-05", "publish", "-", "--json", input=good)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"accepted": 2, "duplicates": 0, "rejected": 0}
+    assert json.loads(result.output) == {"accepted": 2, "duplicates": 0, "rejected": 0, "conflicts": 0}
     again = run("--data", data, "--now", "2026-03-05", "publish", "-", "--json", input=good)
-    assert json.loads(again.output) == {"accepted": 0, "duplicates": 2, "rejected": 0}
+    assert json.loads(again.output) == {"accepted": 0, "duplicates": 2, "rejected": 0, "conflicts": 0}
     path = tmp_path / "mixed.jsonl"
     path.write_text(good + "{broken\n" + jsonl(make_event()))
     mixed = run("--data", data, "--now", "2026-03-05", "publish", str(path))

@@ -48,11 +48,11 @@ def test_every_type_round_trips_json_to_log_and_back(ledger: Ledger, event_type:
 def test_publishing_the_same_file_twice_appends_nothing(ledger: Ledger) -> None:
     batch = lines([make_event(t) for t in sorted(BODIES)] * 2)  # duplicates inside, too
     first = ledger.publish(batch)
-    assert first.as_dict() == {"accepted": len(BODIES), "duplicates": len(BODIES), "rejected": 0}
+    assert first.as_dict() == {"accepted": len(BODIES), "duplicates": len(BODIES), "rejected": 0, "conflicts": 0}
     head = ledger.log.head()
     ledger.clock = FixedClock(ledger.clock.now() + 1)
     second = ledger.publish(batch)
-    assert second.as_dict() == {"accepted": 0, "duplicates": 2 * len(BODIES), "rejected": 0}
+    assert second.as_dict() == {"accepted": 0, "duplicates": 2 * len(BODIES), "rejected": 0, "conflicts": 0}
     assert ledger.log.head() == head
 
 
@@ -153,7 +153,7 @@ def test_parallel_publishing_keeps_input_order_and_rejects(ledger: Ledger, monke
     raw = lines(events)
     raw[123] = b"{not json\n"
     report = ledger.publish(raw, workers=2)
-    assert report.as_dict() == {"accepted": 599, "duplicates": 0, "rejected": 1}
+    assert report.as_dict() == {"accepted": 599, "duplicates": 0, "rejected": 1, "conflicts": 0}
     assert used, "the worker processes were not used"
     assert report.rejects[0].line == 124
     stored = [r.event_id for r in ledger.log.read()]
@@ -162,4 +162,4 @@ def test_parallel_publishing_keeps_input_order_and_rejects(ledger: Ledger, monke
     for _, event in list(ledger.events())[::50]:
         assert ledger.personal_data(event)["subject"]["email"].startswith("p")  # type: ignore[index]
     again = ledger.publish(raw, workers=2)
-    assert again.as_dict() == {"accepted": 0, "duplicates": 599, "rejected": 1}
+    assert again.as_dict() == {"accepted": 0, "duplicates": 599, "rejected": 1, "conflicts": 0}

@@ -53,9 +53,9 @@ def test_publish_demo_events_to_kafka_as_to_the_embedded_log(
     kafka = ("--data", data, "--log", kafka_url, "--now", NOW)
     first = run(*kafka, "publish", str(path), "--json")
     assert first.exit_code == 0, first.output
-    assert json.loads(first.stdout) == {"accepted": count, "duplicates": 0, "rejected": 0}
+    assert json.loads(first.stdout) == {"accepted": count, "duplicates": 0, "rejected": 0, "conflicts": 0}
     again = run(*kafka, "publish", str(path), "--json")
-    assert json.loads(again.stdout) == {"accepted": 0, "duplicates": count, "rejected": 0}
+    assert json.loads(again.stdout) == {"accepted": 0, "duplicates": count, "rejected": 0, "conflicts": 0}
     embedded = run("--data", data, "--now", NOW, "publish", str(path), "--json")
     assert json.loads(embedded.stdout)["accepted"] == count
 
