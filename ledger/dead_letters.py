@@ -56,7 +56,9 @@ NONCE_SIZE = 12
 
 # Reasons ------------------------------------------------------------------------------------
 _EMAILISH = re.compile(r"[^\s'\"@]+@[^\s'\"@]+\.[A-Za-z]{2,}")
-_DIGIT_RUN = re.compile(r"\+?\d(?:[ -]?\d){8,}")  # phone numbers, personnummer (>= 9 digits)
+# Phone numbers, personnummer (>= 9 digits); not a log position the ledger itself names (on
+# Kafka a position encodes partition and offset: a large number).
+_DIGIT_RUN = re.compile(r"(?<!position )(?<![\d+])\+?\d(?:[ -]?\d){8,}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 HIDDEN = "…"
 
