@@ -469,6 +469,10 @@ class Intake:
             what = "" if _nameable(key) else "an attribute (its name is not shown): "
             if value is not None and not isinstance(value, (str, int, float, bool)):
                 raise _reject(field, f"{what}expected a string, number, boolean or null")
+            if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+                raise _reject(field, f"{what}a number outside the 64-bit integer range")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise _reject(field, f"{what}not a finite number")
             if isinstance(value, str):
                 try:
                     _unicode(value, field)
