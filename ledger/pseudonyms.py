@@ -17,7 +17,7 @@ typed or copied:
    pseudonym of its normalised form. Account ids keep their case (ids are case-sensitive).
 
 Refused (``InvalidIdentifier``, a ``ValueError`` and a usage error naming the rule, never the
-value): an identifier that is empty after trimming; one with a zero-width character *inside*
+value): an identifier that is empty after trimming; one with a lone surrogate; one with a zero-width character *inside*
 (it is invisible, so nobody can tell the two identifiers apart, and removing it could merge two
 distinct ids; in practice it is a copy-paste artefact the producer should fix); one with a
 control character (C0, DEL, C1) or a bidi override/isolate (U+202A-202E, U+2066-2069) left
@@ -55,6 +55,11 @@ def normalise(kind: str, value: str) -> str:
     trimmed = _TRIM.sub("", value)
     if not trimmed:
         raise InvalidIdentifier("the identifier is empty")
+    if not trimmed.isascii():
+        try:
+            trimmed.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidIdentifier("the identifier is not valid Unicode (lone surrogate)") from None
     if CONTROL.search(trimmed):
         raise InvalidIdentifier("the identifier contains a control character (C0, DEL, C1 or a bidi override)")
     if _INNER_ZERO_WIDTH.search(trimmed):

@@ -573,3 +573,16 @@ def test_fuzz_found_python_objects_that_escaped_record_many(fuzz_ledger: tuple[L
     report = ledger.record_many([event, make_event()])
     assert (report.accepted, report.rejected) == (1, 1)
     assert reason_is_clear(report.rejects[0].reason), report.rejects[0].reason
+
+
+@pytest.mark.parametrize("subject", [{"email": "anna\\ud800@example.se"}, {"account": "cw-\\udfff"}])
+def test_fuzz_found_a_lone_surrogate_in_the_identifier_crashed_publish(
+        fuzz_ledger: tuple[Ledger, Path], subject: dict[str, str]) -> None:
+    """Found by the fuzzer: a JSON-escaped lone surrogate in subject.email (or an account id)
+    passed intake and raised UnicodeEncodeError while hashing: the whole publish failed."""
+    ledger, _ = fuzz_ledger
+    bad = json.dumps(make_event(subject={"x": "y"}))
+    raw = bad.replace('{"x": "y"}', json.dumps(subject).replace("\\\\", "\\")).encode()
+    report = ledger.publish([raw, json.dumps(make_event()).encode()])
+    assert (report.accepted, report.rejected) == (1, 1)
+    assert report.rejects[0].reason.startswith(("subject.email: ", "subject.account: "))
