@@ -25,17 +25,19 @@ Unicode digit read as its ASCII digit, dashes as '-' and Unicode spaces as ' '.
 
 Phone numbers: a run of digits with spaces, dashes or parentheses between them, which starts a
 word (at the start, after a space or punctuation, not glued to a letter, '-' or '_' before it)
-and is not glued to a letter after it. Its digits are counted group by group: with a leading
+and is not glued to a letter after it (directly or by a dash: UUIDs and hex digests pass). Its digits are counted group by group: with a leading
 '+' (or '00') it is a phone number once 7-15 digits (after the '00') end a group; with a
 single leading '0' (the Swedish trunk prefix: 07x-xxx xx xx, 08-123 456 78, (031) 12 34 56)
 once 8-10 digits do; ``46`` + ``7`` with 11 digits is a Swedish mobile in E.164 without '+'.
-Runs that do not start with 0, 00 or + are not phone numbers: amounts (1 234 567), dates
+Country codes and area codes do not start with 0 (000 ... is not a phone number). Runs that
+do not start with 0, 00 or + are not phone numbers: amounts (1 234 567, 125 000 000 000), dates
 (2026-03-01), versions (10.0.19045), references glued by dashes (INV-2026-0042) pass.
 Not recognised: a national number written without its leading 0.
 
 Personnummer and samordningsnummer: YYMMDD-NNNN, YYMMDD+NNNN, YYMMDDNNNN, YYYYMMDDNNNN and
 YYYYMMDD-NNNN (a space for the separator too), with a plausible date (month 01-12, day valid
-for the month, or day + 60 for a samordningsnummer), not glued to a letter or digit. The Luhn
+for the month, or day + 60 for a samordningsnummer), not glued to a letter or digit (nor by a
+dash at its end, as in a UUID). The Luhn
 check digit is deliberately *not* required: a mistyped personnummer is still personal data. The
 price is that a 10- or 12-digit number that starts with a valid date (e.g. a compact date-time
 20260301-0930) is refused too; write such values with other separators (2026-03-01T09:30)."""
@@ -76,12 +78,15 @@ _LOOKS_LIKE_EMAIL = re.compile(r"[^@\s]+\s*@\s*[^@\s]+\.[A-Za-z]{2,}")
 # Control characters: C0 except TAB and LF, DEL, C1, bidi embeddings/overrides/isolates.
 _CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")  # in identifiers
+_DIGIT = re.compile(r"[0-9]")
+_DIGIT_OR_AT = re.compile(r"[0-9@]")
 _PHONE_RUN = re.compile(r"[0-9+(][0-9 +()-]*")
 _PHONE_SEPARATORS = frozenset(" +()-")
-_NOT_BEFORE_A_NUMBER = frozenset("-_")  # a number glued to a word by these is a reference
+_NOT_BEFORE_A_NUMBER = frozenset("-_")
+_THOUSANDS = re.compile(r"[1-9][0-9]{0,2}(?: [0-9]{3})+")  # a number glued to a word by these is a reference
 _PERSONNUMMER = (
-    re.compile(r"(?<![0-9A-Za-z])(?:18|19|20)[0-9]{2}([0-9]{2})([0-9]{2})[-+ ]?[0-9]{4}(?![0-9A-Za-z])"),
-    re.compile(r"(?<![0-9A-Za-z])[0-9]{2}([0-9]{2})([0-9]{2})[-+ ]?[0-9]{4}(?![0-9A-Za-z])"),
+    re.compile(r"(?<![0-9A-Za-z])(?:18|19|20)[0-9]{2}([0-9]{2})([0-9]{2})[-+ ]?[0-9]{4}(?![0-9A-Za-z]|-[0-9A-Za-z])"),
+    re.compile(r"(?<![0-9A-Za-z])[0-9]{2}([0-9]{2})([0-9]{2})[-+ ]?[0-9]{4}(?![0-9A-Za-z]|-[0-9A-Za-z])"),
 )
 _DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 EMAIL_RULE = "looks like an e-mail address"
@@ -189,10 +194,11 @@ def _text(value: Any, field: str) -> str:
 
 def _unicode(value: str, field: str) -> None:
     """Valid Unicode without control characters (TAB and LF allowed)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _reject(field, "not valid Unicode (lone surrogate)") from None
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _reject(field, "not valid Unicode (lone surrogate)") from None
     if _CONTROL_IN_TEXT.search(value):
         raise _reject(field, "contains a control character (C0, DEL, C1 or a bidi override)")
 
@@ -206,10 +212,15 @@ def _no_personal_data(value: str, field: str) -> None:
 def personal_data_rule(text: str) -> str | None:
     """The rule a text breaks if it looks like an e-mail address, a phone number or a
     personnummer (the module docstring gives the rules), else None."""
-    view = _view(text)
+    if text.isascii():
+        if not _DIGIT_OR_AT.search(text):
+            return None  # the common case: a plain word
+        view = text
+    else:
+        view = _view(text)
     if "@" in view and _LOOKS_LIKE_EMAIL.search(view):
         return EMAIL_RULE
-    if not any(c.isdigit() for c in view):
+    if not _DIGIT.search(view):
         return None
     for m in _PHONE_RUN.finditer(view):
         if _phone_in_run(view, m.start(), m.end()):
@@ -248,15 +259,24 @@ def _view(text: str) -> str:
 
 
 def _phone_in_run(view: str, start: int, end: int) -> bool:
-    """Whether a phone number starts at the run's start or at a group after a space in it."""
-    for s in range(start, end):
+    """Whether a phone number starts at the run's start or at a group after a space in it.
+    A run glued to a word at its end (``0123-4567-89ab``: a UUID, a hex digest, a code) is
+    not a phone number."""
+    tail = end
+    while tail > start and view[tail - 1] in " -(+":
+        tail -= 1
+    if end < len(view) and (view[end].isalnum() or view[end] == "_") and " " not in view[tail:end]:
+        return False
+    if _THOUSANDS.fullmatch(view, start, tail):
+        return False  # an amount: 125 000 000 000
+    for s in range(start, tail):
         if s > start and view[s - 1] != " ":
             continue
         if s == start and s > 0 and (view[s - 1].isalnum() or view[s - 1] in _NOT_BEFORE_A_NUMBER):
             continue  # glued to a word: a reference such as INV-0042 or a hex digest
         if view[s] not in "0+(4":
             continue
-        if _phone_from(view, s, end):
+        if _phone_from(view, s, tail):
             return True
     return False
 
@@ -273,19 +293,17 @@ def _phone_from(view: str, s: int, end: int) -> bool:
         if c.isdigit():
             digits += c
             if j + 1 == end or view[j + 1] in _PHONE_SEPARATORS:
-                glued = j + 1 == end and end < len(view) and (view[end].isalnum() or view[end] == "_")
-                if not glued:
-                    cuts.append(len(digits))
+                cuts.append(len(digits))
         elif c == "+" and digits:
             break  # a second number (850101+1234 is the personnummer rule's)
-    if not digits:
+    if len(digits) < 3:
         return False
-    if international:
-        return any(7 <= n <= 15 for n in cuts)
+    if international:  # country codes do not start with 0
+        return digits[0] != "0" and any(7 <= n <= 15 for n in cuts)
     if digits.startswith("00"):
-        return any(9 <= n <= 17 for n in cuts)
-    if digits.startswith("0"):
-        return any(8 <= n <= 10 for n in cuts)
+        return digits[2] != "0" and any(9 <= n <= 17 for n in cuts)
+    if digits.startswith("0"):  # Swedish area codes are 0 + a digit 1-9
+        return any(8 <= n <= 10 for n in cuts) and digits[1] != "0"
     return digits.startswith("467") and 11 in cuts
 
 
@@ -461,12 +479,14 @@ class Intake:
                 raise _reject("pii", "attribute names are at most 64 characters")
             if _CONTROL.search(key):
                 raise _reject("pii", "an attribute name contains a control character")
-            try:
-                key.encode("utf-8")
-            except UnicodeEncodeError:
-                raise _reject("pii", "an attribute name is not valid Unicode (lone surrogate)") from None
-            field = f"pii.{key}" if _nameable(key) else "pii"
-            what = "" if _nameable(key) else "an attribute (its name is not shown): "
+            if not key.isascii():
+                try:
+                    key.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise _reject("pii", "an attribute name is not valid Unicode (lone surrogate)") from None
+            nameable = _nameable(key)
+            field = f"pii.{key}" if nameable else "pii"
+            what = "" if nameable else "an attribute (its name is not shown): "
             if value is not None and not isinstance(value, (str, int, float, bool)):
                 raise _reject(field, f"{what}expected a string, number, boolean or null")
             if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
