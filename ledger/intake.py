@@ -25,22 +25,23 @@ Unicode digit read as its ASCII digit, dashes as '-' and Unicode spaces as ' '.
 
 Phone numbers: a run of digits with spaces, dashes or parentheses between them, which starts a
 word (at the start, after a space or punctuation, not glued to a letter, '-' or '_' before it)
-and is not glued to a letter after it (directly or by a dash: UUIDs and hex digests pass). Its digits are counted group by group: with a leading
-'+' (or '00') it is a phone number once 7-15 digits (after the '00') end a group; with a
-single leading '0' (the Swedish trunk prefix: 07x-xxx xx xx, 08-123 456 78, (031) 12 34 56)
-once 8-10 digits do; ``46`` + ``7`` with 11 digits is a Swedish mobile in E.164 without '+'.
-Country codes and area codes do not start with 0 (000 ... is not a phone number). Runs that
-do not start with 0, 00 or + are not phone numbers: amounts (1 234 567, 125 000 000 000), dates
-(2026-03-01), versions (10.0.19045), references glued by dashes (INV-2026-0042) pass.
-Not recognised: a national number written without its leading 0.
+and is not glued to a letter after it (directly or by a dash: UUIDs and hex digests pass). Its
+digits are counted group by group: with a leading '+' (or '00') it is a phone number once 7-15
+digits (after the '00') end a group; with a single leading '0' (the Swedish trunk prefix:
+07x-xxx xx xx, 08-123 456 78, (031) 12 34 56) once 8-10 digits do; ``46`` + ``7`` with 11
+digits is a Swedish mobile in E.164 without '+'. Country codes and area codes do not start with
+0 (000 ... is not a phone number). Runs that do not start with 0, 00 or + are not phone
+numbers: amounts (1 234 567, 125 000 000 000), dates (2026-03-01), versions (10.0.19045),
+references glued by dashes (INV-2026-0042) pass. Not recognised: a national number written
+without its leading 0.
 
 Personnummer and samordningsnummer: YYMMDD-NNNN, YYMMDD+NNNN, YYMMDDNNNN, YYYYMMDDNNNN and
 YYYYMMDD-NNNN (a space for the separator too), with a plausible date (month 01-12, day valid
 for the month, or day + 60 for a samordningsnummer), not glued to a letter or digit (nor by a
-dash at its end, as in a UUID). The Luhn
-check digit is deliberately *not* required: a mistyped personnummer is still personal data. The
-price is that a 10- or 12-digit number that starts with a valid date (e.g. a compact date-time
-20260301-0930) is refused too; write such values with other separators (2026-03-01T09:30)."""
+dash at its end, as in a UUID). The Luhn check digit is deliberately *not* required: a mistyped
+personnummer is still personal data. The price is that a 10- or 12-digit number that starts
+with a valid date (e.g. a compact date-time 20260301-0930) is refused too; write such values
+with other separators (2026-03-01T09:30)."""
 
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ ENVELOPE_KEYS = frozenset(
     {"type", "event_id", "controller", "occurred_at", "source", "actor", "subject", "pii"}
 )
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
-_ACTOR = re.compile(r"subject|(?:staff|system):([A-Za-z0-9][A-Za-z0-9_.:/-]{0,63})")
+_ACTOR = re.compile(r"subject|(?:staff|system):([A-Za-z0-9][A-Za-z0-9_./-]{0,63})")
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")  # a field name that may be shown in a reason
 _PURPOSE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
@@ -82,8 +83,8 @@ _DIGIT = re.compile(r"[0-9]")
 _DIGIT_OR_AT = re.compile(r"[0-9@]")
 _PHONE_RUN = re.compile(r"[0-9+(][0-9 +()-]*")
 _PHONE_SEPARATORS = frozenset(" +()-")
-_NOT_BEFORE_A_NUMBER = frozenset("-_")
-_THOUSANDS = re.compile(r"[1-9][0-9]{0,2}(?: [0-9]{3})+")  # a number glued to a word by these is a reference
+_NOT_BEFORE_A_NUMBER = frozenset("-_")  # a number glued to a word by these is a reference
+_THOUSANDS = re.compile(r"[1-9][0-9]{0,2}(?: [0-9]{3})+")  # an amount
 _PERSONNUMMER = (
     re.compile(r"(?<![0-9A-Za-z])(?:18|19|20)[0-9]{2}([0-9]{2})([0-9]{2})[-+ ]?[0-9]{4}(?![0-9A-Za-z]|-[0-9A-Za-z])"),
     re.compile(r"(?<![0-9A-Za-z])[0-9]{2}([0-9]{2})([0-9]{2})[-+ ]?[0-9]{4}(?![0-9A-Za-z]|-[0-9A-Za-z])"),
@@ -406,7 +407,7 @@ class Intake:
         matched = _ACTOR.fullmatch(actor)
         if matched is None:
             raise _reject("actor", "expected 'subject', 'staff:<id>' or 'system:<component>' "
-                                   "(an id of letters, digits and _ . : / -, at most 64)")
+                                   "(an id of letters, digits and _ . / -, at most 64)")
         if matched[1] is not None:
             _no_personal_data(matched[1], "actor")
 

@@ -17,12 +17,12 @@ typed or copied:
    pseudonym of its normalised form. Account ids keep their case (ids are case-sensitive).
 
 Refused (``InvalidIdentifier``, a ``ValueError`` and a usage error naming the rule, never the
-value): an identifier that is empty after trimming; one with a lone surrogate; one with a zero-width character *inside*
-(it is invisible, so nobody can tell the two identifiers apart, and removing it could merge two
-distinct ids; in practice it is a copy-paste artefact the producer should fix); one with a
-control character (C0, DEL, C1) or a bidi override/isolate (U+202A-202E, U+2066-2069) left
-after trimming.
-Intake applies the same checks, so a published event is rejected rather than hashed."""
+value): an identifier that is empty after trimming; one with a lone surrogate; one with a
+zero-width character *inside* (it is invisible, so nobody can tell the two identifiers apart,
+and removing it could merge two distinct ids; in practice it is a copy-paste artefact the
+producer should fix); one with a control character (C0, DEL, C1) or a bidi override/isolate
+(U+202A-202E, U+2066-2069) left after trimming. Intake applies the same checks, so a
+published event is rejected rather than hashed."""
 
 from __future__ import annotations
 
