@@ -1,20 +1,61 @@
 """Producer JSON -> a validated draft event (SPEC §3 JSON form). Pure: no I/O, no secrets.
 
-Every rejection names the field and the problem, and never quotes a value that could be
-personal data."""
+Every rejection names the field and the rule, and never quotes a value: not the event type,
+not the controller, not an unknown field's name unless it is a plain identifier
+(``[a-z][a-z0-9_]*``), never a body value.
+
+Personal data stays out of the plaintext parts of an event (SPEC §7a): it belongs in ``pii``,
+which is encrypted under the subject's key.
+
+- Envelope fields are identifiers. ``source`` is a token without '@'; ``actor`` is
+  ``subject``, ``staff:<id>`` or ``system:<component>`` whose id has no '@' and does not look
+  like a phone number or a personnummer.
+- Every free-text field (every body string, each item of a string array) is refused if it
+  looks like an e-mail address, a phone number or a Swedish personnummer/samordningsnummer
+  (``personal_data_rule``). These are heuristics: a name or an address in free text cannot be
+  recognised and is accepted.
+- Control characters are refused in every string, ``pii`` values and attribute names
+  included: C0 (NUL, BEL, ESC, CR, ...), DEL, C1 and the bidi embeddings, overrides and
+  isolates U+202A-202E and U+2066-2069. Free text and ``pii`` values may hold TAB and LF (a
+  multi-line address); identifiers may not.
+
+The checks run on a view of the text that defeats simple disguises: NFKC (fullwidth digits and
+'＠' become ASCII), format characters such as zero-width spaces and soft hyphens removed, every
+Unicode digit read as its ASCII digit, dashes as '-' and Unicode spaces as ' '.
+
+Phone numbers: a run of digits with spaces, dashes or parentheses between them, which starts a
+word (at the start, after a space or punctuation, not glued to a letter, '-' or '_' before it)
+and is not glued to a letter after it (directly or by a dash: UUIDs and hex digests pass). Its
+digits are counted group by group: with a leading '+' (or '00') it is a phone number once 7-15
+digits (after the '00') end a group; with a single leading '0' (the Swedish trunk prefix:
+07x-xxx xx xx, 08-123 456 78, (031) 12 34 56) once 8-10 digits do; ``46`` + ``7`` with 11
+digits is a Swedish mobile in E.164 without '+'. Country codes and area codes do not start with
+0 (000 ... is not a phone number). Runs that do not start with 0, 00 or + are not phone
+numbers: amounts (1 234 567, 125 000 000 000), dates (2026-03-01), versions (10.0.19045),
+references glued by dashes (INV-2026-0042) pass. Not recognised: a national number written
+without its leading 0.
+
+Personnummer and samordningsnummer: YYMMDD-NNNN, YYMMDD+NNNN, YYMMDDNNNN, YYYYMMDDNNNN and
+YYYYMMDD-NNNN (a space for the separator too), with a plausible date (month 01-12, day valid
+for the month, or day + 60 for a samordningsnummer), not glued to a letter or digit (nor by a
+dash at its end, as in a UUID). The Luhn check digit is deliberately *not* required: a mistyped
+personnummer is still personal data. The price is that a 10- or 12-digit number that starts
+with a valid date (e.g. a compact date-time 20260301-0930) is refused too; write such values
+with other separators (2026-03-01T09:30)."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 from uuid import UUID
 
 from ledger.errors import InvalidEvent
-from ledger.pseudonyms import IDENTIFIER_KINDS, MAX_IDENTIFIER, is_pseudonym
+from ledger.pseudonyms import IDENTIFIER_KINDS, MAX_IDENTIFIER, InvalidIdentifier, is_pseudonym, normalise
 from ledger.schemas import SchemaRegistry
 from ledger.timeutil import MICROS, parse_timestamp
 from ledger.vocabulary import FIELD_VOCABULARIES, SWEEP_TYPES
@@ -29,11 +70,30 @@ MAX_CLOCK_SKEW = 24 * 3600 * MICROS  # occurred_at may be at most a day ahead of
 ENVELOPE_KEYS = frozenset(
     {"type", "event_id", "controller", "occurred_at", "source", "actor", "subject", "pii"}
 )
-_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@/-]*")
-_ACTOR = re.compile(r"subject|(?:staff|system):[A-Za-z0-9][A-Za-z0-9_.@/-]{0,63}")
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
+_ACTOR = re.compile(r"subject|(?:staff|system):([A-Za-z0-9][A-Za-z0-9_./-]{0,63})")
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")  # a field name that may be shown in a reason
 _PURPOSE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
-_LOOKS_LIKE_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+_LOOKS_LIKE_EMAIL = re.compile(r"[^@\s]+\s*@\s*[^@\s]+\.[A-Za-z]{2,}")
+# Control characters: C0 except TAB and LF, DEL, C1, bidi embeddings/overrides/isolates.
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")  # in identifiers
+_DIGIT = re.compile(r"[0-9]")
+_DIGIT_OR_AT = re.compile(r"[0-9@]")
+_PHONE_RUN = re.compile(r"[0-9+(][0-9 +()-]*")
+_PHONE_SEPARATORS = frozenset(" +()-")
+_NOT_BEFORE_A_NUMBER = frozenset("-_")  # a number glued to a word by these is a reference
+_THOUSANDS = re.compile(r"[1-9][0-9]{0,2}(?: [0-9]{3})+")  # an amount
+_PERSONNUMMER = (
+    re.compile(r"(?<![0-9A-Za-z])(?:18|19|20)[0-9]{2}([0-9]{2})([0-9]{2})[-+ ]?[0-9]{4}(?![0-9A-Za-z]|-[0-9A-Za-z])"),
+    re.compile(r"(?<![0-9A-Za-z])[0-9]{2}([0-9]{2})([0-9]{2})[-+ ]?[0-9]{4}(?![0-9A-Za-z]|-[0-9A-Za-z])"),
+)
+_DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+EMAIL_RULE = "looks like an e-mail address"
+PHONE_RULE = "looks like a phone number"
+PERSONNUMMER_RULE = "looks like a personnummer or samordningsnummer"
+_ELSEWHERE = "; personal data belongs in pii"
 _CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -103,9 +163,19 @@ def _token(value: Any, field: str, max_len: int = MAX_TOKEN) -> str:
         raise _reject(field, "must not be empty")
     if len(value) > max_len:
         raise _reject(field, f"longer than {max_len} characters")
+    _identifier_chars(value, field)
     if not _TOKEN.fullmatch(value):
-        raise _reject(field, "may only contain letters, digits and _ . : @ / -")
+        raise _reject(field, "may only contain letters, digits and _ . : / -")
+    _no_personal_data(value, field)
     return value
+
+
+def _identifier_chars(value: str, field: str) -> None:
+    """The checks every identifier gets before its pattern, so that the reason names the rule."""
+    if _CONTROL.search(value):
+        raise _reject(field, "contains a control character")
+    if "@" in value or "\uff20" in value:
+        raise _reject(field, f"{EMAIL_RULE}{_ELSEWHERE}")
 
 
 def _kind(value: Any) -> str:
@@ -118,13 +188,124 @@ def _text(value: Any, field: str) -> str:
         raise _reject(field, f"expected a string, got {_kind(value)}")
     if len(value) > MAX_TEXT:
         raise _reject(field, f"longer than {MAX_TEXT} characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _reject(field, "not valid Unicode (lone surrogate)") from None
-    if "@" in value and _LOOKS_LIKE_EMAIL.search(value):
-        raise _reject(field, "looks like an e-mail address; personal data belongs in pii")
+    _unicode(value, field)
+    _no_personal_data(value, field)
     return value
+
+
+def _unicode(value: str, field: str) -> None:
+    """Valid Unicode without control characters (TAB and LF allowed)."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _reject(field, "not valid Unicode (lone surrogate)") from None
+    if _CONTROL_IN_TEXT.search(value):
+        raise _reject(field, "contains a control character (C0, DEL, C1 or a bidi override)")
+
+
+def _no_personal_data(value: str, field: str) -> None:
+    rule = personal_data_rule(value)
+    if rule is not None:
+        raise _reject(field, f"{rule}{_ELSEWHERE}")
+
+
+def personal_data_rule(text: str) -> str | None:
+    """The rule a text breaks if it looks like an e-mail address, a phone number or a
+    personnummer (the module docstring gives the rules), else None."""
+    if text.isascii():
+        if not _DIGIT_OR_AT.search(text):
+            return None  # the common case: a plain word
+        view = text
+    else:
+        view = _view(text)
+    if "@" in view and _LOOKS_LIKE_EMAIL.search(view):
+        return EMAIL_RULE
+    if not _DIGIT.search(view):
+        return None
+    for m in _PHONE_RUN.finditer(view):
+        if _phone_in_run(view, m.start(), m.end()):
+            return PHONE_RULE
+    for pattern in _PERSONNUMMER:
+        for m in pattern.finditer(view):
+            month, day = int(m[1]), int(m[2])
+            if day > 60:  # samordningsnummer
+                day -= 60
+            if 1 <= month <= 12 and 1 <= day <= _DAYS_IN_MONTH[month]:
+                return PERSONNUMMER_RULE
+    return None
+
+
+def _view(text: str) -> str:
+    """The text as the detectors read it (see the module docstring)."""
+    if text.isascii():
+        return text
+    out = []
+    for c in unicodedata.normalize("NFKC", text):
+        if c.isascii():
+            out.append(c)
+        elif c.isspace():
+            out.append(" ")
+        else:
+            category = unicodedata.category(c)
+            if category == "Cf":
+                continue
+            if category == "Nd":
+                out.append(str(unicodedata.decimal(c)))
+            elif category == "Pd" or c == "\u2212":
+                out.append("-")
+            else:
+                out.append(c)
+    return "".join(out)
+
+
+def _phone_in_run(view: str, start: int, end: int) -> bool:
+    """Whether a phone number starts at the run's start or at a group after a space in it.
+    A run glued to a word at its end (``0123-4567-89ab``: a UUID, a hex digest, a code) is
+    not a phone number."""
+    tail = end
+    while tail > start and view[tail - 1] in " -(+":
+        tail -= 1
+    if end < len(view) and (view[end].isalnum() or view[end] == "_") and " " not in view[tail:end]:
+        return False
+    if _THOUSANDS.fullmatch(view, start, tail):
+        return False  # an amount: 125 000 000 000
+    for s in range(start, tail):
+        if s > start and view[s - 1] != " ":
+            continue
+        if s == start and s > 0 and (view[s - 1].isalnum() or view[s - 1] in _NOT_BEFORE_A_NUMBER):
+            continue  # glued to a word: a reference such as INV-0042 or a hex digest
+        if view[s] not in "0+(4":
+            continue
+        if _phone_from(view, s, tail):
+            return True
+    return False
+
+
+def _phone_from(view: str, s: int, end: int) -> bool:
+    digits = ""
+    cuts: list[int] = []
+    i = s
+    while i < end and view[i] == "(":
+        i += 1
+    international = i < end and view[i] == "+"
+    for j in range(i + international, end):
+        c = view[j]
+        if c.isdigit():
+            digits += c
+            if j + 1 == end or view[j + 1] in _PHONE_SEPARATORS:
+                cuts.append(len(digits))
+        elif c == "+" and digits:
+            break  # a second number (850101+1234 is the personnummer rule's)
+    if len(digits) < 3:
+        return False
+    if international:  # country codes do not start with 0
+        return digits[0] != "0" and any(7 <= n <= 15 for n in cuts)
+    if digits.startswith("00"):
+        return digits[2] != "0" and any(9 <= n <= 17 for n in cuts)
+    if digits.startswith("0"):  # Swedish area codes are 0 + a digit 1-9
+        return any(8 <= n <= 10 for n in cuts) and digits[1] != "0"
+    return digits.startswith("467") and 11 in cuts
 
 
 class Intake:
@@ -148,11 +329,11 @@ class Intake:
         try:
             obj = _DECODER.decode(text)
         except json.JSONDecodeError as e:
-            raise _reject(None, f"malformed JSON: {e.msg} at column {e.colno}") from None
+            raise _reject(None, f"malformed JSON: {_printable(e.msg)} at column {e.colno}") from None
         except RecursionError:
             raise _reject(None, "malformed JSON: nested too deeply") from None
         except ValueError as e:  # duplicate keys, NaN/Infinity, oversized integers
-            raise _reject(None, f"malformed JSON: {e}") from None
+            raise _reject(None, f"malformed JSON: {_printable(str(e))}") from None
         return self.validate(obj, now)
 
     # one event ----------------------------------------------------------------------------
@@ -166,8 +347,7 @@ class Intake:
             raise _reject("type", f"expected a string, got {_kind(event_type)}")
         fields = self._fields.get(event_type)
         if fields is None:
-            shown = f" {event_type!r}" if _TOKEN.fullmatch(event_type) and len(event_type) <= 40 else ""
-            raise _reject("type", f"unknown event type{shown}")
+            raise _reject("type", "unknown event type (not one of the event types of the schemas)")
         if event_type in SWEEP_TYPES and not allow_sweep:
             raise _reject("type", f"{event_type} is emitted by the retention sweep, not by producers")
 
@@ -175,8 +355,14 @@ class Intake:
         if "recorded_at" in unknown:
             raise _reject("recorded_at", "is stamped by the ledger; producers must not send it")
         if unknown:
-            names = sorted(str(k)[:40] for k in unknown)[:5]
-            raise _reject(names[0], f"unknown field for {event_type} (unknown: {', '.join(names)})")
+            names = sorted(k for k in unknown if _nameable(k))
+            hidden = len(unknown) - len(names)
+            if not names:
+                raise _reject(None, f"an unknown field for {event_type} (its name is not shown: "
+                                    "not a plain identifier)")
+            more = f", and {hidden} more not shown" if hidden else ""
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise _reject(names[0], f"unknown field for {event_type} (unknown: {shown}{more})")
 
         event_id = obj.get("event_id")
         if event_id is None:
@@ -197,8 +383,7 @@ class Intake:
         if not isinstance(controller, str):
             raise _reject("controller", f"expected a string, got {_kind(controller)}")
         if controller not in self.controllers:
-            shown = f" {controller!r}" if _TOKEN.fullmatch(controller) and len(controller) <= 40 else ""
-            raise _reject("controller", f"unknown controller{shown} (add it with `ledger controller add`)")
+            raise _reject("controller", "unknown controller (add it with `ledger controller add`)")
 
         occurred_raw = obj.get("occurred_at")
         if occurred_raw is None:
@@ -216,8 +401,15 @@ class Intake:
         actor = obj.get("actor")
         if actor is None:
             raise _reject("actor", "missing")
-        if not isinstance(actor, str) or not _ACTOR.fullmatch(actor):
-            raise _reject("actor", "expected 'subject', 'staff:<id>' or 'system:<component>'")
+        if not isinstance(actor, str):
+            raise _reject("actor", f"expected a string, got {_kind(actor)}")
+        _identifier_chars(actor, "actor")
+        matched = _ACTOR.fullmatch(actor)
+        if matched is None:
+            raise _reject("actor", "expected 'subject', 'staff:<id>' or 'system:<component>' "
+                                   "(an id of letters, digits and _ . / -, at most 64)")
+        if matched[1] is not None:
+            _no_personal_data(matched[1], "actor")
 
         identifier, subject_id = self._subject(obj.get("subject"))
         pii = self._pii(obj.get("pii"))
@@ -256,7 +448,10 @@ class Intake:
         if kind == "email":
             if not isinstance(value, str):
                 raise _reject("subject.email", f"expected a string, got {_kind(value)}")
-            if len(value) > MAX_IDENTIFIER or not _EMAIL.fullmatch(value.strip()):
+            if len(value) > MAX_IDENTIFIER:
+                raise _reject("subject.email", "not an e-mail address")
+            address = _normalised("email", value, "subject.email")
+            if not _EMAIL.fullmatch(address):
                 raise _reject("subject.email", "not an e-mail address")
             return ("email", value), None
         return ("account", self._account(value, "subject.account")), None
@@ -265,7 +460,10 @@ class Intake:
     def _account(value: Any, field: str) -> str:
         if not isinstance(value, str):
             raise _reject(field, f"expected a string, got {_kind(value)}")
-        if not value.strip() or len(value) > MAX_TOKEN or any(c.isspace() for c in value.strip()):
+        if len(value) > MAX_TOKEN:
+            raise _reject(field, f"expected a non-empty account id without spaces, at most {MAX_TOKEN} characters")
+        account = _normalised("account", value, field)
+        if any(c.isspace() for c in account):
             raise _reject(field, f"expected a non-empty account id without spaces, at most {MAX_TOKEN} characters")
         return value
 
@@ -276,15 +474,31 @@ class Intake:
         if not isinstance(pii, Mapping):
             raise _reject("pii", f"expected an object, got {_kind(pii)}")
         for key, value in pii.items():
+            if not isinstance(key, str):
+                raise _reject("pii", "attribute names must be strings")
             if len(key) > 64:
                 raise _reject("pii", "attribute names are at most 64 characters")
+            if _CONTROL.search(key):
+                raise _reject("pii", "an attribute name contains a control character")
+            if not key.isascii():
+                try:
+                    key.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise _reject("pii", "an attribute name is not valid Unicode (lone surrogate)") from None
+            nameable = _nameable(key)
+            field = f"pii.{key}" if nameable else "pii"
+            what = "" if nameable else "an attribute (its name is not shown): "
             if value is not None and not isinstance(value, (str, int, float, bool)):
-                raise _reject(f"pii.{key[:40]}", "expected a string, number, boolean or null")
+                raise _reject(field, f"{what}expected a string, number, boolean or null")
+            if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+                raise _reject(field, f"{what}a number outside the 64-bit integer range")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise _reject(field, f"{what}not a finite number")
             if isinstance(value, str):
                 try:
-                    value.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise _reject(f"pii.{key[:40]}", "not valid Unicode (lone surrogate)") from None
+                    _unicode(value, field)
+                except InvalidEvent as e:
+                    raise _reject(field, what + e.reason) from None
         # A cheap upper bound (UTF-8 is at most 4 bytes a character) before an exact count.
         size = sum(len(k) + len(str(v)) + 6 for k, v in pii.items())
         if size * 4 > MAX_PII_BYTES:
@@ -365,8 +579,25 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(obj) != len(pairs):
         seen: set[str] = set()
         dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise ValueError(f"duplicate key {dup[:40]!r}")
+        raise ValueError(f"duplicate key {dup}" if _nameable(dup) else "a duplicate key (not shown)")
     return obj
+
+
+def _nameable(name: Any) -> bool:
+    """Whether a producer-chosen name may be shown in a reason: a plain identifier that does
+    not look like personal data (names can carry it as well as values can)."""
+    return isinstance(name, str) and bool(_NAME.fullmatch(name)) and personal_data_rule(name) is None
+
+
+def _normalised(kind: str, value: str, field: str) -> str:
+    try:
+        return normalise(kind, value)
+    except InvalidIdentifier as e:
+        raise _reject(field, str(e).removeprefix("the identifier ")) from None
+
+
+def _printable(text: str) -> str:
+    return re.sub(r"[^ -~]", "?", text)[:200]
 
 
 def _no_constant(name: str) -> Any:

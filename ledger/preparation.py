@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,8 +172,18 @@ def raw_input(item: Any) -> bytes:
         return bytes(item)
     try:
         return json.dumps(item, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
-    except (TypeError, ValueError):
-        return repr(item).encode("utf-8", "replace")
+    except (TypeError, ValueError, RecursionError):  # not JSON: too deep, a huge int, odd keys
+        pass
+    try:
+        return _BOUNDED_REPR.repr(item).encode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 - a dead letter must be written whatever the object is
+        return b"(an object that cannot be represented)"
+
+
+_BOUNDED_REPR = reprlib.Repr()
+_BOUNDED_REPR.maxlevel = 20
+_BOUNDED_REPR.maxdict = _BOUNDED_REPR.maxlist = _BOUNDED_REPR.maxtuple = 1000
+_BOUNDED_REPR.maxstring = _BOUNDED_REPR.maxother = 1 << 16
 
 
 # Worker processes ---------------------------------------------------------------------------

@@ -105,6 +105,9 @@ class _Cursor:
             raise Declined("negative length")
         starts = self.offsets if where is None else self.offsets[where]
         starts = starts.copy()
+        ends = self.ends if where is None else self.ends[where]
+        if len(lengths) and (lengths > ends - starts).any():  # before adding: no int64 overflow
+            raise Declined("field runs past its record")
         if where is None:
             self.offsets = self.offsets + lengths
         else:
