@@ -37,6 +37,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ledger.errors import KeyUnavailable
+from ledger.files import write_all
 from ledger.intake import subject_hint
 from ledger.pseudonyms import pseudonym
 from ledger.timeutil import format_micros, from_micros, parse_timestamp, to_micros
@@ -237,9 +238,7 @@ class DeadLetters:
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 data = b"\n" + data  # a torn last line (a crash mid-write) stays on its own
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -34,9 +34,7 @@ def write_private_file(path: str | Path, data: str | bytes, *, force: bool = Fal
     try:
         try:
             os.fchmod(fd, 0o600)  # exactly 0600, whatever the umask
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, payload)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -67,6 +65,13 @@ def write_private_file(path: str | Path, data: str | bytes, *, force: bool = Fal
             raise full from None
         raise
     return target
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Writes every byte (os.write may write fewer than asked)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def check_target(target: Path, force: bool, option: str) -> None:

@@ -446,10 +446,11 @@ class SQLiteKeyVault(KeyVault):
         self, controller: str, subject: str, category: str, generation: int,
         *, include_sealed: bool = False,
     ) -> bytes:
-        cached = self._cache.get((controller, subject, category))
-        if cached is not None and cached.generation == generation and not cached.sealed:
-            return cached.key
         with self._lock:
+            self._check_cache()  # another process may have shredded or sealed it since
+            cached = self._cache.get((controller, subject, category))
+            if cached is not None and cached.generation == generation and not cached.sealed:
+                return cached.key
             row = self._db.execute(
                 "SELECT generation, wrapped, sealed FROM data_keys "
                 "WHERE controller=? AND subject=? AND category=?",

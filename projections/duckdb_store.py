@@ -67,6 +67,36 @@ def store_error(path: Path, e: Exception, doing: str) -> LedgerError:
             or ProjectionStoreError(f"{doing} {path} failed: {_one_line(e)}"))
 
 
+class GuardedConnection:
+    """A read connection whose DuckDB errors become ``store_error`` (one line naming the file
+    and what to do): blocks are read lazily, so a damaged block surfaces at whatever query
+    first touches it, in any reader. Results that are the connection itself stay guarded."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
+        self._con = con
+        self._path = path
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._con, name)
+        if not callable(attribute):
+            return attribute
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = attribute(*args, **kwargs)
+            except duckdb.Error as e:
+                raise store_error(self._path, e, "reading") from None
+            return self if result is self._con else result
+
+        return guarded
+
+    def __enter__(self) -> GuardedConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._con.close()
+
+
 def check_not_truncated(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """DuckDB reads blocks lazily, so a truncated file opens and then fails at some later
     query: a file shorter than its header and the blocks in use is truncated. (Free blocks at
@@ -246,7 +276,7 @@ class DuckDBStore(TrackingRecorder):
             try:
                 self.con = duckdb.connect(str(path), read_only=read_only, config=config)
             except duckdb.Error as e:
-                if "lock" in str(e).lower():
+                if is_lock_error(e):
                     raise ProjectionStoreError(f"cannot open {path}: {_one_line(e)}") from None
                 raise store_error(path, e, "opening") from None
             try:
@@ -722,6 +752,12 @@ def _lexicographic_greater(order: Sequence[str], new: str, old: str) -> str:
 
 def _in_list(values: Iterable[str]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values))
+
+
+def is_lock_error(e: Exception) -> bool:
+    """Another process holds the file (not, say, a checksum error "in block at ...")."""
+    text = str(e)
+    return "Could not set lock" in text or "Conflicting lock" in text
 
 
 def _one_line(e: Exception) -> str:

@@ -29,6 +29,8 @@ from ledger.schemas import SchemaRegistry
 from ledger.service import Ledger
 from projections.decode import DecodedPage, PageDecoder
 from projections.duckdb_store import (
+    GuardedConnection,
+    is_lock_error,
     DuckDBStore,
     ProjectionStoreError,
     _one_line,
@@ -265,7 +267,7 @@ def _guard(target: Path) -> duckdb.DuckDBPyConnection | None:
         return duckdb.connect(str(target), read_only=True)
     except duckdb.Error as e:
         text = str(e).lower()
-        if "lock" in text or "different configuration" in text:
+        if is_lock_error(e) or "different configuration" in text:
             raise ProjectionStoreError(f"cannot rebuild {target}: {_one_line(e)}") from None
         return None
 
@@ -353,7 +355,7 @@ def read_only_connection(path: str | Path) -> duckdb.DuckDBPyConnection:
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as e:
-        if "lock" in str(e).lower():
+        if is_lock_error(e):
             raise ProjectionStoreError(f"cannot open {path}: {_one_line(e)}") from None
         raise store_error(path, e, "opening") from None
     try:
@@ -361,7 +363,7 @@ def read_only_connection(path: str | Path) -> duckdb.DuckDBPyConnection:
     except BaseException:
         con.close()
         raise
-    return con
+    return cast(duckdb.DuckDBPyConnection, GuardedConnection(con, path))
 
 
 def fingerprint(path: str | Path, registry: SchemaRegistry) -> str:

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 from ledger.clock import FixedClock
+from ledger.errors import KeyUnavailable
 from ledger.service import Ledger
 from ledger.timeutil import parse_timestamp
 from tests.conftest import make_event
@@ -148,3 +149,20 @@ def _key_count(data_dir: Path) -> int:
         return int(con.execute("SELECT count(*) FROM data_keys").fetchone()[0])
     finally:
         con.close()
+
+
+def test_row03_a_long_lived_reader_never_decrypts_with_a_key_another_process_shredded(
+        data_dir: Path) -> None:
+    with Ledger.open(data_dir) as a:
+        a.clock = FixedClock(parse_timestamp("2026-03-05T12:00:00Z"))
+        outcome = a.record(make_event(pii={"name": "Anna"}))
+        event = next(e for _, e in a.events() if e.event_id == outcome.event_id)
+        assert a.personal_data(event)["pii"] == {"name": "Anna"}  # the key is now in A's cache
+        subprocess.run([sys.executable, "-c", SHRED, str(data_dir), outcome.subject],
+                       cwd=ROOT, env=ENV, capture_output=True, text=True, check=True)
+        try:
+            a.personal_data(event)
+        except KeyUnavailable as e:
+            assert "shredded" in str(e)
+        else:
+            raise AssertionError("a shredded key still decrypts from the cache")

@@ -51,6 +51,18 @@ def overwrite(name: str, offset: float, size: int) -> Callable[[Path], None]:
     return damage
 
 
+def scatter(name: str, size: int = 5000) -> Callable[[Path], None]:
+    """Damages every 256 KiB block past the headers: a checksum error at whatever query first
+    reads one (DuckDB reads blocks lazily, after the file opened fine)."""
+    def damage(data: Path) -> None:
+        path = data / name
+        with open(path, "r+b") as f:
+            for offset in range(3 * 4096 + 4096, path.stat().st_size, 256 * 1024):
+                f.seek(offset)
+                f.write(b"\xa5" * size)
+    return damage
+
+
 def binary_master_key(data: Path) -> None:
     (data / "master.key").write_bytes(bytes(range(256))[128:192])
 
@@ -87,6 +99,15 @@ CASES = [
      "projections.duckdb", ("--now", NOW, "decisions"), "--rebuild"),
     ("projections truncated to the header", truncate("projections.duckdb", 0.001),
      "projections.duckdb", ("project",), "--rebuild"),
+    ("projections blocks overwritten: decisions", scatter("projections.duckdb"),
+     "projections.duckdb", ("--now", NOW, "decisions"), "--rebuild"),
+    ("projections blocks overwritten: permits", scatter("projections.duckdb"),
+     "projections.duckdb", PERMITS, "--rebuild"),
+    ("projections blocks overwritten: sweep", scatter("projections.duckdb"),
+     "projections.duckdb", ("--now", NOW, "sweep", "--dry-run"), "--rebuild"),
+    ("projections blocks overwritten: explain", scatter("projections.duckdb"),
+     "projections.duckdb", ("--now", NOW, "explain", "--email", "person1@example.se",
+                            "--controller", "cowrite"), "--rebuild"),
     ("binary master.key", binary_master_key, "master.key", SUBJECT_ID, "backup"),
     ("binary ledger.toml", damaged_config, "ledger.toml", SUBJECT_ID, "ledger.toml"),
 ]
