@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ledger.errors import KeyUnavailable
 from ledger.files import write_all
 from ledger.intake import subject_hint
-from ledger.pseudonyms import pseudonym
+from ledger.pseudonyms import InvalidIdentifier, pseudonym
 from ledger.timeutil import format_micros, from_micros, parse_timestamp, to_micros
 
 if TYPE_CHECKING:  # the sweep's policies sit above this layer
@@ -227,7 +227,10 @@ class DeadLetters:
         hint = subject_hint(obj, self._secrets.keys())
         if hint is not None:
             controller, kind, value = hint
-            subject = value if kind == "id" else pseudonym(self._secrets[controller], kind, value)
+            try:
+                subject = value if kind == "id" else pseudonym(self._secrets[controller], kind, value)
+            except InvalidIdentifier:  # e.g. a lone surrogate: no subject, the monthly key
+                return controller, None
             return controller, subject
         named = obj.get("controller") if isinstance(obj, dict) else None
         return (named if isinstance(named, str) and named in self._secrets else None), None
