@@ -19,9 +19,10 @@ which is encrypted under the subject's key.
   isolates U+202A-202E and U+2066-2069. Free text and ``pii`` values may hold TAB and LF (a
   multi-line address); identifiers may not.
 
-The checks run on a view of the text that defeats simple disguises: NFKC (fullwidth digits and
-'＠' become ASCII), format characters such as zero-width spaces and soft hyphens removed, every
-Unicode digit read as its ASCII digit, dashes as '-' and Unicode spaces as ' '.
+The checks run on a view of the text that defeats simple disguises: NFKC (fullwidth digits
+and U+FF20, the fullwidth at sign, become ASCII), format characters such as zero-width spaces
+and soft hyphens removed, every Unicode digit read as its ASCII digit, dashes as '-' and
+Unicode spaces as ' '.
 
 Phone numbers: a run of digits with spaces, dashes or parentheses between them, which starts a
 word (at the start, after a space or punctuation, not glued to a letter, '-' or '_' before it)
@@ -55,7 +56,13 @@ from typing import Any, BinaryIO
 from uuid import UUID
 
 from ledger.errors import InvalidEvent
-from ledger.pseudonyms import IDENTIFIER_KINDS, MAX_IDENTIFIER, InvalidIdentifier, is_pseudonym, normalise
+from ledger.pseudonyms import (
+    IDENTIFIER_KINDS,
+    MAX_IDENTIFIER,
+    InvalidIdentifier,
+    is_pseudonym,
+    normalise,
+)
 from ledger.schemas import SchemaRegistry
 from ledger.timeutil import MICROS, parse_timestamp
 from ledger.vocabulary import FIELD_VOCABULARIES, SWEEP_TYPES

@@ -29,12 +29,12 @@ from ledger.schemas import SchemaRegistry
 from ledger.service import Ledger
 from projections.decode import DecodedPage, PageDecoder
 from projections.duckdb_store import (
-    GuardedConnection,
-    is_lock_error,
     DuckDBStore,
+    GuardedConnection,
     ProjectionStoreError,
     _one_line,
     check_not_truncated,
+    is_lock_error,
     store_error,
 )
 from projections.fold import Rows, fold

@@ -39,7 +39,13 @@ from ledger.confluent import BuiltinSchemaIds, split_confluent, to_confluent
 from ledger.errors import CodecError
 from ledger.events import Event
 from ledger.intake import MAX_LINE_BYTES
-from ledger.kafka_log import CHAIN_HEADER, KafkaEventLog, KafkaSettings, chain_header, parse_chain_header
+from ledger.kafka_log import (
+    CHAIN_HEADER,
+    KafkaEventLog,
+    KafkaSettings,
+    chain_header,
+    parse_chain_header,
+)
 from ledger.log import LogRecord, RecordPage
 from ledger.schemas import default_registry
 from ledger.service import Ledger
@@ -607,8 +613,8 @@ def test_fuzz_found_a_lone_surrogate_in_the_identifier_crashed_publish(
     st.datetimes(datetime(1900, 1, 1), datetime(2199, 12, 31)).map(lambda d: d.isoformat(sep=" ", timespec="seconds")),
     st.datetimes(datetime(1900, 1, 1), datetime(2199, 12, 31)).map(lambda d: d.isoformat(timespec="microseconds")),
     st.integers(0, 10**12).map(lambda n: f"{n:,}".replace(",", " ") + " kr"),
-    st.tuples(st.integers(0, 99), st.integers(0, 99), st.integers(0, 99999)).map(lambda v: "%d.%d.%d" % v),
-    st.tuples(st.integers(2000, 2099), st.integers(1, 9999)).map(lambda v: "INV-%d-%04d" % v),
+    st.tuples(st.integers(0, 99), st.integers(0, 99), st.integers(0, 99999)).map(lambda v: f"{v[0]}.{v[1]}.{v[2]}"),
+    st.tuples(st.integers(2000, 2099), st.integers(1, 9999)).map(lambda v: f"INV-{v[0]}-{v[1]:04d}"),
 ))
 def test_fuzz_identifiers_and_numbers_are_not_taken_for_personal_data(text: str) -> None:
     """False positives: UUIDs, hex digests, dates, amounts, versions, invoice references."""
