@@ -190,6 +190,11 @@ class DeadLetters:
             return
         with self._lock:
             owners = [self._owner(r.raw) for r in rejects]
+            # An erased subject gets no key again for a dead letter (no erasure would destroy
+            # it): their rejected input goes under the month's key, like input of no subject.
+            erased = self.vault.shredded_without_key(
+                {(c, s) for c, s in owners if c is not None and s is not None}, SUBJECT_CATEGORY)
+            owners = [(c, None if (c, s) in erased else s) for c, s in owners]
             wanted = {(c, s, SUBJECT_CATEGORY) for c, s in owners if c is not None and s is not None}
             keys = self.vault.data_keys(wanted) if wanted else {}  # durable before use
             period = period_secret(rejected_at)

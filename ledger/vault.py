@@ -164,6 +164,13 @@ class KeyVault(abc.ABC):
         """Forgets noted effects whose events never reached the log (nothing is done)."""
 
     @abc.abstractmethod
+    def shredded_without_key(self, subjects: Iterable[tuple[str, str]], category: str,
+                             ) -> set[tuple[str, str]]:
+        """Which of these (controller, subject) pairs had their key of ``category`` shredded
+        and hold no live one since: an erased subject, for whom nothing may make a key again
+        but a new relationship's events."""
+
+    @abc.abstractmethod
     def live_keys(self, subjects: Iterable[tuple[str, str]]) -> list[KeyRecord]:
         """The live (not shredded) keys of these (controller, subject) pairs, for audits."""
 
@@ -586,6 +593,22 @@ class SQLiteKeyVault(KeyVault):
         with self._lock:
             self._db.executemany("DELETE FROM pending_effects WHERE event_id=?",
                                  [(e,) for e in event_ids])
+
+    @_storage_errors
+    def shredded_without_key(self, subjects: Iterable[tuple[str, str]], category: str,
+                             ) -> set[tuple[str, str]]:
+        pairs = sorted(set(subjects))
+        found: set[tuple[str, str]] = set()
+        with self._lock:
+            for i in range(0, len(pairs), 400):
+                chunk = pairs[i:i + 400]
+                where = " OR ".join("(s.controller=? AND s.subject=?)" for _ in chunk)
+                found.update(self._db.execute(
+                    "SELECT DISTINCT s.controller, s.subject FROM shredded s "
+                    f"WHERE s.category=? AND ({where}) AND NOT EXISTS (SELECT 1 FROM data_keys k "
+                    "WHERE k.controller=s.controller AND k.subject=s.subject AND k.category=?)",
+                    [category, *(v for pair in chunk for v in pair), category]).fetchall())
+        return found
 
     @_storage_errors
     def live_keys(self, subjects: Iterable[tuple[str, str]]) -> list[KeyRecord]:

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import cli
 from ledger.clock import FixedClock
+from ledger.dead_letters import period_secret
 from ledger.service import Ledger
 from ledger.timeutil import parse_timestamp
 from projections.sweep import sweep
@@ -105,6 +106,23 @@ def test_row05_the_sweep_erasing_a_subject_makes_its_dead_letters_unreadable(
     assert shown["input_status"] == "erased" and shown["input"] is None
     text = run("--data", str(data_dir), "dead-letters", "--decrypt")
     assert text.exit_code == 0 and "erased" in text.output and EMAIL not in text.output
+
+
+def test_row05_a_dead_letter_for_an_erased_subject_does_not_bring_a_key_back(
+        ledger: Ledger) -> None:
+    """After the subject's key was shredded, a new rejected line of theirs is sealed under the
+    month's dead-letter key: making a new subject key for it would hold their data under a key
+    that no erasure destroys (the subject is erased already)."""
+    assert ledger.publish([bad_for_ivy()]).rejected == 1
+    pid = ledger.subject_id("cowrite", email=EMAIL)
+    with ledger.writer_lock:
+        assert "profile" in ledger.vault.shred("cowrite", pid, ["profile", "bookkeeping"])
+    assert ledger.publish([bad_for_ivy()]).rejected == 1
+    first, second = list(ledger.dead_letters.read(decrypt=True))
+    assert first["input_status"] == "erased"
+    assert second["sealed_with"] == {"secret": period_secret(parse_timestamp(second["rejected_at"]))}
+    assert second["input_status"] == "readable"
+    assert ledger.vault.live_keys([("cowrite", pid)]) == []  # no key made for them again
 
 
 def test_row05_reasons_never_quote_the_rejected_value(ledger: Ledger) -> None:
