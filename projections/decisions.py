@@ -19,7 +19,7 @@ import duckdb
 from ledger.errors import UsageError
 from ledger.service import Ledger
 from ledger.timeutil import to_micros
-from ledger.vocabulary import KEY_CATEGORIES
+from ledger.vocabulary import BOOKKEEPING_TYPES, KEY_CATEGORIES
 from projections.policy import Duration, Policy, load_policy
 from projections.projector import read_only_connection
 from projections.retention import Decision, SubjectFacts, decide
@@ -90,6 +90,19 @@ def facts_sql(policy: Policy, one_subject: bool = False) -> str:
         FROM events LEFT JOIN rel USING (subject)
         WHERE controller = $1 AND type = 'SubjectErased' {subject_filter} AND {current}
         GROUP BY subject
+    ), last_erasure AS (  -- residue: personal data recorded after the latest erasure
+        SELECT subject, max(position) AS position
+        FROM events
+        WHERE controller = $1 AND type = 'SubjectErased' {subject_filter}
+        GROUP BY subject
+    ), residue AS (
+        SELECT e.subject, min(e.occurred_at) AS at, arg_min(e.event_id, e.position) AS event_id,
+               list_distinct(list(CASE WHEN e.type IN ({_in(BOOKKEEPING_TYPES)}) THEN 'bookkeeping'
+                                       ELSE 'profile' END)) AS categories
+        FROM events e JOIN last_erasure le ON le.subject = e.subject
+        WHERE e.controller = $1 AND e.has_pii AND e.position > le.position
+              {subject_filter.replace('subject', 'e.subject')}
+        GROUP BY e.subject
     ), erasure_request AS (
         SELECT subject, min(received_at) AS at, arg_min(request_event_id, received_at) AS event_id
         FROM rights_requests LEFT JOIN rel USING (subject)
@@ -102,12 +115,16 @@ def facts_sql(policy: Policy, one_subject: bool = False) -> str:
            coalesce(st.status, 'active') AS status, st.event_id AS status_event, st.erase_due_at,
            erasure_request.at AS erasure_requested_at, erasure_request.event_id AS erasure_request_event,
            ev.last_held_at, ev.last_held_event,
-           coalesce(erased.shredded, []::VARCHAR[]) AS shredded
+           coalesce(erased.shredded, []::VARCHAR[]) AS shredded,
+           CASE WHEN st.status = 'erased' THEN residue.categories END AS residue,
+           CASE WHEN st.status = 'erased' THEN residue.at END AS residue_at,
+           CASE WHEN st.status = 'erased' THEN residue.event_id END AS residue_event
     FROM activity_clock ac
     LEFT JOIN pseudonymisation_status st ON st.controller = ac.controller AND st.subject = ac.subject
     LEFT JOIN ev ON ev.subject = ac.subject
     LEFT JOIN erased ON erased.subject = ac.subject
     LEFT JOIN erasure_request ON erasure_request.subject = ac.subject
+    LEFT JOIN residue ON residue.subject = ac.subject
     WHERE ac.controller = $1 AND ac.subject <> '*' {subject_filter.replace('subject', 'ac.subject')}
     """
 
@@ -125,8 +142,11 @@ def decisions_sql(policy: Policy) -> str:
         for c in KEY_CATEGORIES) + "], lambda x: x IS NOT NULL)")
     running = ("greatest(" + ", ".join(f"CASE WHEN {remaining[c]} THEN {hold[c]} END"
                                         for c in KEY_CATEGORIES) + ")")
+    residue = ("list_filter([" + ", ".join(
+        f"CASE WHEN list_contains(coalesce(f.residue, []), '{c}') AND coalesce({hold[c]}, {now}) "
+        f"<= {now} THEN '{c}' END" for c in KEY_CATEGORIES) + "], lambda x: x IS NOT NULL)")
     start = "coalesce(f.last_activity_at, f.first_seen_at)"
-    derived = [f"{running} AS running", f"{shred} AS shred_now",
+    derived = [f"{running} AS running", f"{shred} AS shred_now", f"{residue} AS residue_shred",
                f"{_add(start, policy.inactive_after)} AS erase_due", f"{start} AS clock_start"]
     if policy.notice_before is not None:
         derived.append(f"{_add('f.notice_at', policy.notice_before)} AS notice_ends")
@@ -136,6 +156,8 @@ def decisions_sql(policy: Policy) -> str:
 
     # (condition, action, due_at, rule, evidence, shred) in the order decide() checks them.
     branches: list[tuple[str, str, str, str, str, str]] = [
+        ("status = 'erased' AND len(residue_shred) > 0 AND residue_at IS NOT NULL", "erase",
+         "residue_at", "erased_residue", ev("status_event", "residue_event"), "residue_shred"),
         ("status = 'erased' AND running IS NULL", "keep", "NULL", "erased", ev("status_event"), "[]"),
         (f"status = 'erased' AND running <= {now}", "erase", "running", "legal_hold_ended",
          ev("status_event", "last_held_event"), "shred_now"),
@@ -243,6 +265,7 @@ def subject_facts(
             notice_event=r[7], status=r[8], status_event=r[9], erase_due_at=_micros(r[10]),
             erasure_requested_at=_micros(r[11]), erasure_request_event=r[12],
             last_held_at=_micros(r[13]), last_held_event=r[14], shredded=frozenset(r[15]),
+            residue=frozenset(r[16] or ()), residue_at=_micros(r[17]), residue_event=r[18],
         ))
     return facts
 

@@ -32,6 +32,11 @@ class SubjectFacts:
     last_held_at: int | None = None  # latest event whose data is under a legal hold (invoices)
     last_held_event: str | None = None
     shredded: frozenset[str] = frozenset()  # key categories already destroyed
+    # Erased, yet personal data recorded after the (latest) erasure outside a new relationship
+    # (a login on an erased account): it sits under a new key no erasure has destroyed.
+    residue: frozenset[str] = frozenset()  # key categories of that data
+    residue_at: int | None = None  # event time of the first such event
+    residue_event: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,12 @@ def decide(facts: SubjectFacts, policy: Policy, now: int) -> Decision:
         return decision("erase", due_at, rule, *evidence, shred=shred)
 
     if facts.status == "erased":
+        # Residue under a running legal hold is encrypted under the held key itself, which goes
+        # when the hold ends; the rest is erased at once.
+        residue = tuple(c for c in KEY_CATEGORIES if c in facts.residue and holds.get(c, now) <= now)
+        if residue and facts.residue_at is not None:
+            return decision("erase", facts.residue_at, "erased_residue", facts.status_event,
+                            facts.residue_event, shred=residue)
         running = {c: end for c, end in holds.items() if c in remaining}
         if not running:
             return decision("keep", None, "erased", facts.status_event)
@@ -142,6 +153,10 @@ def rule_chain(facts: SubjectFacts, policy: Policy, now: int) -> list[str]:
             lines.append(f"legal hold on {', '.join(sorted(holds))} data (last held event "
                          f"{day(facts.last_held_at)}{ref(facts.last_held_event)}) ends {day(max(holds.values()))}")
         lines.append(f"keys already destroyed: {', '.join(sorted(facts.shredded)) or 'none'}")
+        if facts.residue:
+            lines.append(f"personal data recorded after the erasure outside a new relationship "
+                         f"({', '.join(sorted(facts.residue))}, from {day(facts.residue_at)}"
+                         f"{ref(facts.residue_event)}): erased again")
     elif facts.status == "pseudonymised":
         lines.append(f"pseudonymised: erasure due {day(facts.erase_due_at)} (the pseudonymisation "
                      "period governs; no inactivity notices)")

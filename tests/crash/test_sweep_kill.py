@@ -210,7 +210,7 @@ def test_row02_sweep_with_now_behind_the_log_destroys_and_seals_nothing(data: Pa
 
 
 PUBLISHER = """
-import sys, time
+import sys, time, uuid
 from pathlib import Path
 from ledger.errors import ClockError
 from ledger.service import Ledger
@@ -220,7 +220,10 @@ n = retried = 0
 deadline = time.monotonic() + 60
 while not Path(sys.argv[2]).exists() and time.monotonic() < deadline:
     try:
+        # Fresh ids: make_event's counter restarts in this process (a reused id with other
+        # content is a conflict, row 6).
         ledger.record(make_event("LoggedIn", occurred_at="2026-08-01T10:00:00Z",
+                                 event_id=str(uuid.uuid4()),
                                  subject={"email": f"busy{n % 5}@example.se"}))
     except ClockError:  # row 9: a publisher reads the wall clock before the writer lock
         retried += 1

@@ -227,14 +227,28 @@ def test_row07_a_late_consent_of_the_old_relationship_does_not_grant(erased: str
 
 
 def test_row07_a_login_on_an_erased_account_does_not_revive_it(erased: str) -> None:
+    """Nor may its personal data stay: the login's pii sits under a new key generation, which
+    the next sweep erases again (rule erased_residue); then nothing is left to do."""
     data = erased
     publish(data, "2026-03-01T12:00:00Z", event("LoggedIn", "2026-03-01T09:05:00Z", NEW_PII))
     now = "2026-03-02"
     assert export(data, now)["status"]["status"] == "erased"
     assert not permits(data, now, "service")["permitted"]
     d = decision(data, now)
+    assert (d["action"], d["rule"], d["due_at"][:10]) == ("erase", "erased_residue", "2026-03-01")
+    assert d["shred"] == ["profile"]
+    assert sweep(data, now) == {"SubjectErased": 1}
+    d = decision(data, "2026-03-03")
     assert (d["action"], d["rule"]) == ("keep", "erased")
-    assert sweep(data, now) == {}
+    assert sweep(data, "2026-03-03") == {}
+    with Ledger.open(Path(data)) as ledger:
+        for _, e in ledger.events():
+            if e.pii is not None:
+                with pytest.raises(KeyUnavailable):
+                    ledger.personal_data(e)
+    assert audit_decisions(data).exit_code == 0
+    erasures = run("--data", data, "audit", "erasures", "--json")
+    assert erasures.exit_code == 0, erasures.output
 
 
 def test_row07_a_newsletter_signup_alone_starts_a_relationship(erased: str) -> None:
