@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ledger.errors import ConfigError, KeyUnavailable
-from ledger.vault import SQLiteKeyVault, blob_header, seal, unseal
+from ledger.vault import KeyVault, SQLiteKeyVault, blob_header, seal, unseal
+from tests.integration.vault_contract import Reopen, VaultContract
 
 MASTER = bytes(range(32))
 K = ("cowrite", "ab" * 32, "profile")
@@ -91,3 +93,24 @@ def test_sealed_keys_still_encrypt_but_decrypt_only_when_asked(vault: SQLiteKeyV
     assert vault.data_key(*K, generation=1, include_sealed=True) == key.key
     again = vault.data_keys({K})[K]  # new events (e.g. a last invoice) can still be written
     assert again.key == key.key and again.sealed
+
+
+class TestSQLiteKeyVault(VaultContract):
+    @pytest.fixture
+    def vault(self, tmp_path: Path) -> Iterator[KeyVault]:
+        opened = SQLiteKeyVault(tmp_path / "keys.sqlite", MASTER)
+        yield opened
+        opened.close()
+
+    @pytest.fixture
+    def reopen(self, tmp_path: Path) -> Iterator[Reopen]:
+        opened: list[KeyVault] = []
+
+        def again(vault: KeyVault) -> KeyVault:
+            vault.close()
+            opened.append(SQLiteKeyVault(tmp_path / "keys.sqlite", MASTER))
+            return opened[-1]
+
+        yield again
+        for v in opened:
+            v.close()
