@@ -1,5 +1,7 @@
 """In-memory adapters of the two ports: ``MemoryEventLog`` (``EventLog``) and
-``MemoryKeyVault`` (``KeyVault``), for unit tests of the services without disk.
+``MemoryKeyVault`` (``KeyVault``), for unit tests of the services without disk; with
+``MemoryWriterLock`` and ``MemoryDeadLetters`` in place of the data directory's two files, a
+``Ledger`` runs entirely in memory.
 
 They keep the SQLite adapters' semantics (the same contract suites run on both: idempotency
 by event id, content digests and ``Conflict``, the ledger clock, the hash chain; key
@@ -9,13 +11,19 @@ one lock, so threads may share an instance."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
 from uuid import UUID
 
+from ledger.dead_letters import DeadLetters
 from ledger.errors import ClockError, ConfigError, KeyUnavailable
 from ledger.log import (
     GENESIS_HASH,
@@ -36,6 +44,7 @@ from ledger.vault import (
     PendingEffect,
     Tombstone,
 )
+from ledger.writer_lock import WriterLock
 
 
 def _id_key(event_id: str) -> str:
@@ -354,4 +363,51 @@ class MemoryKeyVault(KeyVault):
             return sorted(n for n in self._secrets if n.startswith(prefix))
 
 
-__all__ = ["MemoryEventLog", "MemoryKeyVault"]
+class MemoryWriterLock(WriterLock):
+    """The writer lock within one process only (re-entrant, like the file lock): for a ledger
+    whose log and vault no other process can reach."""
+
+    def __init__(self) -> None:
+        super().__init__(Path("write.lock"))  # never opened
+
+    def __enter__(self) -> WriterLock:
+        self._thread_lock.acquire()
+        self._depth += 1
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._depth -= 1
+        self._thread_lock.release()
+
+    @contextmanager
+    def if_free(self) -> Iterator[bool]:
+        with self:
+            yield True
+
+
+class MemoryDeadLetters(DeadLetters):
+    """The dead letters as the file's bytes in memory: the same entries, sealed alike."""
+
+    def __init__(
+        self, path: Path, vault: KeyVault, secrets: Mapping[str, bytes] | None = None,
+        *, lock: AbstractContextManager[Any] | None = None,
+    ) -> None:
+        super().__init__(path, vault, secrets, lock=lock)  # the path only names the origin
+        self._lines: list[bytes] = []
+
+    def _append(self, data: bytes) -> None:
+        self._lines.extend(data.splitlines(keepends=True))
+
+    def _entries(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        for number, raw in enumerate(list(self._lines), 1):
+            yield number, json.loads(raw)
+
+    def _rewrite(self, before: int, controllers: Mapping[str, int] | None) -> None:
+        self._lines = [raw for raw in self._lines
+                       if not self._expired(json.loads(raw), before, controllers)]
+
+
+__all__ = ["MemoryDeadLetters", "MemoryEventLog", "MemoryKeyVault", "MemoryWriterLock"]

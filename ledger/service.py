@@ -155,7 +155,13 @@ class Ledger:
         clock: Clock,
         registry: SchemaRegistry | None = None,
         master_key: bytes | None = None,
+        *,
+        writer_lock: WriterLock | None = None,
+        dead_letters: type[DeadLetters] = DeadLetters,
     ) -> None:
+        """``writer_lock`` and ``dead_letters`` default to the files in ``data_dir``; unit
+        tests pass the in-memory ones (``ledger.memory``), and then, with the in-memory log
+        and vault, nothing touches ``data_dir``."""
         self.data_dir = data_dir
         self.config = config
         self.log = log
@@ -168,8 +174,8 @@ class Ledger:
         self._preparer = Preparer(self.intake, self._secrets, vault, self.registry)
         self._master_key = master_key
         # Held around every durable effect (appends, shredding, sealing): see writer_lock.
-        self.writer_lock = WriterLock(data_dir / LOCK_FILE)
-        self.dead_letters = DeadLetters(
+        self.writer_lock = writer_lock or WriterLock(data_dir / LOCK_FILE)
+        self.dead_letters = dead_letters(
             data_dir / cfg.DEAD_LETTERS_FILE, vault, self._secrets, lock=self.writer_lock
         )
         self.settle_effects()  # record first, then act: finish what a crash left undone
