@@ -3,6 +3,7 @@ Kafka later), in the style of eventsourcing's own persistence tests."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import uuid
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import pytest
 from ledger.codec import AvroCodec
 from ledger.errors import ClockError
 from ledger.events import Event
-from ledger.log import GENESIS_HASH, EventLog, PendingRecord, chain_hash
+from ledger.log import GENESIS_HASH, Conflict, EventLog, PendingRecord, chain_hash
 
 _codec = AvroCodec()
 
@@ -74,11 +75,33 @@ class EventLogContract:
         assert [r.recorded_at for r in log.read(recorded_by=9)] == []
         assert len(list(log.read(recorded_by=10**18))) == 3
 
+    def test_the_same_id_with_another_digest_is_a_conflict_not_stored(self, log: EventLog) -> None:
+        first = dataclasses.replace(pending(10), digest=b"a" * 32)
+        (position,) = log.append([first])
+        assert log.append([first]) == [None]  # the same content: a duplicate
+        other = dataclasses.replace(first, digest=b"b" * 32, recorded_at=11)
+        outcome, fresh = log.append([other, pending(11)])
+        assert isinstance(outcome, Conflict) and outcome.position == position
+        assert isinstance(fresh, int)
+        twice = dataclasses.replace(pending(12), digest=b"c" * 32)
+        landed, again = log.append([twice, dataclasses.replace(twice, digest=b"d" * 32)])
+        assert isinstance(again, Conflict) and again.position == landed  # within one batch too
+        assert [r.event_id for r in log.read()].count(first.event_id) == 1
+        assert len(list(log.read())) == 3
+
     def test_a_clock_behind_the_log_is_refused(self, log: EventLog) -> None:
         log.append([pending(100)])
         with pytest.raises(ClockError, match="behind"):
             log.append([pending(99)])
         assert len(list(log.read())) == 1
+
+    def test_a_batch_with_a_record_behind_the_clock_stores_nothing(self, log: EventLog) -> None:
+        log.append([pending(100)])
+        ahead = pending(101)
+        with pytest.raises(ClockError, match="behind"):
+            log.append([ahead, pending(99)])
+        assert log.contains([ahead.event_id]) == set()
+        assert len(list(log.read())) == 1 and log.head().recorded_at == 100
 
     def test_each_record_carries_its_predecessors_hash(self, log: EventLog) -> None:
         log.append([pending(1), pending(2)])

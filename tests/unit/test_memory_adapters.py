@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from ledger.errors import ClockError
 from ledger.log import EventLog, PendingRecord
 from ledger.memory import MemoryEventLog, MemoryKeyVault
 from ledger.vault import KeyVault
@@ -41,8 +40,9 @@ def _with_digest(record: PendingRecord, digest: bytes | None) -> PendingRecord:
                          record.payload, digest)
 
 
-def test_the_same_id_with_another_digest_is_a_conflict() -> None:
-    """As the SQLite log (tests/integration/test_conflicts.py covers it through the service)."""
+def test_conflicts_know_whether_the_stored_record_had_a_digest() -> None:
+    """As the SQLite log (not promised by the contract: Kafka counts a stored record without a
+    digest as the same content); the service compares decoded content when not ``known``."""
     log = MemoryEventLog()
     first = _with_digest(pending(10), b"a" * 32)
     plain = pending(10)
@@ -56,15 +56,6 @@ def test_the_same_id_with_another_digest_is_a_conflict() -> None:
     batch = log.append([_with_digest(again, b"d" * 32), _with_digest(again, b"e" * 32)])
     assert batch[0] == 3 and (batch[1].position, batch[1].known) == (3, True)  # type: ignore[union-attr]
     assert len(list(log.read())) == 3
-
-
-def test_a_rejected_batch_stores_nothing() -> None:
-    log = MemoryEventLog()
-    log.append([pending(100)])
-    late = pending(101)
-    with pytest.raises(ClockError, match="behind"):
-        log.append([late, pending(99)])
-    assert log.contains([late.event_id]) == set() and log.head().position == 1
 
 
 def test_threads_share_one_chain_and_one_key_per_subject() -> None:
