@@ -197,3 +197,14 @@ def test_opening_keeps_the_pending_keys_the_log_uses_and_destroys_orphans(
     assert {(k.subject, k.category) for k in vault.live_keys([("cowrite", anna), ("cowrite", bob)])} \
         == {(anna, "profile"), (anna, "bookkeeping")}
     assert vault.data_keys({("cowrite", bob, "profile")})[("cowrite", bob, "profile")].generation == 2
+
+
+def test_expired_dead_letters_are_purged_with_their_keys(ledger: Ledger) -> None:
+    ledger.publish([b"not json\n"], origin="march.jsonl")
+    ledger.clock = FixedClock(parse_timestamp("2026-04-02T00:00:00Z"))
+    ledger.publish([b"[1]\n"], origin="april.jsonl")
+    assert ledger.vault.secret_names("dead-letters/") == ["dead-letters/2026-03", "dead-letters/2026-04"]
+    report = ledger.dead_letters.purge(parse_timestamp("2026-04-01T00:00:00Z"))
+    assert (report.entries, report.keys) == (1, 1)
+    assert [e["origin"] for e in ledger.dead_letters.read()] == ["april.jsonl"]
+    assert ledger.vault.secret_names("dead-letters/") == ["dead-letters/2026-04"]
