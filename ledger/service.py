@@ -174,7 +174,7 @@ class Ledger:
         self._preparer = Preparer(self.intake, self._secrets, vault, self.registry)
         self._master_key = master_key
         # Held around every durable effect (appends, shredding, sealing): see writer_lock.
-        self.writer_lock = writer_lock or WriterLock(data_dir / LOCK_FILE)
+        self.writer_lock = writer_lock if writer_lock is not None else WriterLock(data_dir / LOCK_FILE)
         self.dead_letters = dead_letters(
             data_dir / cfg.DEAD_LETTERS_FILE, vault, self._secrets, lock=self.writer_lock
         )
