@@ -9,7 +9,14 @@ import pytest
 
 from ledger.timeutil import format_micros, parse_timestamp
 from projections.policy import Duration, load_policy
-from projections.retention import ACTIONS, Decision, SubjectFacts, count_actions, decide, decision_dict
+from projections.retention import (
+    ACTIONS,
+    Decision,
+    SubjectFacts,
+    count_actions,
+    decide,
+    decision_dict,
+)
 
 COWRITE = load_policy("cowrite")
 COEGI = load_policy("coegi")
