@@ -696,13 +696,11 @@ def permits(ctx: click.Context, args: tuple[str, ...], email: str | None, accoun
     SUBJECT is a pseudonym, or give --email/--account with --controller instead. Exit 0 when
     permitted, 1 when not (so `ledger permits ... && send` fails safe), 2 on usage errors.
     """
-    from ledger.timeutil import parse_cli_time
-
     named = email is not None or account is not None
     if len(args) != (1 if named else 2):
         raise Failure("give SUBJECT PURPOSE, or PURPOSE with --email/--account and --controller", 2)
     subject, purpose = (None, args[0]) if named else (args[0], args[1])
-    t = parse_cli_time(as_of, "--as-of") if as_of is not None else None
+    t = _clock(as_of)
     with opened(ctx) as ledger:
         answer = ledger.permits(purpose, subject=subject, email=email, account=account,
                                 controller=controller, channel=channel, as_of=t)
