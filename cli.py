@@ -19,9 +19,10 @@ import click
 
 from ledger import __version__
 from ledger.config import DEFAULT_CONTROLLERS, Settings
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, UnknownController
 from ledger.intake import iter_lines
 from ledger.service import Ledger
+from projections.retention import ACTIONS
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
@@ -40,6 +41,8 @@ def handles_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except UnknownController as e:  # every command names its controller with --controller
+            raise Failure(f"--controller: {e}", e.exit_code) from None
         except LedgerError as e:
             raise Failure(str(e), e.exit_code) from None
         except OSError as e:
@@ -552,21 +555,12 @@ def _clock(as_of: str | None) -> int | None:
     return None if as_of is None else parse_cli_time(as_of, "--as-of")
 
 
-def _decision_dict(d: Any) -> dict[str, Any]:
-    from ledger.timeutil import format_micros
-
-    return {"subject": d.subject, "controller": d.controller, "action": d.action,
-            "due_at": None if d.due_at is None else format_micros(d.due_at), "rule": d.rule,
-            "policy": d.policy, "policy_hash": d.policy_hash, "evidence": list(d.evidence),
-            "shred": list(d.shred)}
-
-
 @main.command()
 @as_of_option
 @controller_option
 @policy_option
 @click.option("--action", "actions", multiple=True,
-              type=click.Choice(["keep", "notify", "pseudonymise", "erase", "hold"]),
+              type=click.Choice(ACTIONS),
               help="Only decisions with this action (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of decision objects.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV with a header line.")
@@ -582,7 +576,9 @@ def decisions(ctx: click.Context, as_of: str | None, controller: str | None,
         raise Failure("--json and --csv exclude each other", 2)
     with opened(ctx) as ledger:
         table = decisions_at(ledger, _clock(as_of), controller, policy_path)
-    rows = [_decision_dict(d) for d in table.decisions if not actions or d.action in actions]
+    # The listing leads with the subject: its key first, then the decision's own order.
+    rows = [{"subject": d.subject, **d.as_dict()} for d in table.decisions
+            if not actions or d.action in actions]
     if as_json:
         emit_json(rows)
     elif as_csv:
@@ -700,13 +696,11 @@ def permits(ctx: click.Context, args: tuple[str, ...], email: str | None, accoun
     SUBJECT is a pseudonym, or give --email/--account with --controller instead. Exit 0 when
     permitted, 1 when not (so `ledger permits ... && send` fails safe), 2 on usage errors.
     """
-    from ledger.timeutil import parse_cli_time
-
     named = email is not None or account is not None
     if len(args) != (1 if named else 2):
         raise Failure("give SUBJECT PURPOSE, or PURPOSE with --email/--account and --controller", 2)
     subject, purpose = (None, args[0]) if named else (args[0], args[1])
-    t = parse_cli_time(as_of, "--as-of") if as_of is not None else None
+    t = _clock(as_of)
     with opened(ctx) as ledger:
         answer = ledger.permits(purpose, subject=subject, email=email, account=account,
                                 controller=controller, channel=channel, as_of=t)

@@ -16,6 +16,15 @@ class UsageError(LedgerError):
     exit_code = 2
 
 
+class UnknownController(UsageError):
+    """A controller the ledger's configuration does not know. The message speaks of the
+    controller, not of how it was given (the CLI adds its ``--controller`` flag)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"unknown controller {name[:40]!r}")
+
+
 class ConfigError(UsageError):
     """The data directory, its configuration or a setting is missing or wrong."""
 

@@ -25,7 +25,7 @@ from ledger import config as cfg
 from ledger.clock import Clock, FixedClock, SystemClock
 from ledger.codec import AvroCodec
 from ledger.dead_letters import DeadLetters, Reject
-from ledger.errors import InvalidEvent, KeyUnavailable, LedgerError, UsageError
+from ledger.errors import InvalidEvent, KeyUnavailable, LedgerError, UnknownController, UsageError
 from ledger.events import Event
 from ledger.intake import Intake
 from ledger.log import Conflict, EventLog, LogRecord, PendingRecord
@@ -292,7 +292,7 @@ class Ledger:
     # pseudonyms ---------------------------------------------------------------------------
     def subject_id(self, controller: str, *, email: str | None = None, account: str | None = None) -> str:
         if controller not in self._secrets:
-            raise UsageError(f"unknown controller {controller[:40]!r}")
+            raise UnknownController(controller)
         if (email is None) == (account is None):
             raise UsageError("give exactly one of an e-mail address or an account id")
         kind, value = ("email", email) if email is not None else ("account", account)

@@ -19,7 +19,7 @@ from typing import Any
 
 from ledger.errors import ConfigError
 from ledger.service import Ledger
-from ledger.timeutil import format_micros, to_micros
+from ledger.timeutil import format_day, format_micros, micros_or_none
 from projections.decisions import subject_facts
 from projections.duckdb_store import DuckDBStore
 from projections.policy import Policy, builtin_policies, load_policy
@@ -45,6 +45,10 @@ class SweepEvent:
     body: Mapping[str, Any]
 
 
+# What a verdict shows of the recomputed decision (the event names the subject and the policy).
+_RECOMPUTED = ("action", "rule", "due_at", "evidence", "shred")
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     event: SweepEvent
@@ -55,7 +59,8 @@ class Verdict:
     decision: Decision | None = None  # the recomputed decision
 
     def as_dict(self) -> dict[str, Any]:
-        e, d = self.event, self.decision
+        e = self.event
+        d = None if self.decision is None else self.decision.as_dict()
         return {
             "position": e.position, "event_id": e.event_id, "type": e.type,
             "controller": e.controller, "subject": e.subject,
@@ -63,10 +68,7 @@ class Verdict:
             "policy": e.body.get("policy"), "policy_hash": e.body.get("policy_hash"),
             "justified": self.justified, "reason": self.reason,
             "known_through_position": self.known_through,
-            "recomputed": None if d is None else {
-                "action": d.action, "rule": d.rule,
-                "due_at": None if d.due_at is None else format_micros(d.due_at),
-                "evidence": list(d.evidence), "shred": list(d.shred)},
+            "recomputed": None if d is None else {k: d[k] for k in _RECOMPUTED},
         }
 
 
@@ -93,28 +95,17 @@ class DecisionAudit:
 # --- the comparison (pure) ----------------------------------------------------------------
 
 
-def _day(micros: int | None) -> str:
-    return "-" if micros is None else format_micros(micros)[:10]
-
-
-def _micros(value: Any) -> int | None:
-    """Body timestamps decode as micros; tolerate datetimes too."""
-    if value is None or isinstance(value, int):
-        return value
-    return to_micros(value)
-
-
 def _not_due(d: Decision, what: str, policy: Policy) -> str:
     """Why an event whose decision is not due was premature, in the auditor's words."""
     if d.rule == "notice_period":
-        return f"{what} before its notice period ended (erasure due {_day(d.due_at)})"
+        return f"{what} before its notice period ended (erasure due {format_day(d.due_at)})"
     if d.rule == "pseudonymised":
-        return f"{what} before the pseudonymisation period ended (erasure due {_day(d.due_at)})"
+        return f"{what} before the pseudonymisation period ended (erasure due {format_day(d.due_at)})"
     if d.rule == "erased":
         return f"{what} a subject already erased (nothing left to do)"
     if d.rule == "active" and policy.notice_before is not None:
-        return f"{what} while the subject was active: the deletion notice falls due {_day(d.due_at)}"
-    return f"{what} while nothing was due (next step {_day(d.due_at)}, rule {d.rule})"
+        return f"{what} while the subject was active: the deletion notice falls due {format_day(d.due_at)}"
+    return f"{what} while nothing was due (next step {format_day(d.due_at)}, rule {d.rule})"
 
 
 def judge(event: SweepEvent, facts: SubjectFacts | None, policy: Policy | None,
@@ -144,10 +135,10 @@ def judge(event: SweepEvent, facts: SubjectFacts | None, policy: Policy | None,
         broken = sorted(shredded & set(held))
         if broken:
             return verdict(False, f"erased despite a legal hold: keys of {', '.join(broken)} "
-                                  f"shredded while the hold runs until {_day(max(held[c] for c in broken))}", d)
+                                  f"shredded while the hold runs until {format_day(max(held[c] for c in broken))}", d)
         if d.action == "notify":
             return verdict(False, "notice missing before an inactivity erasure (a deletion "
-                                  f"notice fell due {_day(d.due_at)} and none was sent)", d)
+                                  f"notice fell due {format_day(d.due_at)} and none was sent)", d)
         if d.action == "pseudonymise":
             return verdict(False, "erased at once, but the policy pseudonymises on an erasure "
                                   f"request first (for {policy.pseudonymise_for})", d)
@@ -163,29 +154,29 @@ def judge(event: SweepEvent, facts: SubjectFacts | None, policy: Policy | None,
         if d.action in ("keep", "hold"):
             return verdict(False, _not_due(d, what, policy), d)
         return verdict(False, f"{what}, but the policy gives {d.action} (rule {d.rule}, due "
-                              f"{_day(d.due_at)})", d)
+                              f"{format_day(d.due_at)})", d)
     elif rule != d.rule:
         return verdict(False, f"rule {rule} recorded, but the policy's rule is {d.rule}", d)
     elif event.type == "DeletionNoticeSent":
         # The person always gets the full notice period, even from a late sweep.
         assert policy.notice_before is not None and d.due_at is not None
-        announced = _micros(body.get("due_at"))
+        announced = micros_or_none(body.get("due_at"))
         expected = max(policy.notice_before.add(d.due_at), policy.notice_before.add(now))
         if announced != expected:
-            return verdict(False, f"notice announces erasure on {_day(announced)}, the policy "
-                                  f"gives {_day(expected)}", d)
+            return verdict(False, f"notice announces erasure on {format_day(announced)}, the policy "
+                                  f"gives {format_day(expected)}", d)
     elif event.type == "SubjectPseudonymised":
         assert policy.pseudonymise_for is not None
-        scheduled = _micros(body.get("erase_due_at"))
+        scheduled = micros_or_none(body.get("erase_due_at"))
         expected = policy.pseudonymise_for.add(now)
         if scheduled != expected:
-            return verdict(False, f"erasure scheduled for {_day(scheduled)}, the policy gives "
-                                  f"{_day(expected)}", d)
+            return verdict(False, f"erasure scheduled for {format_day(scheduled)}, the policy gives "
+                                  f"{format_day(expected)}", d)
     recorded = set(body.get("evidence") or ())
     if recorded != set(d.evidence):
         return verdict(False, f"evidence {sorted(recorded)} differs from the events the decision "
                               f"rests on {sorted(d.evidence)}", d)
-    return verdict(True, f"{d.action} due {_day(d.due_at)} by rule {d.rule} of policy {policy.name}", d)
+    return verdict(True, f"{d.action} due {format_day(d.due_at)} by rule {d.rule} of policy {policy.name}", d)
 
 
 # --- plumbing: the log prefix each sweep run saw ---------------------------------------------

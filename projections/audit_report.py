@@ -18,7 +18,14 @@ from typing import Any
 import duckdb
 
 from ledger.service import Ledger
-from ledger.timeutil import format_micros, parse_timestamp
+from ledger.timeutil import (
+    day_of_iso,
+    format_day,
+    format_micros,
+    from_micros,
+    parse_timestamp,
+    to_micros,
+)
 from projections.audit_decisions import DecisionAudit, audit
 from projections.decisions import controller_policies, projections_as_of
 from projections.explain import explain
@@ -88,25 +95,17 @@ def _e(value: Any) -> str:
     return escape("" if value is None else str(value))
 
 
-def _day(iso: str | None) -> str:
-    return "-" if not iso else iso[:10]
-
-
-def _micros(iso: str) -> int:
-    return parse_timestamp(iso)
-
-
 def _ticks(lo: int, hi: int) -> list[tuple[int, str]]:
     """Calendar ticks: years over a long span, months over a short one."""
     from datetime import UTC, datetime
 
-    start, end = (datetime.fromtimestamp(t / 1e6, UTC) for t in (lo, hi))
+    start, end = from_micros(lo), from_micros(hi)
     span_years = (hi - lo) / (365.25 * 86_400e6)
     step = 12 if span_years > 3 else (3 if span_years > 1 else 1)
     y, m = start.year, ((start.month - 1) // step) * step + 1
     out = []
     while (y, m) <= (end.year, end.month):
-        t = int(datetime(y, m, 1, tzinfo=UTC).timestamp() * 1e6)
+        t = to_micros(datetime(y, m, 1, tzinfo=UTC))
         if lo <= t <= hi:
             out.append((t, f"{y}" if step == 12 else f"{y}-{m:02d}"))
         m += step
@@ -122,7 +121,8 @@ def timeline_svg(timeline: Sequence[Mapping[str, Any]], as_of: int,
     types = list(dict.fromkeys(e["type"] for e in timeline))
     left, right, top, lane = 190, 30, 24, 30
     height = top + lane * max(1, len(types)) + 44
-    times = [as_of, *(_micros(e[k]) for e in timeline for k in ("occurred_at", "recorded_at"))]
+    times = [as_of, *(parse_timestamp(e[k]) for e in timeline
+                      for k in ("occurred_at", "recorded_at"))]
     lo, hi = min(times), max(times)
     pad = max((hi - lo) // 40, 86_400_000_000)
     lo, hi = lo - pad, hi + pad
@@ -145,7 +145,7 @@ def timeline_svg(timeline: Sequence[Mapping[str, Any]], as_of: int,
                      f'fill="#222">{_e(t)}</text>')
     for e in timeline:
         y = top + lane * types.index(e["type"]) + lane / 2
-        occurred, recorded = _micros(e["occurred_at"]), _micros(e["recorded_at"])
+        occurred, recorded = parse_timestamp(e["occurred_at"]), parse_timestamp(e["recorded_at"])
         colour = COLOURS.get(e["type"], DEFAULT_COLOUR)
         tip = (f'{e["type"]} — occurred {e["occurred_at"][:19]}, recorded {e["recorded_at"][:19]}, '
                f'position {e["position"]}, event {e["event_id"]}')
@@ -163,7 +163,7 @@ def timeline_svg(timeline: Sequence[Mapping[str, Any]], as_of: int,
     ax = x(as_of)
     parts.append(f'<line x1="{ax:.1f}" y1="{top - 14}" x2="{ax:.1f}" y2="{axis_y}" stroke="#d50000" '
                  f'stroke-dasharray="6 4"/><text x="{ax - 4:.1f}" y="{top - 12}" font-size="11" '
-                 f'text-anchor="end" fill="#d50000">as of {_e(format_micros(as_of)[:10])}</text>')
+                 f'text-anchor="end" fill="#d50000">as of {_e(format_day(as_of))}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -221,16 +221,16 @@ def render(r: SubjectReport) -> str:
                         for k, v, c in cards)
 
     consent_events = [e for e in timeline if e["type"] in CONSENT_TYPES]
-    evidence_rows = [[_e(_day(e["occurred_at"])), _e(e["type"]), _e(e["body"].get("purpose") or e["body"].get("list")),
+    evidence_rows = [[_e(day_of_iso(e["occurred_at"])), _e(e["type"]), _e(e["body"].get("purpose") or e["body"].get("list")),
                       _e(e["body"].get("notice_id")), _e(e["body"].get("notice_version")),
                       f'<span class="mono">{_e(e["body"].get("notice_sha256"))}</span>',
                       _e(e["body"].get("ui_action")), _e(e["body"].get("channel")), _e(e["body"].get("via")),
                       _e(e["source"]), _id(e["event_id"])] for e in consent_events]
-    state_rows = [[_e(c.get("purpose")), _e(c.get("status")), _e(_day(str(c.get("since") or ""))),
+    state_rows = [[_e(c.get("purpose")), _e(c.get("status")), _e(day_of_iso(str(c.get("since") or ""))),
                    _e(c.get("notice_id")), _e(c.get("notice_version")), _e(c.get("ui_action")),
                    _e(c.get("channel"))] for c in r.consents]
     state_rows += [[_e(f'newsletter {c.get("list")} ({c.get("channel")})'), _e(c.get("status")),
-                    _e(_day(str(c.get("since") or ""))), "", "", "", _e(c.get("via"))] for c in r.subscriptions]
+                    _e(day_of_iso(str(c.get("since") or ""))), "", "", "", _e(c.get("via"))] for c in r.subscriptions]
 
     sweep_rows = [[f'<span class="badge {"ok" if v.justified else "bad"}">{"justified" if v.justified else "UNJUSTIFIED"}</span>',
                    _e(v.event.type), _e(format_micros(v.event.recorded_at)[:19]), _e(v.event.position),
@@ -276,7 +276,7 @@ Subjects appear as pseudonyms; no personal data was decrypted to make this page.
 
 <h2>Retention decision and the rules behind it</h2>
 <p><b>{_e(decision["action"])}</b> by rule <b>{_e(decision["rule"])}</b>{
-    f', due {_e(_day(decision["due_at"]))}' if decision["due_at"] else ''} — policy {_e(decision["policy"])}
+    f', due {_e(day_of_iso(decision["due_at"]))}' if decision["due_at"] else ''} — policy {_e(decision["policy"])}
 <span class="mono">sha256 {_e(decision["policy_hash"])}</span></p>
 <ol class="rules">{"".join(f"<li>{_e(line)}</li>" for line in x["rule_chain"])}</ol>
 <p class="muted">Evidence events: {", ".join(f'<span class="mono">{_e(ev)}</span>' for ev in decision["evidence"]) or "none"}</p>

@@ -16,13 +16,13 @@ from typing import Any
 
 import duckdb
 
-from ledger.errors import UsageError
+from ledger.errors import UnknownController, UsageError
 from ledger.service import Ledger
-from ledger.timeutil import to_micros
+from ledger.timeutil import micros_or_none, to_micros, to_naive_utc
 from ledger.vocabulary import BOOKKEEPING_TYPES, KEY_CATEGORIES
 from projections.policy import Duration, Policy, load_policy
 from projections.projector import read_only_connection
-from projections.retention import Decision, SubjectFacts, decide
+from projections.retention import ACTIONS, Decision, SubjectFacts, count_actions, decide
 
 COLUMNS = ("controller", "subject", "action", "due_at", "rule", "policy", "policy_hash",
            "evidence", "shred")
@@ -210,10 +210,6 @@ def decisions_sql(policy: Policy) -> str:
     """
 
 
-def _micros(value: Any) -> int | None:
-    return None if value is None else to_micros(value)
-
-
 DECISIONS_TABLE = "decided"
 
 
@@ -224,7 +220,8 @@ def materialise(con: duckdb.DuckDBPyConnection, policies: dict[str, Policy], now
                 "action VARCHAR, due_at TIMESTAMP, rule VARCHAR, policy VARCHAR, "
                 "policy_hash VARCHAR, evidence VARCHAR[], shred VARCHAR[])")
     for controller, policy in sorted(policies.items()):
-        con.execute(f"INSERT INTO {DECISIONS_TABLE} {decisions_sql(policy)}", [controller, _ts(now)])
+        con.execute(f"INSERT INTO {DECISIONS_TABLE} {decisions_sql(policy)}",
+                    [controller, to_naive_utc(now)])
     return DECISIONS_TABLE
 
 
@@ -239,12 +236,12 @@ def population_decisions(
     table = materialise(con, policies, now)
     where = f"WHERE action IN ({_in(actions)})" if actions is not None else ""
     rows = con.execute(f"SELECT * FROM {table} {where} ORDER BY controller, subject").fetchall()
-    return [Decision(r[0], r[1], r[2], _micros(r[3]), r[4], r[5], r[6], tuple(r[7]), tuple(r[8]))
-            for r in rows]
+    return [Decision(r[0], r[1], r[2], micros_or_none(r[3]), r[4], r[5], r[6], tuple(r[7]),
+                     tuple(r[8])) for r in rows]
 
 
 def decision_counts(con: duckdb.DuckDBPyConnection, table: str = DECISIONS_TABLE) -> dict[str, int]:
-    counts = dict.fromkeys(("keep", "notify", "pseudonymise", "erase", "hold"), 0)
+    counts = dict.fromkeys(ACTIONS, 0)
     counts.update(dict(con.execute(f"SELECT action, count(*) FROM {table} GROUP BY 1").fetchall()))
     return counts
 
@@ -261,19 +258,14 @@ def subject_facts(
     for r in con.execute(sql, params).fetchall():
         facts.append(SubjectFacts(
             controller=r[0], subject=r[1], first_seen_at=to_micros(r[2]), registered=r[3],
-            last_activity_at=_micros(r[4]), last_activity_event=r[5], notice_at=_micros(r[6]),
-            notice_event=r[7], status=r[8], status_event=r[9], erase_due_at=_micros(r[10]),
-            erasure_requested_at=_micros(r[11]), erasure_request_event=r[12],
-            last_held_at=_micros(r[13]), last_held_event=r[14], shredded=frozenset(r[15]),
-            residue=frozenset(r[16] or ()), residue_at=_micros(r[17]), residue_event=r[18],
+            last_activity_at=micros_or_none(r[4]), last_activity_event=r[5],
+            notice_at=micros_or_none(r[6]), notice_event=r[7], status=r[8], status_event=r[9],
+            erase_due_at=micros_or_none(r[10]), erasure_requested_at=micros_or_none(r[11]),
+            erasure_request_event=r[12], last_held_at=micros_or_none(r[13]),
+            last_held_event=r[14], shredded=frozenset(r[15]), residue=frozenset(r[16] or ()),
+            residue_at=micros_or_none(r[17]), residue_event=r[18],
         ))
     return facts
-
-
-def _ts(micros: int) -> Any:
-    from ledger.timeutil import from_micros
-
-    return from_micros(micros).replace(tzinfo=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,10 +274,7 @@ class DecisionTable:
     decisions: list[Decision]
 
     def counts(self) -> dict[str, int]:
-        out = dict.fromkeys(("keep", "notify", "pseudonymise", "erase", "hold"), 0)
-        for d in self.decisions:
-            out[d.action] += 1
-        return out
+        return count_actions(self.decisions)
 
 
 def controller_policies(
@@ -294,7 +283,7 @@ def controller_policies(
     """controller -> its policy (from the config), for one controller or all of them."""
     controllers = ledger.config.controllers
     if controller is not None and controller not in controllers:
-        raise UsageError(f"--controller: unknown controller {controller[:40]!r}")
+        raise UnknownController(controller)
     if policy_path is not None and controller is None and len(controllers) > 1:
         raise UsageError("--policy applies to one controller: give --controller too")
     chosen = [controller] if controller else sorted(controllers)

@@ -238,7 +238,9 @@ def _arrow(values: Any, arrow_type: pa.DataType) -> pa.Array:
     return pa.array(values, arrow_type)
 
 
-def _ts(values: Any) -> pa.Array:
+def _timestamp_array(values: Any) -> pa.Array:
+    """A column of UTC microseconds as an Arrow timestamp[us] array (DuckDB TIMESTAMP), the
+    vectorised counterpart of ``ledger.timeutil.to_naive_utc``."""
     return _arrow(values, pa.int64()).cast(pa.timestamp("us"))
 
 
@@ -473,8 +475,8 @@ class DuckDBStore(TrackingRecorder):
             "event_id": _arrow(g.event_id, pa.string()),
             "controller": _arrow(g.controller, pa.string()),
             "subject": _arrow(g.subject, pa.string()),
-            "occurred_at": _ts(g.occurred_at),
-            "recorded_at": _ts(g.recorded_at),
+            "occurred_at": _timestamp_array(g.occurred_at),
+            "recorded_at": _timestamp_array(g.recorded_at),
             "source": _arrow(g.source, pa.string()),
             "actor": _arrow(g.actor, pa.string()),
             "has_pii": _arrow(g.has_pii, pa.bool_()),
@@ -686,7 +688,7 @@ def _body_column(avro_type: Any, values: Any, name: str) -> tuple[pa.Array, str]
     if isinstance(avro_type, dict):
         kind = avro_type.get("type")
         if avro_type.get("logicalType") == "timestamp-micros":
-            return _ts(values), col
+            return _timestamp_array(values), col
         if kind == "array" and avro_type.get("items") == "string":
             return _arrow(values, pa.list_(pa.string())), col
         return pa.array([None if v is None else json.dumps(v, sort_keys=True)
@@ -713,7 +715,7 @@ def _arrow_table(spec: Table, columns: dict[str, Any]) -> pa.Table:
     arrays = {}
     for name, sql_type in spec.columns:
         values = columns[name]
-        arrays[name] = _ts(values) if sql_type == "TIMESTAMP" else _arrow(values, _ARROW[sql_type])
+        arrays[name] = _timestamp_array(values) if sql_type == "TIMESTAMP" else _arrow(values, _ARROW[sql_type])
     return pa.table(arrays)
 
 

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ledger.errors import UsageError
 from ledger.service import Ledger
-from ledger.timeutil import format_micros, to_micros
+from ledger.timeutil import format_if_datetime, format_micros
 from projections.decisions import subject_facts
 from projections.policy import Policy
 from projections.projector import read_only_connection
 from projections.retention import Decision, decide, rule_chain
-
-
-def _iso(value: Any) -> Any:
-    return format_micros(to_micros(value)) if value is not None else None
 
 
 def explain(ledger: Ledger, path: Path, controller: str, subject: str, policy: Policy,
@@ -34,13 +29,12 @@ def explain(ledger: Ledger, path: Path, controller: str, subject: str, policy: P
     if not rows or not facts:
         raise UsageError(f"no subject {subject[:64]} for controller {controller} in the projections")
     decision: Decision = decide(facts[0], policy, now)
-    timeline = [{"position": r[0], "occurred_at": _iso(r[1]), "recorded_at": _iso(r[2]),
+    timeline = [{"position": r[0], "occurred_at": format_if_datetime(r[1]),
+                 "recorded_at": format_if_datetime(r[2]),
                  "type": r[3], "event_id": r[4], "source": r[5], "actor": r[6],
                  "body": json.loads(r[7]) if r[7] else {}} for r in rows]
-    result = asdict(decision)
-    result["due_at"] = None if decision.due_at is None else format_micros(decision.due_at)
     return {
         "controller": controller, "subject": subject, "as_of": format_micros(now),
-        "timeline": timeline, "decision": result,
+        "timeline": timeline, "decision": decision.as_dict(),
         "rule_chain": rule_chain(facts[0], policy, now),
     }

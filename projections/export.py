@@ -15,7 +15,6 @@ the data directory (a copy inside it would survive the subject's erasure)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import datetime
 from pathlib import Path
@@ -23,44 +22,29 @@ from typing import Any, Final
 
 import duckdb
 
-from ledger.errors import KeyUnavailable, LedgerError, UsageError
+from ledger.errors import KeyUnavailable, LedgerError, UnknownController, UsageError
 from ledger.events import Event
 from ledger.files import write_private_file
 from ledger.service import Ledger
-from ledger.timeutil import format_micros, to_micros
+from ledger.timeutil import format_day, format_if_datetime, format_micros, to_micros
 from projections.permissions import resolve_subject
 from projections.projector import project, projections_path, read_only_connection
+from projections.retention import decision_dict
 
 FORMAT: Final = "consent-ledger/register-extract/1"
 CONSENT_TYPES: Final = ("ConsentGiven", "ConsentWithdrawn", "ObjectionRaised")
 
 
-def _iso(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return format_micros(to_micros(value))
-    return value
-
-
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
     cursor = con.execute(sql, params)
     columns = [d[0] for d in cursor.description or ()]
-    return [{c: _iso(v) for c, v in zip(columns, row, strict=True)} for row in cursor.fetchall()]
+    return [{c: format_if_datetime(v) for c, v in zip(columns, row, strict=True)}
+            for row in cursor.fetchall()]
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> dict[str, Any] | None:
     rows = _rows(con, sql, params)
     return rows[0] if rows else None
-
-
-def _jsonable(value: Any, key: str = "") -> Any:
-    """Decision dataclasses carry times as microseconds: fields named ``*_at`` become ISO text."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v, k) for k, v in value.items()}
-    if isinstance(value, (list, tuple, frozenset, set)):
-        return [_jsonable(v) for v in value]
-    if key.endswith("_at") and isinstance(value, int) and not isinstance(value, bool):
-        return format_micros(value)
-    return _iso(value)
 
 
 def retention_schedule(ledger: Ledger, controller: str, subject: str, as_of: int) -> Any:
@@ -69,7 +53,7 @@ def retention_schedule(ledger: Ledger, controller: str, subject: str, as_of: int
     from projections.decisions import subject_decision
 
     decision = subject_decision(ledger, controller, subject, as_of)
-    return None if decision is None else _jsonable(dataclasses.asdict(decision))
+    return None if decision is None else decision_dict(decision)
 
 
 def _event_at(ledger: Ledger, position: int) -> Event:
@@ -101,7 +85,7 @@ class Relationship:
     def earlier_reason(self) -> str:
         assert self.after_at is not None
         return (f"erased with an earlier relationship (erasure of "
-                f"{format_micros(to_micros(self.after_at))[:10]}); not decrypted")
+                f"{format_day(to_micros(self.after_at))}); not decrypted")
 
 
 def _personal_data(
@@ -122,7 +106,7 @@ def _personal_data(
     for position, event_id, event_type, occurred_at, earlier in positions:
         if earlier:
             unreadable.append({"event_id": event_id, "type": event_type,
-                               "occurred_at": _iso(occurred_at),
+                               "occurred_at": format_if_datetime(occurred_at),
                                "reason": relationship.earlier_reason()})
             continue
         event = _event_at(ledger, position)
@@ -153,10 +137,10 @@ def export_subject(
     account: str | None = None,
     include_pseudonymised: bool = False,
 ) -> dict[str, Any]:
-    """Everything held about one person, as a JSON-ready dict. Raises UsageError for an
-    unknown controller or a subject with no events."""
+    """Everything held about one person, as a JSON-ready dict. Raises UnknownController (a
+    UsageError) for an unknown controller, UsageError for a subject with no events."""
     if controller not in ledger.config.controllers:
-        raise UsageError(f"unknown controller {controller[:40]!r}")
+        raise UnknownController(controller)
     project(ledger)  # the extract reflects every event in the log
     now = ledger.clock.now()
     con = read_only_connection(projections_path(ledger))

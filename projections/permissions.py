@@ -29,9 +29,9 @@ from typing import Any, Final
 
 import duckdb
 
-from ledger.errors import UsageError
+from ledger.errors import UnknownController, UsageError
 from ledger.service import Ledger
-from ledger.timeutil import format_micros, to_micros
+from ledger.timeutil import format_day, format_micros, to_micros
 from ledger.vocabulary import ALL, MARKETING_CHANNELS
 from projections.policy import load_policy
 from projections.projector import project, projections_path, read_only_connection, replay
@@ -63,7 +63,7 @@ class Evidence:
         return other is None or (self.at, self.position) > (other.at, other.position)
 
     def describe(self) -> str:
-        return f"{self.type} on {format_micros(self.at)[:10]} ({self.event_id})"
+        return f"{self.type} on {format_day(self.at)} ({self.event_id})"
 
     def as_dict(self) -> dict[str, Any]:
         return {"event_id": self.event_id, "type": self.type, "at": format_micros(self.at),
@@ -252,13 +252,8 @@ def _newsletter(facts: PermitFacts, channel: str | None, answer: Any) -> Permiss
 # --- gathering the facts (DuckDB) ------------------------------------------------------------
 
 
-def _micros(value: datetime | None) -> int:
-    assert value is not None
-    return to_micros(value)
-
-
-def _evidence(at: datetime | None, position: int | None, event_id: str | None, type_: str) -> Evidence:
-    return Evidence(_micros(at), int(position or 0), event_id or "", type_)
+def _evidence(at: datetime, position: int | None, event_id: str | None, type_: str) -> Evidence:
+    return Evidence(to_micros(at), int(position or 0), event_id or "", type_)
 
 
 _STATUS_TYPES: Final = {"restricted": "RightsRequested", "pseudonymised": "SubjectPseudonymised",
@@ -342,7 +337,7 @@ def resolve_subject(
     if (subject is None) == (email is None and account is None):
         raise UsageError("give a SUBJECT pseudonym, or --email/--account with --controller")
     if controller is not None and controller not in ledger.config.controllers:
-        raise UsageError(f"unknown controller {controller[:40]!r}")
+        raise UnknownController(controller)
     if subject is None:
         if controller is None:
             raise UsageError("--email/--account need --controller (the pseudonym is per controller)")
@@ -418,11 +413,12 @@ def permits(
     as_of: int | None = None,
 ) -> PermitAnswer:
     """May ``purpose`` be pursued for this person (on ``channel``) now, or as known at
-    ``as_of``? Raises UsageError for an unknown controller, purpose, channel or subject."""
+    ``as_of``? Raises UsageError for an unknown controller (UnknownController), purpose,
+    channel or subject."""
     check_channel(channel)
     if controller is not None:  # a bad purpose is a usage error before any I/O
         if controller not in ledger.config.controllers:
-            raise UsageError(f"unknown controller {controller[:40]!r}")
+            raise UnknownController(controller)
         purpose_basis(ledger, controller, purpose)
     with tempfile.TemporaryDirectory(prefix="ledger-permits-") as workdir:
         con = read_only_connection(open_projections(ledger, as_of, Path(workdir)))

@@ -4,12 +4,15 @@ the same rules and are tested against these."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from typing import Any
 
+from ledger.timeutil import format_day, format_micros
 from ledger.vocabulary import KEY_CATEGORIES
 from projections.policy import Policy
 
-ACTIONS = ("keep", "notify", "pseudonymise", "erase", "hold")
+ACTIONS = ("keep", "notify", "pseudonymise", "erase", "hold")  # every decision's action, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,34 @@ class Decision:
     policy_hash: str
     evidence: tuple[str, ...] = ()
     shred: tuple[str, ...] = ()  # key categories an erase destroys now
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, the one form of a decision the CLI, the API and the reports show:
+        ``due_at`` as ISO-8601 text (or None), ``evidence`` and ``shred`` as lists."""
+        return decision_dict(self)
+
+
+def decision_dict(decision: Any) -> dict[str, Any]:
+    """``Decision.as_dict`` for a decision, or for any dataclass of decision fields (what a
+    replacement of ``subject_decision`` returns to the register extract): the fields in
+    order, times (``*_at``, microseconds) as ISO-8601 text, tuples as lists."""
+    out: dict[str, Any] = {}
+    for f in fields(decision):
+        value = getattr(decision, f.name)
+        if f.name.endswith("_at") and value is not None:
+            value = format_micros(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def count_actions(decisions: Iterable[Decision] = ()) -> dict[str, int]:
+    """How many decisions of each action, every action present (in ``ACTIONS`` order)."""
+    counts = dict.fromkeys(ACTIONS, 0)
+    for d in decisions:
+        counts[d.action] += 1
+    return counts
 
 
 def hold_ends_at(facts: SubjectFacts, policy: Policy) -> dict[str, int]:
@@ -132,11 +163,6 @@ def decide(facts: SubjectFacts, policy: Policy, now: int) -> Decision:
 
 def rule_chain(facts: SubjectFacts, policy: Policy, now: int) -> list[str]:
     """The reasoning behind ``decide`` in plain sentences, for ``ledger explain``."""
-    from ledger.timeutil import format_micros
-
-    def day(micros: int | None) -> str:
-        return "-" if micros is None else format_micros(micros)[:10]
-
     def ref(event: str | None) -> str:
         return f" (event {event})" if event else ""
 
@@ -151,34 +177,37 @@ def rule_chain(facts: SubjectFacts, policy: Policy, now: int) -> list[str]:
         holds = hold_ends_at(facts, policy)
         if holds:
             lines.append(f"legal hold on {', '.join(sorted(holds))} data (last held event "
-                         f"{day(facts.last_held_at)}{ref(facts.last_held_event)}) ends {day(max(holds.values()))}")
+                         f"{format_day(facts.last_held_at)}{ref(facts.last_held_event)}) "
+                         f"ends {format_day(max(holds.values()))}")
         lines.append(f"keys already destroyed: {', '.join(sorted(facts.shredded)) or 'none'}")
         if facts.residue:
             lines.append(f"personal data recorded after the erasure outside a new relationship "
-                         f"({', '.join(sorted(facts.residue))}, from {day(facts.residue_at)}"
+                         f"({', '.join(sorted(facts.residue))}, from {format_day(facts.residue_at)}"
                          f"{ref(facts.residue_event)}): erased again")
     elif facts.status == "pseudonymised":
-        lines.append(f"pseudonymised: erasure due {day(facts.erase_due_at)} (the pseudonymisation "
+        lines.append(f"pseudonymised: erasure due {format_day(facts.erase_due_at)} (the pseudonymisation "
                      "period governs; no inactivity notices)")
     elif facts.erasure_requested_at is not None:
-        lines.append(f"erasure requested {day(facts.erasure_requested_at)}{ref(facts.erasure_request_event)}")
+        lines.append(f"erasure requested {format_day(facts.erasure_requested_at)}"
+                     f"{ref(facts.erasure_request_event)}")
     elif not policy.keep_without_relationship and not facts.registered:
         lines.append("no relationship was established (no SubjectRegistered): no personal data may be kept")
     else:
         start = facts.last_activity_at if facts.last_activity_at is not None else facts.first_seen_at
         erase_due = policy.inactive_after.add(start)
-        lines.append(f"last activity {day(facts.last_activity_at)}{ref(facts.last_activity_event)}"
-                     if facts.last_activity_at is not None else f"first seen {day(facts.first_seen_at)}")
-        lines.append(f"erasure due = {day(start)} + {policy.inactive_after} = {day(erase_due)}")
+        lines.append(f"last activity {format_day(facts.last_activity_at)}{ref(facts.last_activity_event)}"
+                     if facts.last_activity_at is not None
+                     else f"first seen {format_day(facts.first_seen_at)}")
+        lines.append(f"erasure due = {format_day(start)} + {policy.inactive_after} = {format_day(erase_due)}")
         if policy.notice_before is not None:
-            lines.append(f"notice due = {day(erase_due)} - {policy.notice_before} = "
-                         f"{day(policy.notice_before.subtract(erase_due))}")
+            lines.append(f"notice due = {format_day(erase_due)} - {policy.notice_before} = "
+                         f"{format_day(policy.notice_before.subtract(erase_due))}")
             if facts.notice_at is not None and facts.notice_at > start:
-                lines.append(f"notice sent {day(facts.notice_at)}{ref(facts.notice_event)}: erasure "
-                             f"no earlier than {day(policy.notice_before.add(facts.notice_at))}")
+                lines.append(f"notice sent {format_day(facts.notice_at)}{ref(facts.notice_event)}: erasure "
+                             f"no earlier than {format_day(policy.notice_before.add(facts.notice_at))}")
             elif facts.notice_at is not None:
-                lines.append(f"notice sent {day(facts.notice_at)} was voided by later activity")
+                lines.append(f"notice sent {format_day(facts.notice_at)} was voided by later activity")
     lines.append(f"decision at {format_micros(now)}: {d.action} (rule {d.rule})"
-                 + (f", due {day(d.due_at)}" if d.due_at is not None else "")
+                 + (f", due {format_day(d.due_at)}" if d.due_at is not None else "")
                  + (f", destroys keys: {', '.join(d.shred)}" if d.shred else ""))
     return lines

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,17 +22,12 @@ from ledger.dead_letters import purge_expired
 from ledger.errors import ClockError
 from ledger.events import Event
 from ledger.service import Ledger
-from ledger.timeutil import format_micros, to_micros
+from ledger.timeutil import format_micros, to_micros, to_naive_utc
 from ledger.vault import PendingEffect
-from projections.decisions import (
-    _ts,
-    controller_policies,
-    materialise,
-    population_decisions,
-)
+from projections.decisions import controller_policies, materialise, population_decisions
 from projections.policy import Policy
 from projections.projector import project, projections_path, read_only_connection
-from projections.retention import Decision
+from projections.retention import Decision, count_actions
 
 SWEEP_NAMESPACE = uuid.UUID("6c1f6a52-5f7e-4d0b-9b1c-0c6a1f4e2d11")
 SOURCE = "ledger"
@@ -70,7 +64,7 @@ def compute_decisions(con: duckdb.DuckDBPyConnection, policies: dict[str, Policy
     """The decisions due at ``now`` as objects, and the counts of all decisions per
     controller and action (kept ones stay in DuckDB)."""
     due = population_decisions(con, policies, now, DUE)
-    counts: dict[str, dict[str, int]] = {c: _count(()) for c in policies}
+    counts: dict[str, dict[str, int]] = {c: count_actions() for c in policies}
     for controller, action, n in con.execute(
             "SELECT controller, action, count(*) FROM decided GROUP BY ALL").fetchall():
         counts[controller][action] = n
@@ -139,7 +133,7 @@ def _decide(ledger: Ledger, policies: dict[str, Policy], now: int, *, dry_run: b
         reviews = _reviews(con, policies, counts, now)
     finally:
         con.close()
-    total = _count(())
+    total = count_actions()
     for per_controller in counts.values():
         for action, n in per_controller.items():
             total[action] += n
@@ -177,13 +171,6 @@ def _events(policies: dict[str, Policy], decisions: list[Decision],
             if d.rule == "erasure_request":
                 events.extend(_close_requests(d, now, requests))
     return events, effects
-
-
-def _count(decisions: Iterable[Decision] = ()) -> dict[str, int]:
-    counts = dict.fromkeys(("keep", "notify", "pseudonymise", "erase", "hold"), 0)
-    for d in decisions:
-        counts[d.action] += 1
-    return counts
 
 
 def _event(event_type: str, d: Decision, now: int, key: tuple[Any, ...], body: dict[str, Any]) -> Event:
@@ -243,7 +230,7 @@ def _store_decisions(ledger: Ledger, policies: dict[str, Policy], now: int) -> N
                     [list(policies)])
         con.execute(
             "INSERT INTO retention_decisions SELECT controller, subject, ?, action, due_at, rule, "
-            f"policy, policy_hash, evidence FROM {table}", [_ts(now)])
+            f"policy, policy_hash, evidence FROM {table}", [to_naive_utc(now)])
         con.execute("COMMIT")
     finally:
         con.close()

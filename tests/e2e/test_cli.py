@@ -91,6 +91,21 @@ def test_errors_are_one_line_without_traceback(data: str, tmp_path: Path, args: 
     assert len([line for line in result.output.splitlines() if line.startswith("Error")]) == 1
 
 
+@pytest.mark.parametrize("args", [
+    ("subject", "id", "--controller", "acme", "--email", "a@example.se"),
+    ("subject", "export", "--controller", "acme", "--email", "a@example.se"),
+    ("permits", "--controller", "acme", "--email", "a@example.se", "service"),
+    ("decisions", "--controller", "acme"),
+    ("sweep", "--controller", "acme", "--dry-run"),
+    ("explain", "--controller", "acme", "--email", "a@example.se"),
+    ("audit", "report", "--controller", "acme", "--email", "a@example.se", "--html", "{tmp}/r.html"),
+])
+def test_an_unknown_controller_names_the_flag(data: str, tmp_path: Path, args: tuple[str, ...]) -> None:
+    argv = [a.format(tmp=tmp_path) for a in args]
+    result = CliRunner().invoke(cli.main, ["--data", data, *argv])
+    assert (result.exit_code, result.output) == (2, "Error: --controller: unknown controller 'acme'\n")
+
+
 def test_clock_behind_the_log_is_a_usage_error(data: str) -> None:
     run("--data", data, "--now", "2026-03-05", "publish", "-", input=jsonl(make_event()))
     result = CliRunner().invoke(cli.main, ["--data", data, "--now", "2026-03-04", "publish", "-"],

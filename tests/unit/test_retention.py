@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+from dataclasses import dataclass, replace
 
 import pytest
 
 from ledger.timeutil import format_micros, parse_timestamp
 from projections.policy import Duration, load_policy
-from projections.retention import SubjectFacts, decide
+from projections.retention import (
+    ACTIONS,
+    Decision,
+    SubjectFacts,
+    count_actions,
+    decide,
+    decision_dict,
+)
 
 COWRITE = load_policy("cowrite")
 COEGI = load_policy("coegi")
@@ -122,3 +130,33 @@ def test_calendar_durations(start: str, duration: str, expected: str) -> None:
         assert day(Duration.parse(duration[1:]).subtract(t(start))) == expected
     else:
         assert day(Duration.parse(duration).add(t(start))) == expected
+
+
+def test_a_decision_serialises_itself_json_ready() -> None:
+    d = decide(facts(), COWRITE, t("2026-07-20"))  # notify, due 2026-06-26
+    assert d.as_dict() == {
+        "controller": "cowrite", "subject": "s", "action": "notify",
+        "due_at": "2026-06-26T00:00:00.000000Z", "rule": "inactivity_notice", "policy": "cowrite",
+        "policy_hash": COWRITE.content_hash, "evidence": ["login"], "shred": []}
+    assert json.loads(json.dumps(d.as_dict())) == d.as_dict()
+    erased = decide(facts(status="erased", status_event="e-1"), COWRITE, t("2026-07-20"))
+    assert (erased.as_dict()["due_at"], erased.as_dict()["evidence"]) == (None, ["e-1"])
+
+
+def test_decision_dict_serialises_any_dataclass_of_decision_fields_alike() -> None:
+    @dataclass(frozen=True)
+    class Schedule:  # what a stand-in for subject_decision may return
+        action: str
+        due_at: int | None
+        evidence: tuple[str, ...]
+
+    assert decision_dict(Schedule("keep", 0, ("e1",))) == {
+        "action": "keep", "due_at": "1970-01-01T00:00:00.000000Z", "evidence": ["e1"]}
+    d = Decision("c", "s", "keep", None, "active", "p", "h", ("e",), ("contact",))
+    assert decision_dict(d) == d.as_dict()
+
+
+def test_count_actions_counts_every_action_in_order() -> None:
+    d = decide(facts(), COWRITE, t("2026-07-20"))
+    assert list(count_actions()) == list(ACTIONS)
+    assert count_actions([d, d]) == {"keep": 0, "notify": 2, "pseudonymise": 0, "erase": 0, "hold": 0}
