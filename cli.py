@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ledger import __version__
+from ledger import __version__, bootstrap
 from ledger.config import DEFAULT_CONTROLLERS, Settings
 from ledger.errors import LedgerError, UnknownController
 from ledger.intake import iter_lines
@@ -411,13 +411,13 @@ def project(ctx: click.Context, rebuild: bool, follow: bool, show_fingerprint: b
     each with its own shard; `ledger query --shards` reads the shards as one.
     """
     import projections
-    from projections.workers import Worker, is_partitioned
+    from projections.workers import Worker
 
     worker = Worker.parse(worker_spec) if worker_spec else None
     with opened(ctx) as ledger:
         path = projections.projections_path(ledger, db, worker)
         # A partitioned log's positions are not a count: no total for the progress bar.
-        total = 0 if is_partitioned(ledger.log) else ledger.log.head().position
+        total = 0 if ledger.log.partitioned else ledger.log.head().position
         report: Any
         if follow:
             import signal
@@ -503,7 +503,7 @@ def query(ctx: click.Context, sql: str, db: str | None, shards: tuple[str, ...],
 
         result = projections.QueryResult(*query_shards(expand(shards), sql))
     else:
-        path = Path(db) if db else settings.data_dir / _default_projections_file(settings)
+        path = Path(db) if db else settings.data_dir / bootstrap.projections_file(settings)
         result = projections.query(path, sql)
     if as_json:
         emit_json([dict(zip(result.columns, row, strict=True)) for row in result.rows])
@@ -515,17 +515,6 @@ def query(ctx: click.Context, sql: str, db: str | None, shards: tuple[str, ...],
         writer.writerows(result.rows)
     else:
         click.echo(format_table(result.columns, result.rows))
-
-
-def _default_projections_file(settings: Settings) -> str:
-    if settings.log_url.startswith("kafka://"):
-        from ledger.kafka_log import KafkaSettings
-        from projections.workers import Worker, shard_name
-
-        return shard_name(KafkaSettings.parse(settings.log_url).topic, Worker(0, 1))
-    import projections
-
-    return projections.PROJECTIONS_FILE
 
 
 def format_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
@@ -818,7 +807,7 @@ def audit_verify(ctx: click.Context, digest_file: Path | None, no_decode: bool, 
     from ledger.timeutil import format_micros
 
     settings: Settings = ctx.obj
-    if settings.log_url.startswith("kafka://"):
+    if bootstrap.backend(settings).partitioned:
         # A topic is one chain per partition, not one chain: verify each (no global digest).
         if digest_file is not None:
             raise Failure("--digest: digests cover the embedded log; on Kafka each partition "
@@ -1051,12 +1040,7 @@ def audit_report(ctx: click.Context, subject: str | None, email: str | None, con
 
 def _kafka_log(settings: Settings) -> Any:
     """The Kafka log named by --log; these commands need no data directory."""
-    from ledger.errors import UsageError
-    from ledger.kafka_log import KafkaEventLog
-
-    if not settings.log_url.startswith("kafka://"):
-        raise UsageError("this command needs --log kafka://host:port/topic (or LEDGER_LOG)")
-    return KafkaEventLog.from_settings(settings)
+    return bootstrap.open_kafka_log(settings)
 
 
 @main.group()

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from ledger import merkle
 from ledger.codec import AvroCodec
-from ledger.config import LOG_FILE, Settings
+from ledger.config import Settings
 from ledger.errors import CodecError, LedgerError, UsageError
 from ledger.log import GENESIS_HASH, EventLog, LogRecord
 from ledger.proofs import ConsistencyProof, Digest, InclusionProof, id_key
@@ -641,23 +641,9 @@ class Auditor:
                                 new.head_hash, tuple(path))
 
 
-def _embedded_source(settings: Settings, jobs: int) -> FrameSource:
-    from ledger.sqlite_scan import SQLiteFrames
-
-    return SQLiteFrames(settings.data_dir / LOG_FILE, jobs)
-
-
-# The raw readers by --log scheme; any other log is read through its EventLog port.
-AUDIT_SOURCES: dict[str, Callable[[Settings, int], FrameSource]] = {"embedded": _embedded_source}
-
-
 def open_source(settings: Settings, jobs: int = 1) -> FrameSource:
-    """How the auditor reads the log named by the settings. Needs no master key and no key
-    vault: an auditor can verify a copy of the log alone."""
-    scheme = settings.log_url.split("://", 1)[0]
-    factory = AUDIT_SOURCES.get(scheme)
-    if factory is not None:
-        return factory(settings, jobs)
-    from ledger.service import open_log
+    """How the auditor reads the log named by the settings (chosen in ``ledger.bootstrap``).
+    Needs no master key and no key vault: an auditor can verify a copy of the log alone."""
+    from ledger.bootstrap import open_frames
 
-    return LogFrames(open_log(settings))
+    return open_frames(settings, jobs)

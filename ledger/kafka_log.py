@@ -278,6 +278,8 @@ class _Range:
 
 
 class KafkaEventLog(EventLog):
+    partitioned = True  # one chain per partition: read_partition(), partitions()
+
     def __init__(self, settings: KafkaSettings, registry: SchemaRegistry | None = None) -> None:
         self.settings = settings
         self.registry = registry or default_registry()

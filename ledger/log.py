@@ -11,6 +11,7 @@ import abc
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 GENESIS_HASH = bytes(32)
 
@@ -80,6 +81,15 @@ class LogHead:
 
 class EventLog(abc.ABC):
     """Port: append batches, read from a position, optionally only what was known by T."""
+
+    # A partitioned log (Kafka) is one chain per partition: it also has ``partitions()`` and
+    # ``read_partition()`` (``projections.workers.PartitionedLog``), and no global count.
+    partitioned: ClassVar[bool] = False
+
+    @property
+    def name(self) -> str:
+        """The log's name in projection tracking ('embedded' unless an adapter names itself)."""
+        return "embedded"
 
     @abc.abstractmethod
     def append(self, records: Sequence[PendingRecord]) -> list[int | Conflict | None]:

@@ -10,10 +10,11 @@ import json
 import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from ledger.bootstrap import open_vault
 from ledger.codec import AvroCodec
+from ledger.config import Settings
 from ledger.dead_letters import Reject
 from ledger.errors import CodecError, InvalidEvent
 from ledger.events import Event
@@ -22,7 +23,7 @@ from ledger.lifeline import die_with_parent
 from ledger.log import PendingRecord
 from ledger.pseudonyms import pseudonym
 from ledger.schemas import SchemaRegistry, default_registry
-from ledger.vault import KeyRef, KeyVault, SQLiteKeyVault, seal
+from ledger.vault import KeyRef, KeyVault, seal
 from ledger.vocabulary import key_category
 
 
@@ -190,10 +191,12 @@ _BOUNDED_REPR.maxstring = _BOUNDED_REPR.maxother = 1 << 16
 _worker: Preparer | None = None
 
 
-def worker_init(vault_path: str, master_key: bytes, controllers: list[str], secret_names: dict[str, str]) -> None:
+def worker_init(settings: Settings, master_key: bytes, controllers: list[str],
+                secret_names: dict[str, str]) -> None:
+    """Each worker opens its own handle on the ledger's vault, chosen by ``ledger.bootstrap``."""
     global _worker
     die_with_parent()  # a killed publisher leaves no workers behind (issue 9, row 16)
-    vault = SQLiteKeyVault(Path(vault_path), master_key)
+    vault = open_vault(settings, master_key)
     secrets = {c: vault.secret(name) for c, name in secret_names.items()}
     _worker = Preparer(Intake(default_registry(), controllers), secrets, vault)
 

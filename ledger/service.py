@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ledger import bootstrap
 from ledger import config as cfg
 from ledger.clock import Clock, FixedClock, SystemClock
 from ledger.codec import AvroCodec
@@ -41,7 +42,7 @@ from ledger.preparation import (
 from ledger.pseudonyms import pseudonym
 from ledger.schemas import SchemaRegistry, default_registry
 from ledger.timeutil import parse_cli_time
-from ledger.vault import EffectsDone, KeyRef, KeyVault, SQLiteKeyVault, blob_header, unseal
+from ledger.vault import EffectsDone, KeyRef, KeyVault, blob_header, unseal
 from ledger.writer_lock import LOCK_FILE, WriterLock
 
 if TYPE_CHECKING:  # projections sit above this layer: imported at call time, typed here
@@ -120,31 +121,6 @@ def controller_secret_name(controller: str) -> str:
     return f"controller/{controller}"
 
 
-def open_log(settings: cfg.Settings) -> EventLog:
-    """Chooses the log adapter from the settings (``--log`` / ``LEDGER_LOG``)."""
-    url = settings.log_url
-    scheme = url.split("://", 1)[0] if "://" in url else url
-    factory = LOG_BACKENDS.get(scheme)
-    if factory is None:
-        raise UsageError(f"--log: unsupported log {url!r} (use 'embedded' or kafka://host:port/topic)")
-    return factory(settings)
-
-
-def _embedded(settings: cfg.Settings) -> EventLog:
-    from ledger.sqlite_log import SQLiteEventLog
-
-    return SQLiteEventLog(settings.data_dir / cfg.LOG_FILE)
-
-
-def _kafka(settings: cfg.Settings) -> EventLog:
-    from ledger.kafka_log import KafkaEventLog
-
-    return KafkaEventLog.from_settings(settings)
-
-
-LOG_BACKENDS: dict[str, Callable[[cfg.Settings], EventLog]] = {"embedded": _embedded, "kafka": _kafka}
-
-
 class Ledger:
     def __init__(
         self,
@@ -158,11 +134,14 @@ class Ledger:
         *,
         writer_lock: WriterLock | None = None,
         dead_letters: type[DeadLetters] = DeadLetters,
+        settings: cfg.Settings | None = None,
     ) -> None:
         """``writer_lock`` and ``dead_letters`` default to the files in ``data_dir``; unit
         tests pass the in-memory ones (``ledger.memory``), and then, with the in-memory log
-        and vault, nothing touches ``data_dir``."""
+        and vault, nothing touches ``data_dir``. ``settings`` (default: the data directory's)
+        tell publishing's worker processes how to open the vault (``ledger.bootstrap``)."""
         self.data_dir = data_dir
+        self.settings = settings or cfg.Settings(data_dir)
         self.config = config
         self.log = log
         self.vault = vault
@@ -212,17 +191,18 @@ class Ledger:
         cfg.check_private(settings.data_dir)
         master_key = cfg.master_key(settings.data_dir)
         cfg.check_vault_file(settings.data_dir)
-        vault = SQLiteKeyVault(settings.data_dir / cfg.VAULT_FILE, master_key)
+        vault = bootstrap.open_vault(settings, master_key)
         try:
             clock: Clock = (
                 FixedClock(parse_cli_time(settings.now, "--now")) if settings.now else SystemClock()
             )
-            log = open_log(settings)
+            log = bootstrap.open_log(settings)
         except BaseException:
             vault.close()
             raise
         try:
-            return cls(settings.data_dir, config, log, vault, clock, master_key=master_key)
+            return cls(settings.data_dir, config, log, vault, clock, master_key=master_key,
+                       settings=settings)
         except BaseException:
             log.close()
             vault.close()
@@ -240,7 +220,7 @@ class Ledger:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(path, 0o700)  # an existing directory too, whatever the umask
         key = cfg.master_key(path, create=True)
-        vault = SQLiteKeyVault(path / cfg.VAULT_FILE, key)
+        vault = bootstrap.open_vault(cfg.Settings(path), key)
         try:
             names = [cfg.check_controller_name(c) for c in controllers]
             for name in names:
@@ -404,7 +384,7 @@ class Ledger:
             mp_context=context,
             initializer=worker_init,
             initargs=(
-                str(self.data_dir / cfg.VAULT_FILE),
+                self.settings,
                 master_key,
                 list(self.config.controllers),
                 {c: controller_secret_name(c) for c in self.config.controllers},

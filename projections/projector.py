@@ -45,7 +45,6 @@ from projections.workers import (
     PartitionProjector,
     Worker,
     WorkerReport,
-    is_partitioned,
     shard_name,
 )
 
@@ -159,7 +158,7 @@ def projections_path(ledger: Ledger, path: str | Path | None = None,
     partitioned log DATA/projections.<topic>.duckdb, or one shard file per worker."""
     if path:
         return Path(path)
-    if is_partitioned(ledger.log):
+    if ledger.log.partitioned:
         return ledger.data_dir / shard_name(_log_name(ledger), worker or Worker(0, 1))
     return ledger.data_dir / PROJECTIONS_FILE
 
@@ -173,7 +172,7 @@ def make_projector(ledger: Ledger, store: DuckDBStore, *, worker: Worker | None 
                    page_size: int = PAGE_SIZE) -> Projector | PartitionProjector:
     """A partitioned log (Kafka) is projected partition by partition with an offset per
     partition, by a worker owning some or all of them; the embedded log by position."""
-    if is_partitioned(ledger.log):
+    if ledger.log.partitioned:
         return PartitionProjector(cast(PartitionedLog, ledger.log), store, ledger.registry,
                                   worker=worker or Worker(0, 1), page_size=page_size)
     if worker is not None and not worker.whole:
@@ -466,4 +465,4 @@ def project_and_summarise(ledger: Ledger) -> dict[str, Any]:
 def _log_name(ledger: Ledger) -> str:
     """The tracking name of the ledger's log: a log adapter may name itself (a Kafka log: its
     topic); the embedded log is 'embedded'."""
-    return str(getattr(ledger.log, "name", "embedded"))
+    return ledger.log.name

@@ -48,7 +48,8 @@ PAGE_SIZE = 50_000
 
 
 class PartitionedLog(Protocol):
-    """What a worker needs from a log: its partitions and a reader per partition."""
+    """What a worker needs from a log: its partitions and a reader per partition (an
+    ``EventLog`` whose ``partitioned`` is True)."""
 
     name: str
 
@@ -57,10 +58,6 @@ class PartitionedLog(Protocol):
     def read_partition(self, partition: int, offset: int = 0, *, recorded_by: int | None = None,
                        with_duplicates: bool = False, scan_prefix: bool = True
                        ) -> Iterator[LogRecord]: ...
-
-
-def is_partitioned(log: Any) -> bool:
-    return callable(getattr(log, "read_partition", None)) and callable(getattr(log, "partitions", None))
 
 
 @dataclass(frozen=True, slots=True)
