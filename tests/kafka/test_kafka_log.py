@@ -4,11 +4,15 @@ schema ids, more than one process writing."""
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+import cli
 from ledger.codec import AvroCodec
 from ledger.confluent import SchemaRegistryUnavailable, builtin_id
 from ledger.errors import ClockError, LogError
@@ -22,6 +26,7 @@ from ledger.kafka_log import (
 )
 from ledger.log import GENESIS_HASH, EventLog, LogRecord
 from ledger.schemas import default_registry
+from tests.conftest import make_event
 from tests.integration.log_contract import EventLogContract, pending
 from tests.kafka.conftest import raw_messages
 from tests.kafka.fake_registry import FakeRegistry
@@ -153,11 +158,22 @@ def test_schema_ids_from_a_registry(open_log: OpenLog, fake_registry: FakeRegist
     assert list(builtin_reader.read()) == []
 
 
-def test_an_unreachable_registry_is_one_clear_error(open_log: OpenLog) -> None:
+def test_an_unreachable_registry_is_one_clear_error(open_log: OpenLog, kafka_url: str,
+                                                    tmp_path: Path) -> None:
     log = open_log(schema_registry="http://127.0.0.1:9")
     with pytest.raises(SchemaRegistryUnavailable, match=r"schema registry http://127.0.0.1:9 unreachable"):
         log.append([pending(1)])
-    assert SchemaRegistryUnavailable.exit_code == 2
+    # ... and on the command line a usage/configuration error: exit 2, one line, no counts
+    data = str(tmp_path / "d")
+    runner = CliRunner()
+    assert runner.invoke(cli.main, ["--data", data, "init"]).exit_code == 0
+    line = json.dumps(make_event(occurred_at="2026-01-01T10:00:00Z")) + "\n"
+    result = runner.invoke(cli.main, ["--data", data, "--log", kafka_url, "--schema-registry",
+                                      "http://127.0.0.1:9", "--now", "2026-01-02", "publish", "-"],
+                           input=line)
+    assert (result.exit_code, result.stdout) == (2, ""), result.output
+    [message] = result.stderr.splitlines()
+    assert message.startswith("Error: schema registry http://127.0.0.1:9 unreachable"), message
 
 
 def test_payloads_read_back_decode_to_the_same_events(open_log: OpenLog) -> None:
