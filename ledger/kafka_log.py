@@ -216,6 +216,16 @@ class TopicsReport:
     partitions: dict[str, int]  # topic -> partition count
     created: list[str]
 
+    def check_not_repartitioned(self, topic: str, requested: int | None) -> None:
+        """An existing event topic is never repartitioned: a subject's events must stay in the
+        partition its key hashes to. UsageError (exit 2) if ``topic`` has another count than
+        ``requested`` (None: whatever it has)."""
+        have = self.partitions.get(topic)
+        if requested is not None and have != requested:
+            raise UsageError(f"{topic} already has {have} partitions, not {requested}; "
+                             "repartitioning would move subjects between partitions "
+                             "(create a new topic instead)")
+
 
 @dataclass(slots=True)
 class _Tail:

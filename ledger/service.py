@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledger import config as cfg
-from ledger.clock import Clock, FixedClock, SystemClock
+from ledger.clock import Clock, ledger_clock
 from ledger.codec import AvroCodec
 from ledger.dead_letters import DeadLetters, Reject
 from ledger.errors import InvalidEvent, KeyUnavailable, LedgerError, UnknownController, UsageError
@@ -40,7 +40,6 @@ from ledger.preparation import (
 )
 from ledger.pseudonyms import pseudonym
 from ledger.schemas import SchemaRegistry, default_registry
-from ledger.timeutil import parse_cli_time
 from ledger.vault import EffectsDone, KeyRef, KeyVault, SQLiteKeyVault, blob_header, unseal
 from ledger.writer_lock import LOCK_FILE, WriterLock
 
@@ -214,9 +213,7 @@ class Ledger:
         cfg.check_vault_file(settings.data_dir)
         vault = SQLiteKeyVault(settings.data_dir / cfg.VAULT_FILE, master_key)
         try:
-            clock: Clock = (
-                FixedClock(parse_cli_time(settings.now, "--now")) if settings.now else SystemClock()
-            )
+            clock = ledger_clock(settings.now)
             log = open_log(settings)
         except BaseException:
             vault.close()

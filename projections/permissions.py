@@ -352,6 +352,28 @@ def resolve_subject(
     return SubjectRef(found[0], subject)
 
 
+def resolve_subject_in(
+    ledger: Ledger,
+    path: Path | None = None,
+    *,
+    subject: str | None = None,
+    email: str | None = None,
+    account: str | None = None,
+    controller: str | None = None,
+) -> SubjectRef:
+    """``resolve_subject`` against the projections file at ``path`` (e.g. one replayed as of
+    a time); without one, against the live projections, brought up to date first."""
+    if path is None:
+        project(ledger)
+        path = projections_path(ledger)
+    con = read_only_connection(path)
+    try:
+        return resolve_subject(ledger, con, subject=subject, email=email, account=account,
+                               controller=controller)
+    finally:
+        con.close()
+
+
 def purpose_basis(ledger: Ledger, controller: str, purpose: str) -> str:
     """The legal basis of a purpose under the controller's policy; a usage error if the policy
     does not know the purpose."""
