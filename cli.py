@@ -1065,16 +1065,11 @@ def kafka_init(settings: Settings, partitions: int | None, replication_factor: i
 @handles_errors
 def kafka_heads(settings: Settings, as_json: bool) -> None:
     """The head of each partition's hash chain: position, offset, recorded_at, hash."""
-    from ledger.kafka_log import split_position
-
     log = _kafka_log(settings)
     try:
-        heads = log.heads()
+        rows = log.head_rows()
     finally:
         log.close()
-    rows = [{"partition": p, "offset": split_position(h.position)[1], "position": h.position,
-             "recorded_at": format_micros(h.recorded_at), "hash": h.hash.hex()}
-            for p, h in sorted(heads.items())]
     if as_json:
         emit_json(rows)
     else:

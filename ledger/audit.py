@@ -672,9 +672,8 @@ class PartitionedChains(Protocol):
 
     def partitions(self) -> list[int]: ...
 
-    def read_partition(self, partition: int, offset: int = 0, *, recorded_by: int | None = None,
-                       with_duplicates: bool = False, scan_prefix: bool = True
-                       ) -> Iterator[LogRecord]: ...
+    def read_partition(self, partition: int, offset: int = 0, *,
+                       with_duplicates: bool = False) -> Iterator[LogRecord]: ...
 
 
 def _offset(position: int) -> int:

@@ -787,6 +787,12 @@ class KafkaEventLog(EventLog):
                 heads[p] = LogHead(kafka_position(p, tail.offset), tail.hash, tail.recorded_at)
         return heads
 
+    def head_rows(self) -> list[dict[str, Any]]:
+        """``heads()`` as JSON-ready rows, by partition: offset, position, recorded_at, hash."""
+        return [{"partition": p, "offset": split_position(h.position)[1], "position": h.position,
+                 "recorded_at": format_micros(h.recorded_at), "hash": h.hash.hex()}
+                for p, h in sorted(self.heads().items())]
+
     def head(self) -> LogHead:
         """The head of the partition with the latest record (by recorded_at, then position);
         on a one-partition topic, simply the last record. ``heads()`` gives every chain."""

@@ -22,6 +22,7 @@ Rules, first match wins; every answer names the deciding event and its date:
 from __future__ import annotations
 
 import tempfile
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -352,26 +353,17 @@ def resolve_subject(
     return SubjectRef(found[0], subject)
 
 
-def resolve_subject_in(
-    ledger: Ledger,
-    path: Path | None = None,
-    *,
-    subject: str | None = None,
-    email: str | None = None,
-    account: str | None = None,
-    controller: str | None = None,
-) -> SubjectRef:
+def resolve_subject_in(ledger: Ledger, path: Path | None = None, *, subject: str | None = None,
+                       email: str | None = None, account: str | None = None,
+                       controller: str | None = None) -> SubjectRef:
     """``resolve_subject`` against the projections file at ``path`` (e.g. one replayed as of
     a time); without one, against the live projections, brought up to date first."""
     if path is None:
         project(ledger)
         path = projections_path(ledger)
-    con = read_only_connection(path)
-    try:
+    with closing(read_only_connection(path)) as con:
         return resolve_subject(ledger, con, subject=subject, email=email, account=account,
                                controller=controller)
-    finally:
-        con.close()
 
 
 def purpose_basis(ledger: Ledger, controller: str, purpose: str) -> str:

@@ -96,8 +96,8 @@ class FakePartitionedLog:
     def partitions(self) -> list[int]:
         return sorted(self.chains)
 
-    def read_partition(self, partition: int, offset: int = 0, *, recorded_by: int | None = None,
-                       with_duplicates: bool = False, scan_prefix: bool = True) -> Iterator[LogRecord]:
+    def read_partition(self, partition: int, offset: int = 0, *,
+                       with_duplicates: bool = False) -> Iterator[LogRecord]:
         assert offset == 0 and with_duplicates  # every record, from the start
         return iter(self.chains[partition])
 
