@@ -5,24 +5,39 @@ Exit codes: 0 success, 1 a finding (rejected input, tampering, unjustified decis
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+import projections
 from ledger import __version__, bootstrap
+from ledger.clock import ledger_clock
+from ledger.compatibility import check_all
 from ledger.config import DEFAULT_CONTROLLERS, Settings
 from ledger.errors import LedgerError, UnknownController
+from ledger.files import check_target, write_private_file
 from ledger.intake import iter_lines
 from ledger.service import Ledger
+from ledger.timeutil import format_micros, parse_cli_time
 from projections.retention import ACTIONS
+
+# Imported where used, to keep `ledger --help` fast: anything with DuckDB or Arrow (projections.*
+# but the package itself, ~100 ms), the Kafka adapter (25 ms), the audit toolkit (20 ms), the
+# demo (13 ms), proofs (7 ms) and the erasure audit (3 ms).
+if TYPE_CHECKING:
+    from ledger.audit import Auditor, PartitionsReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
@@ -232,8 +247,6 @@ def dead_letters_purge(ctx: click.Context, before: str, dry_run: bool, as_json: 
     """Drop the dead letters rejected before T (the file is rewritten atomically) and destroy
     the dead-letter keys of every month wholly before T (and the old global key once no entry
     needs it). The sweep does the same after the policy's dead_letter_retention."""
-    from ledger.timeutil import format_micros, parse_cli_time
-
     cutoff = parse_cli_time(before, "--before")
     with opened(ctx) as ledger:
         report = ledger.dead_letters.purge(cutoff, dry_run=dry_run)
@@ -280,8 +293,6 @@ def schemas() -> None:
 @handles_errors
 def schemas_check(as_json: bool) -> None:
     """Prove every schema version reads the events written with the previous versions."""
-    from ledger.compatibility import check_all
-
     results = check_all()
     if as_json:
         emit_json([r.as_dict() for r in results])
@@ -349,7 +360,6 @@ def rate_bar(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
     if not sys.stderr.isatty():
         yield None
         return
-    import time
 
     started = time.perf_counter()
     done = [0]
@@ -410,7 +420,6 @@ def project(ctx: click.Context, rebuild: bool, follow: bool, show_fingerprint: b
     stop the projector. On Kafka, N workers (--worker 0/N .. N-1/N) share the partitions,
     each with its own shard; `ledger query --shards` reads the shards as one.
     """
-    import projections
     from projections.workers import Worker
 
     worker = Worker.parse(worker_spec) if worker_spec else None
@@ -420,9 +429,6 @@ def project(ctx: click.Context, rebuild: bool, follow: bool, show_fingerprint: b
         total = 0 if ledger.log.partitioned else ledger.log.head().position
         report: Any
         if follow:
-            import signal
-            import threading
-
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             if rebuild:
@@ -462,9 +468,6 @@ def project(ctx: click.Context, rebuild: bool, follow: bool, show_fingerprint: b
 def replay(ctx: click.Context, as_of: str, into: str, force: bool, show_fingerprint: bool,
            as_json: bool) -> None:
     """Build the projections as they were known at T into a separate DuckDB file."""
-    import projections
-    from ledger.timeutil import format_micros, parse_cli_time
-
     t = parse_cli_time(as_of, "--as-of")
     with opened(ctx) as ledger, rate_bar(ledger.log.head().position, "Replaying") as progress:
         report = projections.replay(ledger, t, into, force=force, progress=progress)
@@ -491,8 +494,6 @@ def replay(ctx: click.Context, as_of: str, into: str, force: bool, show_fingerpr
 def query(ctx: click.Context, sql: str, db: str | None, shards: tuple[str, ...], as_json: bool,
           as_csv: bool) -> None:
     """Run SQL over the projections (read-only). Tables: see docs/projections.md."""
-    import projections
-
     if as_json and as_csv:
         raise Failure("--json and --csv exclude each other", 2)
     if db and shards:
@@ -508,8 +509,6 @@ def query(ctx: click.Context, sql: str, db: str | None, shards: tuple[str, ...],
     if as_json:
         emit_json([dict(zip(result.columns, row, strict=True)) for row in result.rows])
     elif as_csv:
-        import csv
-
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(result.columns)
         writer.writerows(result.rows)
@@ -539,7 +538,6 @@ policy_option = click.option(
 
 
 def _clock(as_of: str | None) -> int | None:
-    from ledger.timeutil import parse_cli_time
 
     return None if as_of is None else parse_cli_time(as_of, "--as-of")
 
@@ -571,8 +569,6 @@ def decisions(ctx: click.Context, as_of: str | None, controller: str | None,
     if as_json:
         emit_json(rows)
     elif as_csv:
-        import csv
-
         writer = csv.writer(sys.stdout, lineterminator="\n")
         columns = ["subject", "controller", "action", "due_at", "rule", "policy", "policy_hash",
                    "evidence"]
@@ -616,24 +612,6 @@ def sweep(ctx: click.Context, dry_run: bool, controller: str | None, policy_path
                    f"dead letters purged: {d['dead_letters_purged']}")
 
 
-def _resolve_subject(ledger: Ledger, subject: str | None, email: str | None,
-                     controller: str | None, path: Path | None = None) -> tuple[str, str]:
-    """(controller, pseudonym) from SUBJECT or --email/--controller (SPEC §8), as permits does."""
-    import projections
-    from projections.permissions import resolve_subject
-    from projections.projector import read_only_connection
-
-    if path is None:
-        projections.project(ledger)
-        path = projections.projections_path(ledger)
-    con = read_only_connection(path)
-    try:
-        ref = resolve_subject(ledger, con, subject=subject, email=email, controller=controller)
-    finally:
-        con.close()
-    return ref.controller, ref.subject
-
-
 @main.command()
 @click.argument("subject", required=False)
 @click.option("--email", help="The person's e-mail address (with --controller).")
@@ -648,9 +626,12 @@ def explain(ctx: click.Context, subject: str | None, email: str | None, controll
     """A subject's timeline and the rule chain behind its retention decision."""
     from projections.decisions import controller_policies, projections_as_of
     from projections.explain import explain as explain_subject
+    from projections.permissions import resolve_subject_in
 
     with opened(ctx) as ledger, projections_as_of(ledger, _clock(as_of)) as (path, now):
-        ctrl, pid = _resolve_subject(ledger, subject, email, controller, path)
+        ref = resolve_subject_in(ledger, path, subject=subject, email=email,
+                                 controller=controller)
+        ctrl, pid = ref.controller, ref.subject
         policy = controller_policies(ledger, ctrl, policy_path)[ctrl]
         result = explain_subject(ledger, path, ctrl, pid, policy, now)
     if as_json:
@@ -728,8 +709,6 @@ def subject_export(ctx: click.Context, email: str | None, account: str | None,
     from projections.export import check_out_path, write_export
 
     if out is not None:  # refuse before anything is decrypted
-        from ledger.files import check_target
-
         check_target(check_out_path(out, settings.data_dir), force, "--out")
     with opened(ctx) as ledger:
         extract = ledger.export_subject(controller=controller, subject=subject_id_, email=email,
@@ -748,7 +727,6 @@ def _short(digest: bytes) -> str:
 
 
 def _write_or_print(value: dict[str, Any], out: Path | None, what: str, force: bool = False) -> None:
-    from ledger.files import write_private_file
 
     text = json.dumps(value, indent=2, ensure_ascii=False) + "\n"
     if out is None:
@@ -758,11 +736,10 @@ def _write_or_print(value: dict[str, Any], out: Path | None, what: str, force: b
         click.echo(f"{what} written to {out}", err=True)
 
 
-def _ledger_clock(settings: Settings) -> int:
-    from ledger.clock import SystemClock
-    from ledger.timeutil import parse_cli_time
+def _auditor(settings: Settings, jobs: int = 1) -> Auditor:
+    from ledger.audit import Auditor
 
-    return parse_cli_time(settings.now, "--now") if settings.now else SystemClock().now()
+    return Auditor.open(settings, jobs)
 
 
 jobs_option = click.option(
@@ -802,33 +779,25 @@ def audit_verify(ctx: click.Context, digest_file: Path | None, no_decode: bool, 
     Exit 1 naming the first bad position and what is wrong: altered, missing, reordered,
     forged, or truncated.
     """
-    from ledger.audit import Auditor
-    from ledger.proofs import load_digest
-    from ledger.timeutil import format_micros
-
     settings: Settings = ctx.obj
     if bootstrap.backend(settings).partitioned:
         # A topic is one chain per partition, not one chain: verify each (no global digest).
         if digest_file is not None:
             raise Failure("--digest: digests cover the embedded log; on Kafka each partition "
                           "is its own chain (see `ledger kafka heads`)", 2)
-        rows = _verify_kafka_partitions(settings)
-        bad = next((r for r in rows if not r["ok"]), None)
-        summary = {"ok": bad is None, "records": sum(r["records"] for r in rows),
-                   "first_bad_position": bad["first_bad_position"] if bad else None,
-                   "reason": f"partition {bad['partition']} offset {bad['first_bad_offset']}: "
-                             f"{bad['kind']}: {bad['reason']}" if bad else None,
-                   "partitions": rows}
+        chains = _verify_kafka_partitions(settings)
         if as_json:
-            emit_json(summary)
+            emit_json(chains.as_dict())
         else:
-            click.echo(f"ok: {summary['records']:,} records in {len(rows)} partition chains"
-                       if bad is None else f"FAILED at {summary['reason']}")
-        if bad is not None:
+            click.echo(f"ok: {chains.records:,} records in {len(chains.chains)} partition chains"
+                       if chains.ok else f"FAILED at {chains.reason}")
+        if not chains.ok:
             ctx.exit(1)
         return
+    from ledger.proofs import load_digest
+
     digest = load_digest(digest_file) if digest_file else None
-    with Auditor.open(ctx.obj, jobs) as auditor:
+    with _auditor(ctx.obj, jobs) as auditor:
         with progress_bar(auditor.source.size(), "Verifying") as progress:
             report = auditor.verify(digest, decode=not no_decode, progress=progress)
     f = report.finding
@@ -858,11 +827,9 @@ def audit_digest(ctx: click.Context, out: Path | None, force: bool, jobs: int,
     """Write a digest of the log to keep outside the system: size, head hash, RFC 6962
     Merkle root and time (the ledger clock). Exit 1, writing nothing, if the chain is broken.
     """
-    from ledger.audit import Auditor
-
-    with Auditor.open(ctx.obj, jobs) as auditor:
+    with _auditor(ctx.obj, jobs) as auditor:
         with progress_bar(auditor.source.size(), "Hashing") as progress:
-            digest = auditor.digest(_ledger_clock(ctx.obj), progress=progress)
+            digest = auditor.digest(ledger_clock(ctx.obj.now).now(), progress=progress)
     _write_or_print(digest.as_dict(), out, f"digest of {digest.size:,} records", force)
     if as_json and out is not None:
         emit_json(digest.as_dict())
@@ -883,11 +850,10 @@ def audit_prove(ctx: click.Context, event_id: str, digest_file: Path, out: Path 
     and its RFC 6962 audit path to the digest's Merkle root. `ledger audit check-proof`
     verifies it without the log.
     """
-    from ledger.audit import Auditor
     from ledger.proofs import load_digest
 
     digest = load_digest(digest_file)
-    with Auditor.open(ctx.obj) as auditor:
+    with _auditor(ctx.obj) as auditor:
         proof = auditor.prove(event_id, digest)
     _write_or_print(proof.as_dict(), out, f"inclusion proof of position {proof.position}", force)
 
@@ -905,12 +871,11 @@ def audit_consistency(ctx: click.Context, digest_file: Path, out: Path | None,
     """Print a JSON RFC 6962 proof that today's log extends an earlier digest (its records
     unchanged, only appended to). `ledger audit check-proof` verifies it without the log.
     """
-    from ledger.audit import Auditor
     from ledger.proofs import load_digest
 
     digest = load_digest(digest_file)
-    with Auditor.open(ctx.obj) as auditor:
-        proof = auditor.consistency(digest, _ledger_clock(ctx.obj))
+    with _auditor(ctx.obj) as auditor:
+        proof = auditor.consistency(digest, ledger_clock(ctx.obj.now).now())
     _write_or_print(proof.as_dict(), out, f"consistency proof {proof.old_size:,} -> {proof.new_size:,}",
                     force)
 
@@ -1015,18 +980,15 @@ def audit_report(ctx: click.Context, subject: str | None, email: str | None, con
     """A self-contained HTML page about one subject for an auditor: timeline chart, consents
     with evidence, the retention decision and its rule chain, each sweep event with its
     justification, and the chain status. No personal data: nothing is decrypted."""
-    from ledger.audit import Auditor
-    from ledger.files import check_target
-    from projections.audit_report import ChainStatus, build, write
+    from projections.audit_report import build, write
+    from projections.permissions import resolve_subject_in
 
     check_target(html_file, force, "--html")  # refuse before any work
-    with Auditor.open(ctx.obj) as auditor:
-        checked = auditor.verify()
-    chain = ChainStatus(checked.ok, checked.records, checked.head_hash.hex(),
-                        f"{checked.records:,} records chain and decode" if checked.finding is None
-                        else f"first bad position {checked.finding.position}: {checked.finding.reason}")
+    with _auditor(ctx.obj) as auditor:
+        chain = auditor.chain_status()
     with opened(ctx) as ledger:
-        ctrl, pid = _resolve_subject(ledger, subject, email, controller)
+        ref = resolve_subject_in(ledger, subject=subject, email=email, controller=controller)
+        ctrl, pid = ref.controller, ref.subject
         report = build(ledger, ctrl, pid, _clock(as_of), policy_paths, chain)
     write(report, html_file, force=force)
     s = report.sweeps.summary()
@@ -1078,9 +1040,7 @@ def kafka_init(settings: Settings, partitions: int | None, replication_factor: i
             state = "Created" if name in report.created else "Already present:"
             n = report.partitions.get(name)
             click.echo(f"{state} {name} ({n} partition{'' if n == 1 else 's'})")
-    if partitions is not None and have != partitions:
-        raise Failure(f"{topic} already has {have} partitions, not {partitions}; repartitioning "
-                      "would move subjects between partitions (create a new topic instead)", 2)
+    report.check_not_repartitioned(topic, partitions)
 
 
 @kafka.command("heads")
@@ -1089,17 +1049,11 @@ def kafka_init(settings: Settings, partitions: int | None, replication_factor: i
 @handles_errors
 def kafka_heads(settings: Settings, as_json: bool) -> None:
     """The head of each partition's hash chain: position, offset, recorded_at, hash."""
-    from ledger.kafka_log import split_position
-    from ledger.timeutil import format_micros
-
     log = _kafka_log(settings)
     try:
-        heads = log.heads()
+        rows = log.head_rows()
     finally:
         log.close()
-    rows = [{"partition": p, "offset": split_position(h.position)[1], "position": h.position,
-             "recorded_at": format_micros(h.recorded_at), "hash": h.hash.hex()}
-            for p, h in sorted(heads.items())]
     if as_json:
         emit_json(rows)
     else:
@@ -1109,32 +1063,14 @@ def kafka_heads(settings: Settings, as_json: bool) -> None:
             click.echo("(no ledger records)")
 
 
-def _verify_kafka_partitions(settings: Settings) -> list[dict[str, Any]]:
-    """Each partition of the Kafka log verified as its own chain (offsets may have gaps where
-    messages that are not ledger records were skipped)."""
-    from ledger.audit import decode_check, verify_chain
-    from ledger.codec import AvroCodec
-    from ledger.kafka_log import split_position
+def _verify_kafka_partitions(settings: Settings) -> PartitionsReport:
+    from ledger.audit import verify_partitions
 
     log = _kafka_log(settings)
-    rows = []
     try:
-        check = decode_check(AvroCodec(log.registry))
-        for p in log.partitions():
-            report = verify_chain(log.read_partition(p, 0, with_duplicates=True), start=None,
-                                  check=check)
-            f = report.finding
-            rows.append({
-                "partition": p, "records": report.records, "ok": report.ok,
-                "head_offset": None if report.head_position is None else split_position(report.head_position)[1],
-                "head_hash": report.head_hash.hex(),
-                "first_bad_offset": split_position(f.position)[1] if f else None,
-                "first_bad_position": f.position if f else None,
-                "kind": f.kind if f else None, "reason": f.reason if f else None,
-            })
+        return verify_partitions(log)
     finally:
         log.close()
-    return rows
 
 
 @kafka.command("verify")
@@ -1148,14 +1084,15 @@ def kafka_verify(settings: Settings, as_json: bool) -> None:
     ledger records were skipped); every record is also decoded and checked against its
     stored event id, type and recorded_at.
     """
-    rows = _verify_kafka_partitions(settings)
+    report = _verify_kafka_partitions(settings)
+    rows = report.rows()
     if as_json:
         emit_json(rows)
     else:
         for r in rows:
             state = "ok" if r["ok"] else f"FAILED at offset {r['first_bad_offset']}: {r['reason']}"
             click.echo(f"partition {r['partition']}: {r['records']} records, {state}")
-    if not all(r["ok"] for r in rows):
+    if not report.ok:
         sys.exit(1)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
+from ledger.timeutil import parse_cli_time
+
 
 class Clock(Protocol):
     def now(self) -> int:
@@ -32,3 +34,9 @@ class FixedClock:
 
     def set(self, micros: int) -> None:
         self.micros = micros
+
+
+def ledger_clock(now: str | None) -> Clock:
+    """The clock the settings' ``now`` names (``--now`` / ``LEDGER_NOW``, ISO-8601, a bare
+    date is 00:00 UTC): fixed at that time, else the wall clock."""
+    return FixedClock(parse_cli_time(now, "--now")) if now else SystemClock()

@@ -216,6 +216,16 @@ class TopicsReport:
     partitions: dict[str, int]  # topic -> partition count
     created: list[str]
 
+    def check_not_repartitioned(self, topic: str, requested: int | None) -> None:
+        """An existing event topic is never repartitioned: a subject's events must stay in the
+        partition its key hashes to. UsageError (exit 2) if ``topic`` has another count than
+        ``requested`` (None: whatever it has)."""
+        have = self.partitions.get(topic)
+        if requested is not None and have != requested:
+            raise UsageError(f"{topic} already has {have} partitions, not {requested}; "
+                             "repartitioning would move subjects between partitions "
+                             "(create a new topic instead)")
+
 
 @dataclass(slots=True)
 class _Tail:
@@ -778,6 +788,12 @@ class KafkaEventLog(EventLog):
             if tail.offset >= 0:
                 heads[p] = LogHead(kafka_position(p, tail.offset), tail.hash, tail.recorded_at)
         return heads
+
+    def head_rows(self) -> list[dict[str, Any]]:
+        """``heads()`` as JSON-ready rows, by partition: offset, position, recorded_at, hash."""
+        return [{"partition": p, "offset": split_position(h.position)[1], "position": h.position,
+                 "recorded_at": format_micros(h.recorded_at), "hash": h.hash.hex()}
+                for p, h in sorted(self.heads().items())]
 
     def head(self) -> LogHead:
         """The head of the partition with the latest record (by recorded_at, then position);

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ledger import bootstrap
 from ledger import config as cfg
-from ledger.clock import Clock, FixedClock, SystemClock
+from ledger.clock import Clock, ledger_clock
 from ledger.codec import AvroCodec
 from ledger.dead_letters import DeadLetters, Reject
 from ledger.errors import InvalidEvent, KeyUnavailable, LedgerError, UnknownController, UsageError
@@ -41,7 +41,6 @@ from ledger.preparation import (
 )
 from ledger.pseudonyms import pseudonym
 from ledger.schemas import SchemaRegistry, default_registry
-from ledger.timeutil import parse_cli_time
 from ledger.vault import EffectsDone, KeyRef, KeyVault, blob_header, unseal
 from ledger.writer_lock import LOCK_FILE, WriterLock
 
@@ -193,9 +192,7 @@ class Ledger:
         cfg.check_vault_file(settings.data_dir)
         vault = bootstrap.open_vault(settings, master_key)
         try:
-            clock: Clock = (
-                FixedClock(parse_cli_time(settings.now, "--now")) if settings.now else SystemClock()
-            )
+            clock = ledger_clock(settings.now)
             log = bootstrap.open_log(settings)
         except BaseException:
             vault.close()

@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 
+from ledger.audit import ChainStatus
 from ledger.service import Ledger
 from ledger.timeutil import (
     day_of_iso,
@@ -41,14 +42,6 @@ COLOURS = {
     "RightsRequestClosed": "#78909c", "InvoiceUsageRecorded": "#00838f", "DataShared": "#f9a825",
 }
 DEFAULT_COLOUR = "#1565c0"
-
-
-@dataclass(frozen=True, slots=True)
-class ChainStatus:
-    ok: bool
-    records: int
-    head_hash: str
-    detail: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ Rules, first match wins; every answer names the deciding event and its date:
 from __future__ import annotations
 
 import tempfile
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -350,6 +351,19 @@ def resolve_subject(
     if len(found) > 1:
         raise UsageError(f"subject {subject[:16]}… is known to {', '.join(found)}: give --controller")
     return SubjectRef(found[0], subject)
+
+
+def resolve_subject_in(ledger: Ledger, path: Path | None = None, *, subject: str | None = None,
+                       email: str | None = None, account: str | None = None,
+                       controller: str | None = None) -> SubjectRef:
+    """``resolve_subject`` against the projections file at ``path`` (e.g. one replayed as of
+    a time); without one, against the live projections, brought up to date first."""
+    if path is None:
+        project(ledger)
+        path = projections_path(ledger)
+    with closing(read_only_connection(path)) as con:
+        return resolve_subject(ledger, con, subject=subject, email=email, account=account,
+                               controller=controller)
 
 
 def purpose_basis(ledger: Ledger, controller: str, purpose: str) -> str:

@@ -261,3 +261,19 @@ def test_export_includes_the_retention_schedule_when_the_hook_exists(
     assert calls == [("cowrite", history, ledger.clock.now())]
     assert extract["retention"] == {"action": "keep", "due_at": "2026-06-26T00:00:00.000000Z",
                                     "rule": "active", "evidence": ["e1"]}
+
+
+def test_subjects_resolve_against_projections_brought_up_to_date(
+        ledger: Ledger, history: str, tmp_path: Any) -> None:
+    from projections.permissions import SubjectRef, resolve_subject_in
+    from projections.projector import replay
+
+    # Nothing projected yet: the live projections are caught up first.
+    assert resolve_subject_in(ledger, subject=history) == SubjectRef("cowrite", history)
+    assert resolve_subject_in(ledger, email=ANNA, controller="cowrite") == SubjectRef("cowrite", history)
+    # A file as of before her first event does not know her.
+    before = tmp_path / "before.duckdb"
+    replay(ledger, parse_timestamp("2000-01-01"), before)
+    with pytest.raises(UnknownSubject):
+        resolve_subject_in(ledger, before, subject=history)
+    assert resolve_subject_in(ledger, before, subject=history, controller="cowrite").controller == "cowrite"

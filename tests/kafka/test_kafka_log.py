@@ -26,6 +26,7 @@ from ledger.kafka_log import (
 )
 from ledger.log import GENESIS_HASH, EventLog, LogRecord
 from ledger.schemas import default_registry
+from ledger.timeutil import format_micros
 from tests.conftest import make_event
 from tests.integration.log_contract import EventLogContract, pending
 from tests.kafka.conftest import raw_messages
@@ -132,6 +133,17 @@ def test_read_partition_resumes_from_an_offset(open_log: OpenLog) -> None:
     partition = partition_for(b"same", 3)
     assert [r.position for r in log.read_partition(partition, 2)] == positions[2:]
     assert [r.recorded_at for r in log.read_partition(partition, 1, recorded_by=3)] == [2, 3]
+
+
+def test_head_rows_name_each_partition_chain_by_offset(open_log: OpenLog) -> None:
+    log = open_log()
+    assert log.head_rows() == []
+    positions = log.append([pending(i, subject="same") for i in range(1, 4)])
+    partition = partition_for(b"same", 3)
+    head = log.heads()[partition]
+    assert log.head_rows() == [{"partition": partition, "offset": 2, "position": positions[-1],
+                                "recorded_at": format_micros(head.recorded_at),
+                                "hash": head.hash.hex()}]
 
 
 def test_a_missing_topic_reads_as_empty_and_is_created_by_the_first_append(open_log: OpenLog) -> None:

@@ -19,6 +19,7 @@ from ledger.errors import CodecError, ConfigError, UsageError
 from ledger.events import Event
 from ledger.kafka_log import (
     KafkaSettings,
+    TopicsReport,
     chain_header,
     kafka_position,
     parse_chain_header,
@@ -101,3 +102,13 @@ def test_bad_kafka_urls_are_usage_errors(url: str, problem: str) -> None:
 def test_a_registry_url_must_be_http() -> None:
     with pytest.raises(ConfigError, match="http"):
         RegistrySchemaIds("kafka://x", "t", default_registry())
+
+
+def test_an_existing_event_topic_is_never_repartitioned() -> None:
+    report = TopicsReport({"events": 6, "events.rejected": 1}, created=[])
+    report.check_not_repartitioned("events", None)  # whatever it has
+    report.check_not_repartitioned("events", 6)
+    with pytest.raises(UsageError, match="events already has 6 partitions, not 4; repartitioning "
+                                         "would move subjects between partitions") as e:
+        report.check_not_repartitioned("events", 4)
+    assert e.value.exit_code == 2
