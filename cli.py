@@ -72,6 +72,11 @@ def handles_errors(fn: F) -> F:
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 
 
+def counted(n: int, word: str) -> str:
+    """'1 erasure', '2 erasures', '0 findings'."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def emit_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
@@ -196,7 +201,7 @@ def publish(ctx: click.Context, file: Any, workers: int, as_json: bool) -> None:
     if as_json:
         emit_json(report.as_dict())
     else:
-        conflicts = (f" ({report.conflicts} conflict{'s' if report.conflicts > 1 else ''})"
+        conflicts = (f" ({counted(report.conflicts, 'conflict')})"
                      if report.conflicts else "")
         click.echo(f"accepted {report.accepted}, duplicates {report.duplicates}, "
                    f"rejected {report.rejected}{conflicts}")
@@ -955,8 +960,9 @@ def audit_erasures(ctx: click.Context, as_json: bool) -> None:
         for f in result.findings:
             click.echo(f.line())
         s = result.summary()
-        click.echo(f"{s['erasures']} erasures, {s['pseudonymisations']} pseudonymisations, "
-                   f"{s['keys_destroyed']} destroyed keys: {s['findings']} findings")
+        click.echo(", ".join(counted(s[k], word) for k, word in (
+            ("erasures", "erasure"), ("pseudonymisations", "pseudonymisation"),
+            ("keys_destroyed", "destroyed key"))) + f": {counted(s['findings'], 'finding')}")
     if not result.ok:
         ctx.exit(1)
 

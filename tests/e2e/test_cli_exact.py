@@ -448,7 +448,7 @@ def test_audit_erasures_after_a_sweep(data: str) -> None:
            "  appended: DeletionNoticeSent 1, RetentionReviewed 1, RightsRequestClosed 1, "
            "SubjectPseudonymised 1; keys destroyed: 0; subjects sealed: 1; dead letters purged: 2\n")
     expect(run("--data", data, "audit", "erasures"), 0,
-           "0 erasures, 1 pseudonymisations, 0 destroyed keys: 0 findings\n")
+           "0 erasures, 1 pseudonymisation, 0 destroyed keys: 0 findings\n")
 
 
 # --- dead letters -------------------------------------------------------------------------
