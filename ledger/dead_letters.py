@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ledger import killpoints
 from ledger.errors import KeyUnavailable
 from ledger.files import write_all
 from ledger.intake import subject_hint
@@ -354,6 +355,7 @@ class DeadLetters:
                     needed.add(name)
             if dropped and not dry_run:
                 self._rewrite(before, controllers)
+            killpoints.reached("dead-letters:rewritten")
             doomed = [
                 name for name in self.vault.secret_names(LEGACY_SECRET)
                 if name not in needed and (
@@ -361,7 +363,10 @@ class DeadLetters:
                     or (name.startswith(PERIOD_PREFIX)
                         and (end := period_end(name)) is not None and end <= keys_before))
             ]
-            destroyed = len(doomed) if dry_run else sum(self.vault.destroy_secret(n) for n in doomed)
+            destroyed = 0
+            for name in doomed:
+                destroyed += 1 if dry_run else self.vault.destroy_secret(name)
+                killpoints.reached("dead-letters:key-destroyed")
         return PurgeReport(before, dropped, destroyed, dry_run)
 
     @staticmethod
@@ -383,6 +388,8 @@ class DeadLetters:
 
     def _rewrite(self, before: int, controllers: Mapping[str, int] | None) -> None:
         """The file without the expired entries: a new file beside it, fsynced, renamed over it."""
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):  # of a killed purge
+            stale.unlink(missing_ok=True)  # (under the writer lock: no purge is running)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
@@ -396,6 +403,7 @@ class DeadLetters:
                         out.write(raw if raw.endswith(b"\n") else raw + b"\n")
                 out.flush()
                 os.fsync(out.fileno())
+            killpoints.reached("dead-letters:temp-written")
             os.replace(tmp, self.path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

@@ -108,6 +108,13 @@ CASES = [
     ("projections blocks overwritten: explain", scatter("projections.duckdb"),
      "projections.duckdb", ("--now", NOW, "explain", "--email", "person1@example.se",
                             "--controller", "cowrite"), "--rebuild"),
+    # The entry points issue 9 added: damaged files are one line and exit 2 there too.
+    ("vault half truncated: audit erasures", truncate("keys.sqlite", 0.5), "keys.sqlite",
+     ("audit", "erasures"), "backup"),
+    ("log header overwritten: audit erasures", overwrite("log.sqlite", 0, 100), "log.sqlite",
+     ("audit", "erasures"), "backup"),
+    ("vault half truncated: dead-letters purge", truncate("keys.sqlite", 0.5), "keys.sqlite",
+     ("dead-letters", "purge", "--before", "2030-01-01"), "backup"),
     ("binary master.key", binary_master_key, "master.key", SUBJECT_ID, "backup"),
     ("binary ledger.toml", damaged_config, "ledger.toml", SUBJECT_ID, "ledger.toml"),
 ]
