@@ -13,6 +13,8 @@ import pytest
 import projections
 from ledger.clock import FixedClock
 from ledger.events import Event
+from ledger.intake import Intake
+from ledger.schemas import default_registry
 from ledger.service import Ledger
 from ledger.timeutil import parse_timestamp
 
@@ -40,6 +42,12 @@ BODIES: dict[str, dict[str, Any]] = {
     "RightsRequested": {"request_id": "rq-1", "right": "erasure"},
     "RightsRequestClosed": {"request_id": "rq-1", "outcome": "fulfilled"},
 }
+
+
+@pytest.fixture(scope="module")
+def intake() -> Intake:
+    """The pure intake with the default controllers (no data directory)."""
+    return Intake(default_registry(), ["coegi", "cowrite"])
 
 
 def event_id() -> str:

@@ -13,17 +13,11 @@ import pytest
 
 from ledger.errors import InvalidEvent
 from ledger.intake import Intake
-from ledger.schemas import default_registry
 from ledger.service import Ledger
 from ledger.timeutil import parse_timestamp
 from tests.conftest import make_event
 
 NOW = parse_timestamp("2026-03-05T12:00:00Z")
-
-
-@pytest.fixture(scope="module")
-def intake() -> Intake:
-    return Intake(default_registry(), ["coegi", "cowrite"])
 
 
 def line(obj: Any) -> bytes:

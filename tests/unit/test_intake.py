@@ -10,16 +10,10 @@ import pytest
 
 from ledger.errors import InvalidEvent
 from ledger.intake import MAX_LINE_BYTES, Intake
-from ledger.schemas import default_registry
 from ledger.timeutil import parse_timestamp
 from tests.conftest import BODIES, make_event
 
 NOW = parse_timestamp("2026-03-05T12:00:00Z")
-
-
-@pytest.fixture(scope="module")
-def intake() -> Intake:
-    return Intake(default_registry(), ["coegi", "cowrite"])
 
 
 def line(obj: Any) -> bytes:
