@@ -23,21 +23,21 @@ import click
 
 import projections
 from ledger import __version__, bootstrap
-from ledger.clock import ledger_clock
-from ledger.compatibility import check_all
+from ledger.adapters.files import check_target, write_private_file
+from ledger.app.service import Ledger
 from ledger.config import DEFAULT_CONTROLLERS, Settings
-from ledger.errors import LedgerError, UnknownController
-from ledger.files import check_target, write_private_file
-from ledger.intake import iter_lines
-from ledger.service import Ledger
-from ledger.timeutil import format_micros, parse_cli_time
-from projections.retention import ACTIONS
+from ledger.contracts.compatibility import check_all
+from ledger.domain.clock import ledger_clock
+from ledger.domain.errors import LedgerError, UnknownController
+from ledger.domain.intake import iter_lines
+from ledger.domain.retention.rules import ACTIONS
+from ledger.domain.timeutil import format_micros, parse_cli_time
 
 # Imported where used, to keep `ledger --help` fast: anything with DuckDB or Arrow (projections.*
 # but the package itself, ~100 ms), the Kafka adapter (25 ms), the audit toolkit (20 ms), the
 # demo (13 ms), proofs (7 ms) and the erasure audit (3 ms).
 if TYPE_CHECKING:
-    from ledger.audit import Auditor, PartitionsReport
+    from ledger.app.auditing import Auditor, PartitionsReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
@@ -324,7 +324,7 @@ def schemas_check(as_json: bool) -> None:
 @handles_errors
 def demo(ctx: click.Context, subjects: int, seed: int, years: int, workers: int, as_json: bool) -> None:
     """Generate a realistic multi-year history for both seed controllers and publish it."""
-    from ledger.demo import run_demo
+    from ledger.demo.runner import run_demo
 
     settings: Settings = ctx.obj
     Ledger.init(settings.data_dir)
@@ -425,7 +425,7 @@ def project(ctx: click.Context, rebuild: bool, follow: bool, show_fingerprint: b
     stop the projector. On Kafka, N workers (--worker 0/N .. N-1/N) share the partitions,
     each with its own shard; `ledger query --shards` reads the shards as one.
     """
-    from projections.workers import Worker
+    from projections.engine.workers import Worker
 
     worker = Worker.parse(worker_spec) if worker_spec else None
     with opened(ctx) as ledger:
@@ -505,7 +505,7 @@ def query(ctx: click.Context, sql: str, db: str | None, shards: tuple[str, ...],
         raise Failure("--db and --shards exclude each other", 2)
     settings: Settings = ctx.obj
     if shards:
-        from projections.workers import expand, query_shards
+        from projections.engine.workers import expand, query_shards
 
         result = projections.QueryResult(*query_shards(expand(shards), sql))
     else:
@@ -562,7 +562,7 @@ def decisions(ctx: click.Context, as_of: str | None, controller: str | None,
               policy_path: str | None, actions: tuple[str, ...], as_json: bool, as_csv: bool) -> None:
     """Retention decisions for every subject: keep, notify, pseudonymise, erase or hold, with
     the due date, the rule, the policy (and its hash) and the evidence event ids."""
-    from projections.decisions import decisions_at
+    from ledger.app.decisions import decisions_at
 
     if as_json and as_csv:
         raise Failure("--json and --csv exclude each other", 2)
@@ -600,7 +600,7 @@ def sweep(ctx: click.Context, dry_run: bool, controller: str | None, policy_path
     Record first, then act: the events are durable before any key is destroyed or sealed;
     an explicit --now behind the log is refused before any effect (exit 2).
     Running it twice at the same clock changes nothing the second time."""
-    from projections.sweep import sweep as run_sweep
+    from ledger.app.sweep import sweep as run_sweep
 
     with opened(ctx) as ledger:
         report = run_sweep(ledger, dry_run=dry_run, controller=controller, policy_path=policy_path)
@@ -629,9 +629,9 @@ def sweep(ctx: click.Context, dry_run: bool, controller: str | None, policy_path
 def explain(ctx: click.Context, subject: str | None, email: str | None, controller: str | None,
             as_of: str | None, policy_path: str | None, as_json: bool) -> None:
     """A subject's timeline and the rule chain behind its retention decision."""
-    from projections.decisions import controller_policies, projections_as_of
-    from projections.explain import explain as explain_subject
-    from projections.permissions import resolve_subject_in
+    from ledger.app.decisions import controller_policies, projections_as_of
+    from ledger.app.explain import explain as explain_subject
+    from ledger.app.permits import resolve_subject_in
 
     with opened(ctx) as ledger, projections_as_of(ledger, _clock(as_of)) as (path, now):
         ref = resolve_subject_in(ledger, path, subject=subject, email=email,
@@ -711,7 +711,7 @@ def subject_export(ctx: click.Context, email: str | None, account: str | None,
     """
     del as_json  # the extract is JSON either way
     settings: Settings = ctx.obj
-    from projections.export import check_out_path, write_export
+    from ledger.app.export import check_out_path, write_export
 
     if out is not None:  # refuse before anything is decrypted
         check_target(check_out_path(out, settings.data_dir), force, "--out")
@@ -742,7 +742,7 @@ def _write_or_print(value: dict[str, Any], out: Path | None, what: str, force: b
 
 
 def _auditor(settings: Settings, jobs: int = 1) -> Auditor:
-    from ledger.audit import Auditor
+    from ledger.app.auditing import Auditor
 
     return Auditor.open(settings, jobs)
 
@@ -799,7 +799,7 @@ def audit_verify(ctx: click.Context, digest_file: Path | None, no_decode: bool, 
         if not chains.ok:
             ctx.exit(1)
         return
-    from ledger.proofs import load_digest
+    from ledger.domain.proofs import load_digest
 
     digest = load_digest(digest_file) if digest_file else None
     with _auditor(ctx.obj, jobs) as auditor:
@@ -855,7 +855,7 @@ def audit_prove(ctx: click.Context, event_id: str, digest_file: Path, out: Path 
     and its RFC 6962 audit path to the digest's Merkle root. `ledger audit check-proof`
     verifies it without the log.
     """
-    from ledger.proofs import load_digest
+    from ledger.domain.proofs import load_digest
 
     digest = load_digest(digest_file)
     with _auditor(ctx.obj) as auditor:
@@ -876,7 +876,7 @@ def audit_consistency(ctx: click.Context, digest_file: Path, out: Path | None,
     """Print a JSON RFC 6962 proof that today's log extends an earlier digest (its records
     unchanged, only appended to). `ledger audit check-proof` verifies it without the log.
     """
-    from ledger.proofs import load_digest
+    from ledger.domain.proofs import load_digest
 
     digest = load_digest(digest_file)
     with _auditor(ctx.obj) as auditor:
@@ -897,7 +897,7 @@ def audit_check_proof(proof_file: Path, digest_files: tuple[Path, ...], as_json:
     or a data directory. With --digest the proof must lead to that digest's Merkle root;
     without one it is checked only against the root it carries. Exit 1 if it fails.
     """
-    from ledger.proofs import check_proof, load_digest, load_proof
+    from ledger.domain.proofs import check_proof, load_digest, load_proof
 
     result = check_proof(load_proof(proof_file), [load_digest(d) for d in digest_files])
     if as_json:
@@ -924,7 +924,7 @@ def audit_decisions(ctx: click.Context, as_of: str | None, policy_paths: tuple[s
     """Re-verify every retention sweep event (notice, pseudonymisation, erasure): recompute
     its decision from the log as known just before that sweep ran, under the policy whose
     hash it recorded. Exit 1 if any is unjustified."""
-    from projections.audit_decisions import audit as audit_sweeps
+    from ledger.app.audit_decisions import audit as audit_sweeps
 
     with opened(ctx) as ledger:
         result = audit_sweeps(ledger, _clock(as_of), policy_paths)
@@ -950,7 +950,7 @@ def audit_erasures(ctx: click.Context, as_json: bool) -> None:
     """Check the erasure invariant: every SubjectErased has its named keys destroyed (and
     every SubjectPseudonymised its keys sealed), every destroyed key has a SubjectErased.
     Opening the ledger first completes erasures a crash interrupted. Exit 1 on a finding."""
-    from ledger.erasure_audit import audit_erasures as check
+    from ledger.app.erasure_audit import audit_erasures as check
 
     with opened(ctx) as ledger:
         result = check(ledger)
@@ -986,8 +986,8 @@ def audit_report(ctx: click.Context, subject: str | None, email: str | None, con
     """A self-contained HTML page about one subject for an auditor: timeline chart, consents
     with evidence, the retention decision and its rule chain, each sweep event with its
     justification, and the chain status. No personal data: nothing is decrypted."""
-    from projections.audit_report import build, write
-    from projections.permissions import resolve_subject_in
+    from ledger.app.audit_report import build, write
+    from ledger.app.permits import resolve_subject_in
 
     check_target(html_file, force, "--html")  # refuse before any work
     with _auditor(ctx.obj) as auditor:
@@ -1070,7 +1070,7 @@ def kafka_heads(settings: Settings, as_json: bool) -> None:
 
 
 def _verify_kafka_partitions(settings: Settings) -> PartitionsReport:
-    from ledger.audit import verify_partitions
+    from ledger.app.auditing import verify_partitions
 
     log = _kafka_log(settings)
     try:
@@ -1112,7 +1112,7 @@ def kafka_fingerprint(files: tuple[str, ...], as_json: bool) -> None:
     Log positions are left out, so the shards of Kafka workers, a whole Kafka projection
     and an embedded projection of the same events all hash alike.
     """
-    from projections.workers import content_fingerprint, expand
+    from projections.engine.workers import content_fingerprint, expand
 
     paths = expand(files)
     fp = content_fingerprint(paths)

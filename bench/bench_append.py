@@ -24,11 +24,11 @@ from fastavro import schemaless_writer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ledger.clock import FixedClock
-from ledger.demo_history import generate_history
-from ledger.intake import iter_lines
-from ledger.service import Ledger
-from ledger.timeutil import to_micros
+from ledger.app.service import Ledger
+from ledger.demo.history import generate_history
+from ledger.domain.clock import FixedClock
+from ledger.domain.intake import iter_lines
+from ledger.domain.timeutil import to_micros
 
 
 def write_demo_lines(path: Path, events: int, seed: int) -> tuple[int, int]:

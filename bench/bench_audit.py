@@ -45,13 +45,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ledger.clock import FixedClock
-from ledger.codec import AvroCodec
-from ledger.demo import run_demo
-from ledger.log import PendingRecord
-from ledger.service import Ledger
-from ledger.sqlite_log import SQLiteEventLog
-from ledger.timeutil import parse_timestamp
+from ledger.adapters.sqlite_log import SQLiteEventLog
+from ledger.app.service import Ledger
+from ledger.contracts.codec import AvroCodec
+from ledger.demo.runner import run_demo
+from ledger.domain.chain import PendingRecord
+from ledger.domain.clock import FixedClock
+from ledger.domain.timeutil import parse_timestamp
 
 SENTINEL_ID = "ffffffff-ffff-4fff-bfff-ffffffffffff"
 SENTINEL_AT = 1_577_836_800_123_457  # 2020-01-01T00:00:00.123457Z: an 8-byte Avro long

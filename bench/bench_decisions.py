@@ -25,11 +25,11 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ledger.schemas import default_registry
-from ledger.timeutil import parse_timestamp
-from projections.decisions import decision_counts, materialise
-from projections.duckdb_store import DuckDBStore
-from projections.policy import load_policy
+from ledger.app.decisions import decision_counts, materialise
+from ledger.contracts.schemas import default_registry
+from ledger.domain.retention.policy import load_policy
+from ledger.domain.timeutil import parse_timestamp
+from projections.store.duckdb_store import DuckDBStore
 
 SYNTHESIS = """
 CREATE TEMP TABLE people AS

@@ -33,14 +33,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ledger.clock import FixedClock
-from ledger.codec import AvroCodec
-from ledger.demo_history import generate_history
-from ledger.kafka_log import CHAIN_HEADER, KafkaEventLog, KafkaSettings, partition_for
-from ledger.log import PendingRecord
-from ledger.service import Ledger
-from ledger.sqlite_log import SQLiteEventLog
-from ledger.timeutil import to_micros
+from ledger.adapters.kafka_log import (
+    CHAIN_HEADER,
+    KafkaEventLog,
+    KafkaSettings,
+    partition_for,
+)
+from ledger.adapters.sqlite_log import SQLiteEventLog
+from ledger.app.service import Ledger
+from ledger.contracts.codec import AvroCodec
+from ledger.demo.history import generate_history
+from ledger.domain.chain import PendingRecord
+from ledger.domain.clock import FixedClock
+from ledger.domain.timeutil import to_micros
 from tests.kafka_broker import TansuBroker
 
 OUT = ROOT / "bench" / "out"
@@ -228,8 +233,8 @@ def main() -> None:
         settings = KafkaSettings.parse(f"kafka://{bootstrap}/x?partitions={args.partitions}"
                                        f"&compression={args.compression}")
         ids = KafkaEventLog(settings).ids
-        from ledger.confluent import to_confluent
-        from ledger.schemas import default_registry
+        from ledger.adapters.confluent import to_confluent
+        from ledger.contracts.schemas import default_registry
 
         registry = default_registry()
         messages = [(r.subject.encode(), to_confluent(r.payload, registry, ids),

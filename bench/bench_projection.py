@@ -37,12 +37,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ledger.codec import AvroCodec
-from ledger.events import Event
-from ledger.log import PendingRecord
-from ledger.schemas import default_registry
-from ledger.service import Ledger
-from ledger.sqlite_log import SQLiteEventLog
+from ledger.adapters.sqlite_log import SQLiteEventLog
+from ledger.app.service import Ledger
+from ledger.contracts.codec import AvroCodec
+from ledger.contracts.schemas import default_registry
+from ledger.domain.chain import PendingRecord
+from ledger.domain.events import Event
 
 OUT = ROOT / "bench" / "out"
 DAY = 86_400_000_000

@@ -16,11 +16,11 @@ import duckdb
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.projection import Projection
 
-from ledger.codec import AvroCodec
-from ledger.events import Event
-from ledger.schemas import default_registry
-from ledger.sqlite_log import SQLiteEventLog
-from ledger.vocabulary import ACTIVITY_TYPES
+from ledger.adapters.sqlite_log import SQLiteEventLog
+from ledger.contracts.codec import AvroCodec
+from ledger.contracts.schemas import default_registry
+from ledger.domain.events import Event
+from ledger.domain.vocabulary import ACTIVITY_TYPES
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ledger.errors import InvalidEvent, LedgerError
-from ledger.service import Ledger, PublishReport, RecordOutcome
+from ledger.app.outcomes import PublishReport, RecordOutcome
+from ledger.app.service import Ledger
+from ledger.domain.errors import InvalidEvent, LedgerError
 
 __all__ = ["InvalidEvent", "Ledger", "LedgerError", "PublishReport", "RecordOutcome"]
 __version__ = "0.1.0"

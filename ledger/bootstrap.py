@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ledger.config import LOG_FILE, VAULT_FILE, Settings
-from ledger.errors import UsageError
-from ledger.log import EventLog
-from ledger.vault import KeyVault
+from ledger.domain.errors import UsageError
+from ledger.ports import EventLog, KeyVault
 
 if TYPE_CHECKING:
-    from ledger.audit import FrameSource
-    from ledger.kafka_log import KafkaEventLog
+    from ledger.adapters.kafka_log import KafkaEventLog
+    from ledger.ports import FrameSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,19 +34,19 @@ class Backend:
 
 
 def _embedded_log(settings: Settings) -> EventLog:
-    from ledger.sqlite_log import SQLiteEventLog
+    from ledger.adapters.sqlite_log import SQLiteEventLog
 
     return SQLiteEventLog(settings.data_dir / LOG_FILE)
 
 
 def _embedded_frames(settings: Settings, jobs: int) -> FrameSource:
-    from ledger.sqlite_scan import SQLiteFrames  # the raw reader: parallel segments
+    from ledger.adapters.sqlite_scan import SQLiteFrames
 
     return SQLiteFrames(settings.data_dir / LOG_FILE, jobs)
 
 
 def _embedded_projections(settings: Settings) -> str:
-    from projections.projector import PROJECTIONS_FILE
+    from projections.engine.projector import PROJECTIONS_FILE
 
     return PROJECTIONS_FILE
 
@@ -57,14 +56,14 @@ def _kafka_log(settings: Settings) -> EventLog:
 
 
 def _kafka_frames(settings: Settings, jobs: int) -> FrameSource:
-    from ledger.audit import LogFrames  # any log through its EventLog port
+    from ledger.adapters.log_frames import LogFrames
 
     return LogFrames(_kafka_log(settings))
 
 
 def _kafka_projections(settings: Settings) -> str:
-    from ledger.kafka_log import KafkaSettings
-    from projections.workers import Worker, shard_name
+    from ledger.adapters.kafka_log import KafkaSettings
+    from projections.engine.workers import Worker, shard_name
 
     return shard_name(KafkaSettings.parse(settings.log_url).topic, Worker(0, 1))
 
@@ -108,13 +107,13 @@ def open_kafka_log(settings: Settings) -> KafkaEventLog:
     """The Kafka log for the `ledger kafka` commands (which need no data directory)."""
     if scheme_of(settings.log_url) != "kafka":
         raise UsageError("this command needs --log kafka://host:port/topic (or LEDGER_LOG)")
-    from ledger.kafka_log import KafkaEventLog
+    from ledger.adapters.kafka_log import KafkaEventLog
 
     return KafkaEventLog.from_settings(settings)
 
 
 def open_vault(settings: Settings, master_key: bytes) -> KeyVault:
     """The key vault adapter (the one there is: SQLite in the data directory)."""
-    from ledger.vault import SQLiteKeyVault
+    from ledger.adapters.sqlite_vault import SQLiteKeyVault
 
     return SQLiteKeyVault(settings.data_dir / VAULT_FILE, master_key)

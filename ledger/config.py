@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ledger.errors import ConfigError, CorruptFile, UsageError
+from ledger.domain.errors import ConfigError, CorruptFile, UsageError
 
 DEFAULT_DATA_DIR = "ledger-data"
 DEFAULT_CONTROLLERS = ("coegi", "cowrite")
@@ -192,7 +192,7 @@ def write_config(data_dir: Path, config: LedgerConfig) -> None:
     lines = ["# consent-ledger configuration: controllers and the retention policy of each", ""]
     for c in config.controllers.values():
         lines += [f"[controllers.{c.name}]", f'policy = "{c.policy}"', ""]
-    from ledger.files import write_private_file
+    from ledger.adapters.files import write_private_file
 
     write_private_file(data_dir / CONFIG_FILE, "\n".join(lines), force=True, option=CONFIG_FILE)
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from projections.projector import (
+    from projections.engine.projector import (
         PROJECTIONS_FILE,
         ProjectReport,
         QueryResult,
         fingerprint,
         follow,
         project,
-        project_and_summarise,
         projections_path,
         query,
         replay,
@@ -30,7 +29,6 @@ __all__ = [
     "fingerprint",
     "follow",
     "project",
-    "project_and_summarise",
     "projections_path",
     "query",
     "replay",
@@ -41,7 +39,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from projections import projector
+        from projections.engine import projector
 
         return getattr(projector, name)
     raise AttributeError(f"module 'projections' has no attribute {name!r}")

@@ -11,12 +11,12 @@ import duckdb
 import pytest
 
 import projections
-from ledger.clock import FixedClock
-from ledger.events import Event
-from ledger.intake import Intake
-from ledger.schemas import default_registry
-from ledger.service import Ledger
-from ledger.timeutil import parse_timestamp
+from ledger.app.service import Ledger
+from ledger.contracts.schemas import default_registry
+from ledger.domain.clock import FixedClock
+from ledger.domain.events import Event
+from ledger.domain.intake import Intake
+from ledger.domain.timeutil import parse_timestamp
 
 _ids = itertools.count(1)
 

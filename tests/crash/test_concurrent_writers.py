@@ -10,10 +10,10 @@ import time
 import uuid
 from pathlib import Path
 
-from ledger.clock import FixedClock
-from ledger.errors import KeyUnavailable
-from ledger.service import Ledger
-from ledger.timeutil import parse_timestamp
+from ledger.app.service import Ledger
+from ledger.domain.clock import FixedClock
+from ledger.domain.errors import KeyUnavailable
+from ledger.domain.timeutil import parse_timestamp
 from tests.conftest import make_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +22,7 @@ ENV.pop("LEDGER_NOW", None)
 
 SHRED = """
 import sys
-from ledger.service import Ledger
+from ledger.app.service import Ledger
 with Ledger.open(sys.argv[1]) as ledger, ledger.writer_lock:
     print(ledger.vault.shred("cowrite", sys.argv[2], ["profile", "bookkeeping"]))
 """
@@ -53,7 +53,7 @@ def test_row03_a_key_shredded_by_another_process_is_never_used_for_new_data(data
 
 
 def test_row03_keys_fetched_by_pool_workers_are_checked_too(data_dir: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from ledger import service
+    from ledger.app import service
 
     monkeypatch.setattr(service, "CHUNK", 100)  # many packages, several in flight at once
     monkeypatch.setattr(service, "PACKAGE", 200)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.service import Ledger
+from ledger.app.service import Ledger
 from tests.conftest import make_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,9 +20,9 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 CHILD = """
 import json, os, resource, signal, sys
-from ledger.clock import FixedClock
-from ledger.errors import LedgerError
-from ledger.service import Ledger
+from ledger.domain.clock import FixedClock
+from ledger.domain.errors import LedgerError
+from ledger.app.service import Ledger
 from tests.crash.test_orphan_keys import batch
 ledger = Ledger.open(sys.argv[1])
 ledger.clock = FixedClock(1_772_700_000_000_000)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ledger.clock import FixedClock
-from ledger.service import Ledger
-from ledger.timeutil import parse_timestamp
+from ledger.app.service import Ledger
+from ledger.domain.clock import FixedClock
+from ledger.domain.timeutil import parse_timestamp
 
 ROOT = Path(__file__).resolve().parents[2]
 LEDGER = [sys.executable, "-c", "import cli; cli.main()"]

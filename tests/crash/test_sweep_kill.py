@@ -4,7 +4,7 @@ crash left undone; ``ledger audit erasures`` checks the invariant (every Subject
 keys destroyed, every destroyed key has a SubjectErased).
 
 Real processes, real SIGKILL: the sweep runs as ``ledger sweep`` in a subprocess and is killed
-either at a named point (``LEDGER_TEST_KILL_AT=<point>:<n>``, see ledger/killpoints.py) or after
+either at a named point (``LEDGER_TEST_KILL_AT=<point>:<n>``, see ledger/adapters/killpoints.py) or after
 a random delay; the test process then opens the ledger as any command would."""
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from ledger.clock import FixedClock
-from ledger.service import Ledger
-from ledger.timeutil import parse_timestamp
+from ledger.app.service import Ledger
+from ledger.domain.clock import FixedClock
+from ledger.domain.timeutil import parse_timestamp
 from tests.conftest import make_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +57,7 @@ def _publish(ledger: Ledger, when: str, event_type: str, email: str, **kw: objec
 def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small history, swept once on 2026-07-20 (notices sent); on 2026-08-03 five inactive
     subjects and one billed subject are due for erasure and three for pseudonymisation."""
-    from projections.sweep import sweep
+    from ledger.app.sweep import sweep
 
     path = tmp_path_factory.mktemp("history") / "d"
     Ledger.init(path)
@@ -107,9 +107,9 @@ def _check_after_crash(data: Path, *, sweep_again: bool = True) -> None:
     """Open the ledger as any command does, then: the invariant holds and every sweep decision
     in the log, the interrupted run's included, is justified; with ``sweep_again``, a sweep at
     the same clock finishes the job (erased keys gone, sealed keys sealed) and both still hold."""
-    from ledger.erasure_audit import audit_erasures
-    from projections.audit_decisions import audit as audit_decisions
-    from projections.sweep import sweep
+    from ledger.app.audit_decisions import audit as audit_decisions
+    from ledger.app.erasure_audit import audit_erasures
+    from ledger.app.sweep import sweep
 
     with Ledger.open(data, now=SWEEP_AT) as ledger:  # the open completes what was recorded
         assert audit_erasures(ledger).findings == []
@@ -212,8 +212,8 @@ def test_row02_sweep_with_now_behind_the_log_destroys_and_seals_nothing(data: Pa
 PUBLISHER = """
 import sys, time, uuid
 from pathlib import Path
-from ledger.errors import ClockError
-from ledger.service import Ledger
+from ledger.domain.errors import ClockError
+from ledger.app.service import Ledger
 from tests.conftest import make_event
 ledger = Ledger.open(sys.argv[1])
 n = retried = 0

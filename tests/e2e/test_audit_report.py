@@ -13,12 +13,12 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from ledger.clock import FixedClock
-from ledger.events import Event
-from ledger.service import Ledger
-from ledger.timeutil import parse_timestamp
-from projections.policy import load_policy
-from projections.sweep import sweep
+from ledger.app.service import Ledger
+from ledger.app.sweep import sweep
+from ledger.domain.clock import FixedClock
+from ledger.domain.events import Event
+from ledger.domain.retention.policy import load_policy
+from ledger.domain.timeutil import parse_timestamp
 from tests.conftest import make_event
 
 EMAIL, NAME, PHONE = "Greta.Lindqvist@example.se", "Greta Lindqvist", "+46 70 111 22 33"
@@ -46,7 +46,7 @@ def history(data_dir: Path) -> tuple[Path, str]:
         sweep(ledger, controller="cowrite")
         pid = ledger.subject_id("cowrite", email=EMAIL)
         t = parse_timestamp("2026-07-21")
-        ledger._append_events([Event(
+        ledger.append_events([Event(
             "SubjectErased", str(uuid.uuid4()), "cowrite", pid, t, t, "ledger", "system:retention-sweep",
             {"reason": "inactivity", "policy": "cowrite", "policy_hash": load_policy("cowrite").content_hash,
              "keys_shredded": ["profile"], "evidence": []})])

@@ -64,7 +64,7 @@ def test_subject_id_matches_the_published_pseudonym(data: str) -> None:
     pid = run("--data", data, "subject", "id", "--email", " ANNA.Svensson@example.se ",
               "--controller", "cowrite").output.strip()
     assert len(pid) == 64
-    from ledger.service import Ledger
+    from ledger.app.service import Ledger
 
     with Ledger.open(data) as ledger:
         assert [e.subject for _, e in ledger.events()] == [pid]

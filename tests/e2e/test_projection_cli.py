@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 import projections
 from cli import main
-from ledger.service import Ledger
+from ledger.app.service import Ledger
 from tests.conftest import make_event
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "projections.md"
@@ -42,8 +42,8 @@ def history(ledger: Ledger) -> Ledger:
         make_event("RightsRequested", request_id="rq-7", right="access",
                    occurred_at="2026-03-02T10:00:00Z"),
     ]
-    from ledger.clock import FixedClock
-    from ledger.timeutil import parse_timestamp
+    from ledger.domain.clock import FixedClock
+    from ledger.domain.timeutil import parse_timestamp
 
     ledger.clock = FixedClock(parse_timestamp("2025-06-02T00:00:00Z"))
     ledger.record_many(day1)

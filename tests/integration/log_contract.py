@@ -10,10 +10,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from ledger.codec import AvroCodec
-from ledger.errors import ClockError
-from ledger.events import Event
-from ledger.log import GENESIS_HASH, Conflict, EventLog, PendingRecord, chain_hash
+from ledger.contracts.codec import AvroCodec
+from ledger.domain.chain import (
+    GENESIS_HASH,
+    Conflict,
+    PendingRecord,
+    chain_hash,
+)
+from ledger.domain.errors import ClockError
+from ledger.domain.events import Event
+from ledger.ports import EventLog
 
 _codec = AvroCodec()
 

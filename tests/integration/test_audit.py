@@ -17,27 +17,27 @@ from pathlib import Path
 
 import pytest
 
-from ledger.audit import (
+from ledger.adapters.log_frames import LogFrames
+from ledger.adapters.sqlite_log import SQLiteEventLog
+from ledger.adapters.sqlite_scan import SQLiteFrames
+from ledger.app.auditing import Auditor
+from ledger.app.service import Ledger
+from ledger.contracts.codec import AvroCodec
+from ledger.domain.chain_check import (
     ALTERED,
     FORGED,
     MISSING,
     REORDERED,
     TRUNCATED,
     AuditFinding,
-    Auditor,
     Finding,
-    LogFrames,
     decode_check,
     verify_chain,
 )
-from ledger.clock import FixedClock
-from ledger.codec import AvroCodec
-from ledger.errors import KeyUnavailable
-from ledger.proofs import InclusionProof, check_consistency, check_inclusion
-from ledger.service import Ledger
-from ledger.sqlite_log import SQLiteEventLog
-from ledger.sqlite_scan import SQLiteFrames
-from ledger.timeutil import parse_timestamp
+from ledger.domain.clock import FixedClock
+from ledger.domain.errors import KeyUnavailable
+from ledger.domain.proofs import InclusionProof, check_consistency, check_inclusion
+from ledger.domain.timeutil import parse_timestamp
 from tests.conftest import make_event
 
 N = 40  # records in the template log

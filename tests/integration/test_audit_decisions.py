@@ -11,15 +11,15 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from ledger.clock import FixedClock
-from ledger.events import Event
-from ledger.service import Ledger
-from ledger.timeutil import parse_timestamp
-from projections.audit_decisions import audit
-from projections.duckdb_store import DuckDBStore
-from projections.policy import load_policy
-from projections.projector import Projector
-from projections.sweep import sweep
+from ledger.app.audit_decisions import audit
+from ledger.app.service import Ledger
+from ledger.app.sweep import sweep
+from ledger.domain.clock import FixedClock
+from ledger.domain.events import Event
+from ledger.domain.retention.policy import load_policy
+from ledger.domain.timeutil import parse_timestamp
+from projections.engine.projector import Projector
+from projections.store.duckdb_store import DuckDBStore
 from tests.conftest import make_event
 
 EMAIL = "Greta.Lindqvist@example.se"
@@ -41,7 +41,7 @@ def erase_by_hand(ledger: Ledger, when: str, keys: tuple[str, ...] = ("profile",
     """What a careless operator (or a buggy sweep) might append."""
     t = parse_timestamp(when)
     pid = ledger.subject_id("cowrite", email=EMAIL)
-    ledger._append_events([Event("SubjectErased", str(uuid.uuid4()), "cowrite", pid, t, t, "ledger",
+    ledger.append_events([Event("SubjectErased", str(uuid.uuid4()), "cowrite", pid, t, t, "ledger",
                                  "system:retention-sweep",
                                  {"reason": reason, "policy": "cowrite", "policy_hash": policy_hash,
                                   "keys_shredded": list(keys), "evidence": []})])
@@ -109,7 +109,7 @@ def test_a_policy_file_brought_by_the_auditor_is_known(ledger: Ledger, tmp_path:
     assert text == "cowrite"
     from importlib import resources
 
-    toml = resources.files("projections.policies").joinpath("cowrite.toml").read_text("utf-8")
+    toml = resources.files("ledger.domain.retention.policies").joinpath("cowrite.toml").read_text("utf-8")
     variant = tmp_path / "cowrite-old.toml"
     variant.write_text(toml.replace('inactive_after = "P6M"', 'inactive_after = "P1M"'), "utf-8")
     old = load_policy(str(variant))

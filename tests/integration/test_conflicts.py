@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from ledger.errors import InvalidEvent
-from ledger.service import Ledger
+from ledger.app.service import Ledger
+from ledger.domain.errors import InvalidEvent
 from tests.conftest import make_event
 
 

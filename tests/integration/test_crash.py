@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.service import Ledger
+from ledger.app.service import Ledger
 from tests.conftest import make_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,8 +24,8 @@ CHUNK = 300
 
 CHILD = """
 import sys
-from ledger.clock import FixedClock
-from ledger.service import Ledger
+from ledger.domain.clock import FixedClock
+from ledger.app.service import Ledger
 from tests.integration.test_crash import chunk_events
 ledger = Ledger.open(sys.argv[1])
 ledger.clock = FixedClock(1_772_700_000_000_000)

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from ledger.demo_history import demo_people
-from ledger.errors import KeyUnavailable
-from ledger.service import Ledger
+from ledger.app.service import Ledger
+from ledger.demo.history import demo_people
+from ledger.domain.errors import KeyUnavailable
 
 SUBJECTS, SEED, NOW = 80, 7, "2026-11-01"
 

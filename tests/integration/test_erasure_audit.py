@@ -7,13 +7,13 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from ledger.clock import FixedClock
-from ledger.erasure_audit import audit_erasures
-from ledger.events import Event
-from ledger.service import Ledger
-from ledger.timeutil import parse_timestamp
-from ledger.vault import PendingEffect
-from projections.sweep import sweep
+from ledger.app.erasure_audit import audit_erasures
+from ledger.app.service import Ledger
+from ledger.app.sweep import sweep
+from ledger.domain.clock import FixedClock
+from ledger.domain.events import Event
+from ledger.domain.timeutil import parse_timestamp
+from ledger.ports import PendingEffect
 from tests.conftest import make_event
 
 EMAIL = "greta@example.se"
@@ -66,7 +66,7 @@ def test_row02_effects_of_events_never_appended_are_dropped_at_open(data_dir: Pa
             PendingEffect(str(uuid.uuid4()), "cowrite", subject, "erase", ("profile",)),
             PendingEffect(recorded, "cowrite", subject, "pseudonymise")])
         now = parse_timestamp("2026-03-02")
-        ledger._append_events([Event("SubjectPseudonymised", recorded, "cowrite", subject, now,
+        ledger.append_events([Event("SubjectPseudonymised", recorded, "cowrite", subject, now,
                                      now, "ledger", "system:retention-sweep",
                                      {"reason": "erasure_request", "erase_due_at": now,
                                       "policy": "cowrite", "policy_hash": "x",

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import projections
-from ledger.events import Event
-from ledger.log import PendingRecord
-from ledger.service import Ledger
-from projections.duckdb_store import DuckDBStore
-from projections.projector import Projector
+from ledger.app.service import Ledger
+from ledger.domain.chain import PendingRecord
+from ledger.domain.events import Event
+from projections.engine.projector import Projector
+from projections.store.duckdb_store import DuckDBStore
 
 TRIALS = 20
 EVENTS = 2_000

@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import projections
-from ledger.events import Event
-from ledger.log import PendingRecord
-from ledger.service import Ledger
-from projections.duckdb_store import DuckDBStore
-from projections.projector import Projector
+from ledger.app.service import Ledger
+from ledger.domain.chain import PendingRecord
+from ledger.domain.events import Event
+from projections.engine.projector import Projector
+from projections.store.duckdb_store import DuckDBStore
 
 T0 = 1_767_225_600_000_000  # 2026-01-01
 HOUR = 3_600_000_000

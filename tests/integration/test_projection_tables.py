@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ledger.service import Ledger
-from ledger.vocabulary import EVENT_TYPES
+from ledger.app.service import Ledger
+from ledger.domain.vocabulary import EVENT_TYPES
 from tests.conftest import make_event
 
 
@@ -46,7 +46,7 @@ _PRODUCER_TYPES = [t for t in EVENT_TYPES if t not in
 
 
 def parse(text: str) -> int:
-    from ledger.timeutil import parse_timestamp
+    from ledger.domain.timeutil import parse_timestamp
 
     return parse_timestamp(text)
 
@@ -226,7 +226,7 @@ def test_deletion_notice_sets_the_notice_clock(ledger: Ledger, projected, sweep_
 
 
 def test_undecodable_records_go_to_projection_errors(ledger: Ledger, projected) -> None:
-    from ledger.log import PendingRecord
+    from ledger.domain.chain import PendingRecord
 
     ledger.record_many([make_event("LoggedIn")])
     ledger.log.append([PendingRecord("00000000-0000-4000-8000-0000000000ff", "FutureType", "s",

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from ledger.clock import FixedClock
-from ledger.dead_letters import safe_reason
-from ledger.errors import ClockError, InvalidEvent, KeyUnavailable
-from ledger.service import Ledger
-from ledger.timeutil import parse_timestamp
+from ledger.adapters.dead_letters import safe_reason
+from ledger.app.service import Ledger
+from ledger.domain.clock import FixedClock
+from ledger.domain.errors import ClockError, InvalidEvent, KeyUnavailable
+from ledger.domain.timeutil import parse_timestamp
 from tests.conftest import BODIES, make_event
 from tests.unit.test_intake import BAD_LINES, HOSTILE_BUT_VALID
 
@@ -137,7 +137,7 @@ def test_bookkeeping_events_use_the_bookkeeping_key(ledger: Ledger) -> None:
 
 
 def test_parallel_publishing_keeps_input_order_and_rejects(ledger: Ledger, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import ledger.service as service
+    import ledger.app.service as service
 
     monkeypatch.setattr(service, "CHUNK", 50)
     monkeypatch.setattr(service, "PACKAGE", 100)  # 6 packages: past PARALLEL_AFTER

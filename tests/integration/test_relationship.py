@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 
 import cli
 import projections
-from ledger.errors import KeyUnavailable
-from ledger.events import Event
-from ledger.service import Ledger
-from projections.duckdb_store import DuckDBStore
-from projections.projector import Projector
+from ledger.app.service import Ledger
+from ledger.domain.errors import KeyUnavailable
+from ledger.domain.events import Event
+from projections.engine.projector import Projector
+from projections.store.duckdb_store import DuckDBStore
 from tests.conftest import make_event
 from tests.integration.test_projection_properties import (
     BODIES,

@@ -9,15 +9,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ledger.clock import FixedClock
-from ledger.errors import KeyUnavailable
-from ledger.log import PendingRecord
-from ledger.service import Ledger
-from ledger.timeutil import format_micros, parse_timestamp
-from projections.decisions import decisions_at, subject_facts
-from projections.policy import load_policy
-from projections.retention import decide
-from projections.sweep import sweep
+from ledger.app.decisions import decisions_at, subject_facts
+from ledger.app.service import Ledger
+from ledger.app.sweep import sweep
+from ledger.domain.chain import PendingRecord
+from ledger.domain.clock import FixedClock
+from ledger.domain.errors import KeyUnavailable
+from ledger.domain.retention.policy import load_policy
+from ledger.domain.retention.rules import decide
+from ledger.domain.timeutil import format_micros, parse_timestamp
 from tests.conftest import make_event
 
 EMAIL = "Greta.Lindqvist@example.se"
@@ -175,7 +175,7 @@ def test_sql_decisions_equal_the_pure_rules_for_every_demo_subject(demo_ledger: 
     assert table.decisions
     replay_path = demo_ledger.parent / f"check-{when[:10]}.duckdb"  # replays never go into DATA
     with Ledger.open(demo_ledger) as ledger:
-        from projections.projector import replay
+        from projections.engine.projector import replay
 
         replay(ledger, parse_timestamp(when), replay_path, force=True)
     con = duckdb.connect(str(replay_path), read_only=True)
@@ -209,7 +209,7 @@ def test_events_recorded_after_t_never_change_a_decision_at_t(demo_ledger: Path,
 
 
 def test_after_an_erasure_sweep_no_plaintext_remains_and_the_chain_holds(demo_ledger: Path) -> None:
-    from ledger.demo_history import demo_people
+    from ledger.demo.history import demo_people
 
     with Ledger.open(demo_ledger) as ledger:
         erased = {(e.controller, e.subject) for _, e in ledger.events() if e.type == "SubjectErased"}

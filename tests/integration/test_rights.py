@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from ledger.errors import UsageError
-from ledger.events import Event
-from ledger.service import Ledger
-from ledger.timeutil import parse_timestamp
-from projections.permissions import UnknownSubject
+from ledger.app.permits import UnknownSubject
+from ledger.app.service import Ledger
+from ledger.domain.errors import UsageError
+from ledger.domain.events import Event
+from ledger.domain.timeutil import parse_timestamp
 from tests.conftest import ANNA, make_event
 
 ANNA_LOWER = ANNA.lower()
@@ -254,9 +254,9 @@ def test_export_includes_the_retention_schedule_when_the_hook_exists(
         calls.append((controller, subject, as_of))
         return FakeDecision("keep", parse_timestamp("2026-06-26"), "active", ("e1",))
 
-    module = types.ModuleType("projections.decisions")
+    module = types.ModuleType("ledger.app.decisions")
     module.subject_decision = subject_decision  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "projections.decisions", module)
+    monkeypatch.setitem(sys.modules, "ledger.app.decisions", module)
     extract = export(ledger)
     assert calls == [("cowrite", history, ledger.clock.now())]
     assert extract["retention"] == {"action": "keep", "due_at": "2026-06-26T00:00:00.000000Z",
@@ -265,8 +265,8 @@ def test_export_includes_the_retention_schedule_when_the_hook_exists(
 
 def test_subjects_resolve_against_projections_brought_up_to_date(
         ledger: Ledger, history: str, tmp_path: Any) -> None:
-    from projections.permissions import SubjectRef, resolve_subject_in
-    from projections.projector import replay
+    from ledger.app.permits import SubjectRef, resolve_subject_in
+    from projections.engine.projector import replay
 
     # Nothing projected yet: the live projections are caught up first.
     assert resolve_subject_in(ledger, subject=history) == SubjectRef("cowrite", history)

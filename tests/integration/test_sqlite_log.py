@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.log import EventLog
-from ledger.sqlite_log import SQLiteEventLog
+from ledger.adapters.sqlite_log import SQLiteEventLog
+from ledger.ports import EventLog
 from tests.integration.log_contract import EventLogContract, pending
 
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ledger.errors import ConfigError, KeyUnavailable
-from ledger.vault import KeyVault, SQLiteKeyVault, blob_header, seal, unseal
+from ledger.adapters.sqlite_vault import SQLiteKeyVault
+from ledger.domain.blobs import blob_header, decrypt_blob, encrypt_blob
+from ledger.domain.errors import ConfigError, KeyUnavailable
+from ledger.ports import KeyVault
 from tests.integration.vault_contract import Reopen, VaultContract
 
 MASTER = bytes(range(32))
@@ -27,16 +29,16 @@ def test_keys_are_created_once_and_reused(vault: SQLiteKeyVault, tmp_path: Path)
 
 def test_seal_and_unseal(vault: SQLiteKeyVault) -> None:
     key = vault.data_keys({K})[K]
-    blob = seal(key, "Åsa Öberg 🙂".encode(), "e1")
+    blob = encrypt_blob(key, "Åsa Öberg 🙂".encode(), "e1")
     assert b"\xc3\x85sa" not in blob
     assert blob_header(blob).category == "profile"
-    assert unseal(key.key, blob, "e1").decode() == "Åsa Öberg 🙂"
+    assert decrypt_blob(key.key, blob, "e1").decode() == "Åsa Öberg 🙂"
 
 
 def test_a_blob_moved_to_another_event_does_not_open(vault: SQLiteKeyVault) -> None:
     key = vault.data_keys({K})[K]
     with pytest.raises(KeyUnavailable):
-        unseal(key.key, seal(key, b"x", "e1"), "e2")
+        decrypt_blob(key.key, encrypt_blob(key, b"x", "e1"), "e2")
 
 
 def test_key_material_is_never_stored_in_clear(vault: SQLiteKeyVault, tmp_path: Path) -> None:
@@ -47,7 +49,7 @@ def test_key_material_is_never_stored_in_clear(vault: SQLiteKeyVault, tmp_path: 
 
 def test_shredding_makes_old_blobs_unreadable_forever(vault: SQLiteKeyVault, tmp_path: Path) -> None:
     key = vault.data_keys({K})[K]
-    blob = seal(key, b"personal", "e1")
+    blob = encrypt_blob(key, b"personal", "e1")
     assert vault.shred(*K[:2], ["profile", "bookkeeping"]) == ["profile"]
     with pytest.raises(KeyUnavailable, match="shredded"):
         vault.data_key(*K, generation=1)
@@ -55,7 +57,7 @@ def test_shredding_makes_old_blobs_unreadable_forever(vault: SQLiteKeyVault, tmp
     new = vault.data_keys({K})[K]
     assert new.generation == 2
     with pytest.raises(KeyUnavailable):
-        unseal(new.key, blob, "e1")
+        decrypt_blob(new.key, blob, "e1")
     with pytest.raises(KeyUnavailable):
         vault.data_key(*K, generation=1)
 

@@ -10,16 +10,14 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ledger.errors import ConfigError, KeyUnavailable
-from ledger.vault import (
+from ledger.domain.blobs import blob_header, decrypt_blob, encrypt_blob
+from ledger.domain.errors import ConfigError, KeyUnavailable
+from ledger.ports import (
     EffectsDone,
     KeyRecord,
     KeyVault,
     PendingEffect,
     Tombstone,
-    blob_header,
-    seal,
-    unseal,
 )
 
 C, S = "cowrite", "ab" * 32
@@ -52,10 +50,10 @@ class VaultContract:
 
     def test_keys_encrypt_blobs_that_name_their_category_and_generation(self, vault: KeyVault) -> None:
         key = vault.data_keys({K})[K]
-        blob = seal(key, "Åsa Öberg".encode(), "e1")
+        blob = encrypt_blob(key, "Åsa Öberg".encode(), "e1")
         header = blob_header(blob)
         assert (header.category, header.generation) == ("profile", 1)
-        assert unseal(vault.data_key(*K, generation=header.generation), blob, "e1") == "Åsa Öberg".encode()
+        assert decrypt_blob(vault.data_key(*K, generation=header.generation), blob, "e1") == "Åsa Öberg".encode()
 
     def test_an_unknown_generation_is_unavailable(self, vault: KeyVault) -> None:
         vault.data_keys({K})
@@ -66,7 +64,7 @@ class VaultContract:
 
     def test_shredding_destroys_for_good_and_a_new_key_gets_a_new_generation(self, vault: KeyVault) -> None:
         old = vault.data_keys({K, B})[K]
-        blob = seal(old, b"personal", "e1")
+        blob = encrypt_blob(old, b"personal", "e1")
         before = vault.epoch()
         assert vault.shred(C, S, ["profile", "marketing"]) == ["profile"]  # only what existed
         if before is not None:
@@ -80,7 +78,7 @@ class VaultContract:
         new = vault.data_keys({K})[K]
         assert new.generation == 2 and new.key != old.key
         with pytest.raises(KeyUnavailable):
-            unseal(new.key, blob, "e1")
+            decrypt_blob(new.key, blob, "e1")
         with pytest.raises(KeyUnavailable):
             vault.data_key(*K, generation=1)
         assert vault.shredded_without_key([(C, S)], "profile") == set()  # a live key again

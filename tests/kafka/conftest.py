@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ledger.kafka_log import KafkaEventLog, KafkaSettings
+from ledger.adapters.kafka_log import KafkaEventLog, KafkaSettings
 from tests.kafka.fake_registry import FakeRegistry
 from tests.kafka_broker import BrokerFailed, BrokerNotInstalled, TansuBroker
 

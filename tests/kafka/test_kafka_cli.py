@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 import cli
-import ledger.service
-from ledger.demo_history import write_jsonl
-from ledger.errors import LedgerError
-from ledger.kafka_log import KafkaUnavailable
-from ledger.service import Ledger
+import ledger.app.service
+from ledger.adapters.kafka_log import KafkaUnavailable
+from ledger.app.service import Ledger
+from ledger.demo.history import write_jsonl
+from ledger.domain.errors import LedgerError
 from tests.kafka.conftest import TIMEOUT
 from tests.kafka_broker import TansuBroker, free_port
 
@@ -109,8 +109,8 @@ def test_a_broker_that_stops_answering_mid_publish(
     clear error, reports as acknowledged only what the broker acknowledged, and those
     events are all in the topic once the broker answers again."""
     path, count = demo_file
-    monkeypatch.setattr(ledger.service, "CHUNK", 100)  # several appends from a small file
-    monkeypatch.setattr(ledger.service, "PACKAGE", 100)
+    monkeypatch.setattr(ledger.app.service, "CHUNK", 100)  # several appends from a small file
+    monkeypatch.setattr(ledger.app.service, "PACKAGE", 100)
     data = tmp_path / "d"
     Ledger.init(data)
     with TansuBroker.start() as broker:
@@ -152,7 +152,7 @@ def test_a_frozen_broker_times_out_with_one_line(tmp_path: Path) -> None:
 
 
 def test_kafka_verify_checks_each_partition_and_names_a_break(kafka_url: str) -> None:
-    from ledger.kafka_log import KafkaEventLog, KafkaSettings, partition_for
+    from ledger.adapters.kafka_log import KafkaEventLog, KafkaSettings, partition_for
     from tests.integration.log_contract import pending
 
     a = KafkaEventLog(KafkaSettings.parse(kafka_url))

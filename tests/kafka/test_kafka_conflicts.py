@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.errors import InvalidEvent
-from ledger.service import Ledger
+from ledger.app.service import Ledger
+from ledger.domain.errors import InvalidEvent
 from tests.conftest import make_event
 
 NOW = "2026-03-05T12:00:00Z"

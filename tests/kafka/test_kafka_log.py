@@ -13,10 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from ledger.codec import AvroCodec
-from ledger.confluent import SchemaRegistryUnavailable, builtin_id
-from ledger.errors import ClockError, LogError
-from ledger.kafka_log import (
+from ledger.adapters.confluent import SchemaRegistryUnavailable, builtin_id
+from ledger.adapters.kafka_log import (
     CHAIN_HEADER,
     KafkaEventLog,
     KafkaSettings,
@@ -24,9 +22,12 @@ from ledger.kafka_log import (
     parse_chain_header,
     partition_for,
 )
-from ledger.log import GENESIS_HASH, EventLog, LogRecord
-from ledger.schemas import default_registry
-from ledger.timeutil import format_micros
+from ledger.contracts.codec import AvroCodec
+from ledger.contracts.schemas import default_registry
+from ledger.domain.chain import GENESIS_HASH, LogRecord
+from ledger.domain.errors import ClockError, LogError
+from ledger.domain.timeutil import format_micros
+from ledger.ports import EventLog
 from tests.conftest import make_event
 from tests.integration.log_contract import EventLogContract, pending
 from tests.kafka.conftest import raw_messages

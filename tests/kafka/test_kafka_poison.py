@@ -12,10 +12,15 @@ from collections.abc import Callable
 from click.testing import CliRunner
 
 import cli
-from ledger.confluent import builtin_id
-from ledger.kafka_log import CHAIN_HEADER, KafkaEventLog, chain_header, partition_for
-from ledger.log import GENESIS_HASH
-from ledger.schemas import default_registry
+from ledger.adapters.confluent import builtin_id
+from ledger.adapters.kafka_log import (
+    CHAIN_HEADER,
+    KafkaEventLog,
+    chain_header,
+    partition_for,
+)
+from ledger.contracts.schemas import default_registry
+from ledger.domain.chain import GENESIS_HASH
 from tests.integration.log_contract import pending
 from tests.kafka.conftest import produce_raw, raw_messages
 

@@ -14,12 +14,17 @@ from click.testing import CliRunner, Result
 
 import cli
 import projections
-from ledger.clock import FixedClock
-from ledger.demo import run_demo
-from ledger.kafka_log import KafkaSettings, partition_for
-from ledger.service import Ledger
-from ledger.timeutil import parse_timestamp
-from projections.workers import Worker, WorkerReport, content_fingerprint, query_shards
+from ledger.adapters.kafka_log import KafkaSettings, partition_for
+from ledger.app.service import Ledger
+from ledger.demo.runner import run_demo
+from ledger.domain.clock import FixedClock
+from ledger.domain.timeutil import parse_timestamp
+from projections.engine.workers import (
+    Worker,
+    WorkerReport,
+    content_fingerprint,
+    query_shards,
+)
 from tests.kafka.conftest import produce_raw, raw_messages
 from tests.kafka.test_kafka_poison import poison
 

@@ -18,11 +18,11 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import cli
-from ledger.clock import FixedClock
-from ledger.dead_letters import period_secret
-from ledger.service import Ledger
-from ledger.timeutil import parse_timestamp
-from projections.sweep import sweep
+from ledger.adapters.dead_letters import period_secret
+from ledger.app.service import Ledger
+from ledger.app.sweep import sweep
+from ledger.domain.clock import FixedClock
+from ledger.domain.timeutil import parse_timestamp
 from tests.conftest import make_event
 
 EMAIL = "Ivy.Holm@example.se"
@@ -215,7 +215,7 @@ def test_row05_the_sweep_purges_dead_letters_after_the_policy_retention(
     # A policy's own retention: dead_letter_retention = "P7D".
     policy = tmp_path / "short.toml"
     policy.write_text(
-        Path("projections/policies/cowrite.toml").read_text().replace(
+        Path("ledger/domain/retention/policies/cowrite.toml").read_text().replace(
             'name = "cowrite"', 'name = "short"\ndead_letter_retention = "P7D"'))
     at(ledger, "2026-05-10")
     ledger.publish([bad_for_ivy(), bad_for_ivy("coegi")])
@@ -229,8 +229,8 @@ def test_row05_the_sweep_purges_dead_letters_after_the_policy_retention(
 
 
 def test_row05_a_bad_retention_in_a_policy_is_a_config_error() -> None:
-    from ledger.errors import ConfigError
-    from projections.policy import Duration, load_policy, parse_policy
+    from ledger.domain.errors import ConfigError
+    from ledger.domain.retention.policy import Duration, load_policy, parse_policy
 
     assert load_policy("cowrite").dead_letter_retention == Duration(days=30)
     with pytest.raises(ConfigError, match="dead_letter_retention"):

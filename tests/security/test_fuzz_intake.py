@@ -32,26 +32,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka.consumer.fetcher import ConsumerRecord
 
-from ledger.audit import Auditor
-from ledger.clock import FixedClock
-from ledger.codec import HEADER_SIZE, AvroCodec
-from ledger.confluent import BuiltinSchemaIds, split_confluent, to_confluent
-from ledger.errors import CodecError
-from ledger.events import Event
-from ledger.intake import MAX_LINE_BYTES
-from ledger.kafka_log import (
+from ledger.adapters.confluent import BuiltinSchemaIds, split_confluent, to_confluent
+from ledger.adapters.kafka_log import (
     CHAIN_HEADER,
     KafkaEventLog,
     KafkaSettings,
     chain_header,
     parse_chain_header,
 )
-from ledger.log import LogRecord, RecordPage
-from ledger.schemas import default_registry
-from ledger.service import Ledger
-from ledger.sqlite_scan import SQLiteFrames
-from ledger.timeutil import parse_timestamp
-from projections.decode import PageDecoder
+from ledger.adapters.sqlite_scan import SQLiteFrames
+from ledger.app.auditing import Auditor
+from ledger.app.service import Ledger
+from ledger.contracts.codec import HEADER_SIZE, AvroCodec
+from ledger.contracts.schemas import default_registry
+from ledger.domain.chain import LogRecord, RecordPage
+from ledger.domain.clock import FixedClock
+from ledger.domain.errors import CodecError
+from ledger.domain.events import Event
+from ledger.domain.intake import MAX_LINE_BYTES
+from ledger.domain.timeutil import parse_timestamp
+from projections.engine.decode import PageDecoder
 from tests.conftest import BODIES, make_event
 
 NOW = parse_timestamp("2026-03-05T12:00:00Z")
@@ -618,7 +618,7 @@ def test_fuzz_found_a_lone_surrogate_in_the_identifier_crashed_publish(
 ))
 def test_fuzz_identifiers_and_numbers_are_not_taken_for_personal_data(text: str) -> None:
     """False positives: UUIDs, hex digests, dates, amounts, versions, invoice references."""
-    from ledger.intake import personal_data_rule
+    from ledger.domain.intake import personal_data_rule
 
     COUNTS["false-positive probes"] += 1
     assert personal_data_rule(text) is None, text

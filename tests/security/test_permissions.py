@@ -54,8 +54,8 @@ API_SCRIPT = r"""
 import json, os, stat, sys
 from pathlib import Path
 os.umask(0)
-from ledger.service import Ledger
-from projections.duckdb_store import DuckDBStore
+from ledger.app.service import Ledger
+from projections.store.duckdb_store import DuckDBStore
 data = Path(sys.argv[1])
 Ledger.init(data)
 with Ledger.open(data, now="2026-03-05T12:00:00Z") as ledger:

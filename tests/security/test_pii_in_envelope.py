@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from ledger.errors import InvalidEvent
-from ledger.intake import Intake
-from ledger.service import Ledger
-from ledger.timeutil import parse_timestamp
+from ledger.app.service import Ledger
+from ledger.domain.errors import InvalidEvent
+from ledger.domain.intake import Intake
+from ledger.domain.timeutil import parse_timestamp
 from tests.conftest import make_event
 
 NOW = parse_timestamp("2026-03-05T12:00:00Z")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.timeutil import parse_timestamp
-from projections.audit_decisions import SweepEvent, judge, runs_of
-from projections.policy import load_policy
-from projections.retention import SubjectFacts
+from ledger.app.audit_decisions import SweepEvent, judge, runs_of
+from ledger.domain.retention.policy import load_policy
+from ledger.domain.retention.rules import SubjectFacts
+from ledger.domain.timeutil import parse_timestamp
 
 COWRITE = load_policy("cowrite")
 T = parse_timestamp("2026-08-03")
@@ -93,7 +93,7 @@ def test_runs_are_the_events_sharing_one_clock_known_through_the_position_before
 
 
 def test_nearby_positions_are_read_in_one_scan() -> None:
-    from projections.audit_decisions import _clusters
+    from ledger.app.audit_decisions import _clusters
 
     assert _clusters([]) == []
     assert _clusters([5, 6, 9, 5000, 5001]) == [(0, 2), (3, 4)]

@@ -7,21 +7,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 
-from ledger.audit import (
-    ALTERED,
-    ChainReport,
+from ledger.adapters.kafka_log import kafka_position
+from ledger.app.auditing import (
     ChainStatus,
-    Finding,
     PartitionChain,
     PartitionsReport,
     VerifyReport,
     verify_partitions,
 )
-from ledger.codec import AvroCodec
-from ledger.events import Event
-from ledger.kafka_log import kafka_position
-from ledger.log import GENESIS_HASH, LogRecord
-from ledger.schemas import SchemaRegistry, default_registry
+from ledger.contracts.codec import AvroCodec
+from ledger.contracts.schemas import SchemaRegistry, default_registry
+from ledger.domain.chain import GENESIS_HASH, LogRecord
+from ledger.domain.chain_check import ALTERED, ChainReport, Finding
+from ledger.domain.events import Event
 
 SUBJECT = "ab" * 32
 HASH = bytes(range(32))

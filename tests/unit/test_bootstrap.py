@@ -8,16 +8,17 @@ from pathlib import Path
 import pytest
 
 from ledger import bootstrap
-from ledger.audit import Auditor, LogFrames
+from ledger.adapters.kafka_log import KafkaEventLog
+from ledger.adapters.log_frames import LogFrames
+from ledger.adapters.memory import MemoryEventLog
+from ledger.adapters.sqlite_log import SQLiteEventLog
+from ledger.adapters.sqlite_scan import SQLiteFrames
+from ledger.adapters.sqlite_vault import SQLiteKeyVault
+from ledger.app.auditing import Auditor
+from ledger.app.service import Ledger, controller_secret_name
 from ledger.config import Settings, master_key
-from ledger.errors import UsageError
-from ledger.kafka_log import KafkaEventLog
-from ledger.log import EventLog
-from ledger.memory import MemoryEventLog
-from ledger.service import Ledger, controller_secret_name
-from ledger.sqlite_log import SQLiteEventLog
-from ledger.sqlite_scan import SQLiteFrames
-from ledger.vault import SQLiteKeyVault
+from ledger.domain.errors import UsageError
+from ledger.ports import EventLog
 
 ROOT = Path(__file__).resolve().parents[2]
 # No broker is contacted: a Kafka log connects on first use, and these tests never use it.
@@ -109,8 +110,8 @@ def test_an_unknown_scheme_is_one_line_naming_the_supported_ones(tmp_path: Path,
 ADAPTERS = {"SQLiteEventLog", "KafkaEventLog", "SQLiteKeyVault", "SQLiteFrames"}
 # Where the adapters live (they may name and parse themselves), the in-memory test adapters,
 # and the composition root.
-ALLOWED = {"ledger/bootstrap.py", "ledger/sqlite_log.py", "ledger/kafka_log.py", "ledger/vault.py",
-           "ledger/sqlite_scan.py", "ledger/memory.py"}
+ALLOWED = {"ledger/bootstrap.py", "ledger/adapters/sqlite_log.py", "ledger/adapters/kafka_log.py", "ledger/adapters/sqlite_vault.py",
+           "ledger/adapters/sqlite_scan.py", "ledger/adapters/memory.py"}
 
 
 def _is_scheme_text(node: ast.AST) -> bool:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from ledger import merkle
-from ledger.audit import (
+from ledger.domain import merkle
+from ledger.domain.chain import GENESIS_HASH, LogRecord
+from ledger.domain.chain_check import (
     MISSING,
     REORDERED,
     ChainScan,
@@ -14,7 +15,6 @@ from ledger.audit import (
     scan_frames,
     verify_chain,
 )
-from ledger.log import GENESIS_HASH, LogRecord
 
 
 def chain(n: int, *, positions: list[int] | None = None, prev: bytes = GENESIS_HASH) -> list[LogRecord]:

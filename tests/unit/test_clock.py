@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from ledger.clock import FixedClock, SystemClock, ledger_clock
-from ledger.errors import UsageError
-from ledger.timeutil import parse_timestamp
+from ledger.domain.clock import FixedClock, SystemClock, ledger_clock
+from ledger.domain.errors import UsageError
+from ledger.domain.timeutil import parse_timestamp
 
 
 def test_no_setting_is_the_wall_clock() -> None:

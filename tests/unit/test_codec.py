@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.codec import AvroCodec
-from ledger.errors import CodecError
-from ledger.events import Event
-from ledger.schemas import default_registry
+from ledger.contracts.codec import AvroCodec
+from ledger.contracts.schemas import default_registry
+from ledger.domain.errors import CodecError
+from ledger.domain.events import Event
 
 SUBJECT = "ab" * 32
 EID = "6f1c2a3e-1111-4aaa-8bbb-000000000001"

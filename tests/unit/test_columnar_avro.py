@@ -9,11 +9,11 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.codec import AvroCodec
-from ledger.events import Event
-from ledger.log import RecordPage
-from ledger.schemas import default_registry
-from projections.decode import PageDecoder
+from ledger.contracts.codec import AvroCodec
+from ledger.contracts.schemas import default_registry
+from ledger.domain.chain import RecordPage
+from ledger.domain.events import Event
+from projections.engine.decode import PageDecoder
 
 REGISTRY = default_registry()
 CODEC = AvroCodec(REGISTRY)

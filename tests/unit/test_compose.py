@@ -11,7 +11,12 @@ import pytest
 import yaml
 
 import cli
-from ledger.kafka_log import DEFAULT_PARTITIONS, DEFAULT_PORT, DEFAULT_TOPIC, KafkaSettings
+from ledger.adapters.kafka_log import (
+    DEFAULT_PARTITIONS,
+    DEFAULT_PORT,
+    DEFAULT_TOPIC,
+    KafkaSettings,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,8 @@ from uuid import UUID
 
 import pytest
 
-from ledger.demo_history import (
+from ledger.contracts.schemas import SchemaRegistry
+from ledger.demo.history import (
     NOTICE_SHA256,
     DemoBatch,
     DemoPerson,
@@ -24,10 +25,9 @@ from ledger.demo_history import (
     generate_history,
     iter_events,
 )
-from ledger.intake import Intake
-from ledger.schemas import SchemaRegistry
-from ledger.timeutil import parse_timestamp, to_micros
-from ledger.vocabulary import (
+from ledger.domain.intake import Intake
+from ledger.domain.timeutil import parse_timestamp, to_micros
+from ledger.domain.vocabulary import (
     ACTIVITY_TYPES,
     EVENT_TYPES,
     FIELD_VOCABULARIES,
@@ -235,7 +235,7 @@ def test_consents_carry_proof_of_the_notice_shown(events: list[dict[str, Any]]) 
     assert buttons["Skicka"] > len(consents) / 2
     assert Counter(e["language"] for e in consents)["en"] > 0
     # The notice texts hash to what the events claim.
-    from ledger import demo_history
+    from ledger.demo import history as demo_history
 
     for key, text in demo_history._NOTICE_TEXTS.items():
         assert hashlib.sha256(text.encode()).hexdigest() == NOTICE_SHA256[key]

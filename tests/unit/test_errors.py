@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from ledger.errors import LedgerError, UnknownController, UsageError
-from ledger.service import Ledger
-from projections.decisions import decisions_at
-from projections.permissions import resolve_subject
+from ledger.app.decisions import decisions_at
+from ledger.app.permits import resolve_subject
+from ledger.app.service import Ledger
+from ledger.domain.errors import LedgerError, UnknownController, UsageError
 from tests.conftest import ANNA
 
 

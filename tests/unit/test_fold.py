@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.timeutil import parse_timestamp
-from ledger.vocabulary import EVENT_TYPES, RELATIONSHIP_STARTS
-from projections.fold import (
+from ledger.domain.timeutil import parse_timestamp
+from ledger.domain.vocabulary import EVENT_TYPES, RELATIONSHIP_STARTS
+from projections.engine.fold import (
     FOLDS,
     HISTORY_TYPES,
     EventColumns,

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from ledger.errors import InvalidEvent
-from ledger.intake import MAX_LINE_BYTES, Intake
-from ledger.timeutil import parse_timestamp
+from ledger.domain.errors import InvalidEvent
+from ledger.domain.intake import MAX_LINE_BYTES, Intake
+from ledger.domain.timeutil import parse_timestamp
 from tests.conftest import BODIES, make_event
 
 NOW = parse_timestamp("2026-03-05T12:00:00Z")

@@ -7,17 +7,14 @@ import uuid
 
 import pytest
 
-from ledger.codec import AvroCodec
-from ledger.confluent import (
+from ledger.adapters.confluent import (
     BuiltinSchemaIds,
     RegistrySchemaIds,
     builtin_id,
     split_confluent,
     to_confluent,
 )
-from ledger.errors import CodecError, ConfigError, UsageError
-from ledger.events import Event
-from ledger.kafka_log import (
+from ledger.adapters.kafka_log import (
     KafkaSettings,
     TopicsReport,
     chain_header,
@@ -26,7 +23,10 @@ from ledger.kafka_log import (
     partition_for,
     split_position,
 )
-from ledger.schemas import default_registry
+from ledger.contracts.codec import AvroCodec
+from ledger.contracts.schemas import default_registry
+from ledger.domain.errors import CodecError, ConfigError, UsageError
+from ledger.domain.events import Event
 
 
 @pytest.mark.parametrize(("key", "java"), [

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import io
 
-from ledger.intake import iter_lines
+from ledger.domain.intake import iter_lines
 
 
 def test_lines_are_split_and_an_oversize_line_is_cut_without_reading_it_whole() -> None:

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from ledger.log import EventLog, PendingRecord
-from ledger.memory import MemoryEventLog, MemoryKeyVault
-from ledger.vault import KeyVault
+from ledger.adapters.memory import MemoryEventLog, MemoryKeyVault
+from ledger.domain.chain import PendingRecord
+from ledger.ports import EventLog, KeyVault
 from tests.integration.log_contract import EventLogContract, pending
 from tests.integration.vault_contract import K, Reopen, VaultContract
 

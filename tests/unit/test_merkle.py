@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import merkle
+from ledger.domain import merkle
 
 # The CT test inputs and the tree heads of their first 1..8 leaves.
 LEAVES = [bytes.fromhex(h) for h in (

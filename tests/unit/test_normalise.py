@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from ledger.pseudonyms import InvalidIdentifier, normalise, pseudonym
-from ledger.service import Ledger
+from ledger.app.service import Ledger
+from ledger.domain.pseudonyms import InvalidIdentifier, normalise, pseudonym
 from tests.conftest import make_event
 
 NFC = unicodedata.normalize("NFC", "åsa@example.se")

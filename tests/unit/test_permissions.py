@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from ledger.timeutil import parse_timestamp
-from projections.permissions import (
+from ledger.app.permits import (
     ConsentFact,
     Evidence,
     PermitFacts,
     SubscriptionFact,
     decide,
 )
+from ledger.domain.timeutil import parse_timestamp
 
 _positions = itertools.count(1)
 

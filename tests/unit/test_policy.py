@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.errors import ConfigError
-from projections.policy import builtin_policies, load_policy, parse_policy
+from ledger.domain.errors import ConfigError
+from ledger.domain.retention.policy import builtin_policies, load_policy, parse_policy
 
 VALID = """
 name = "acme"

@@ -7,9 +7,8 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from ledger.timeutil import format_micros, parse_timestamp
-from projections.policy import Duration, load_policy
-from projections.retention import (
+from ledger.domain.retention.policy import Duration, load_policy
+from ledger.domain.retention.rules import (
     ACTIONS,
     Decision,
     SubjectFacts,
@@ -17,6 +16,7 @@ from projections.retention import (
     decide,
     decision_dict,
 )
+from ledger.domain.timeutil import format_micros, parse_timestamp
 
 COWRITE = load_policy("cowrite")
 COEGI = load_policy("coegi")

@@ -5,9 +5,9 @@ import json
 import pytest
 from fastavro.schema import fingerprint
 
-from ledger.compatibility import check_all, check_pair
-from ledger.schemas import crc64_avro, default_registry, default_schema_dir
-from ledger.vocabulary import EVENT_TYPES
+from ledger.contracts.compatibility import check_all, check_pair
+from ledger.contracts.schemas import crc64_avro, default_registry, default_schema_dir
+from ledger.domain.vocabulary import EVENT_TYPES
 
 
 def test_every_event_type_has_a_schema_and_no_more() -> None:

@@ -11,14 +11,25 @@ from pathlib import Path
 
 import pytest
 
-from ledger.clock import FixedClock
+from ledger.adapters.memory import (
+    MemoryDeadLetters,
+    MemoryEventLog,
+    MemoryKeyVault,
+    MemoryWriterLock,
+)
+from ledger.app.service import Ledger, controller_secret_name
 from ledger.config import DEFAULT_CONTROLLERS, ControllerConfig, LedgerConfig
-from ledger.errors import ClockError, InvalidEvent, KeyUnavailable, UsageError
-from ledger.events import Event
-from ledger.memory import MemoryDeadLetters, MemoryEventLog, MemoryKeyVault, MemoryWriterLock
-from ledger.service import Ledger, controller_secret_name
-from ledger.timeutil import parse_timestamp
-from ledger.vault import EffectsDone, PendingEffect, blob_header
+from ledger.domain.blobs import blob_header
+from ledger.domain.clock import FixedClock
+from ledger.domain.errors import (
+    ClockError,
+    InvalidEvent,
+    KeyUnavailable,
+    UsageError,
+)
+from ledger.domain.events import Event
+from ledger.domain.timeutil import parse_timestamp
+from ledger.ports import EffectsDone, PendingEffect
 from tests.conftest import BODIES, make_event
 
 NOWHERE = Path("/nonexistent/in-memory-ledger")  # a data directory that is never created

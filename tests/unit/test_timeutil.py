@@ -1,4 +1,4 @@
-"""ledger.timeutil, the one home of the time conversions: microseconds <-> datetimes (aware,
+"""ledger.domain.timeutil, the one home of the time conversions: microseconds <-> datetimes (aware,
 and naive UTC as DuckDB's TIMESTAMP) <-> ISO-8601 text."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import duckdb
 import pytest
 
-from ledger.timeutil import (
+from ledger.domain.timeutil import (
     day_of_iso,
     format_day,
     format_if_datetime,

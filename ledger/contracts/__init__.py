@@ -1,0 +1,1 @@
+"""The data contracts: Avro schemas, the codec, schema compatibility."""

@@ -1,0 +1,1 @@
+"""The demo: a synthetic history generator and the demo runner."""

@@ -1,0 +1,208 @@
+"""Retention policies (SPEC §5): TOML files, validated on load, each with a content hash that
+decisions and sweep events record. ``coegi`` and ``cowrite`` ship with the package and encode
+the seed privacy policies (SPEC §2). Pure apart from reading the file."""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ledger.domain.errors import ConfigError
+from ledger.domain.timeutil import from_micros, to_micros
+from ledger.domain.vocabulary import ACTIVITY_TYPES, EVENT_TYPES, KEY_CATEGORIES
+
+BASES = ("consent", "contract", "legal_obligation", "legitimate_interest")
+ERASURE_ACTIONS = ("pseudonymise", "erase")
+COUNTED_FROM = ("end_of_calendar_year", "event")
+_DURATION = re.compile(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?")
+_DAY = 86_400 * 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    """An ISO-8601 calendar duration (years, months, days): months and years are added on the
+    calendar (31 Jan + P1M = 28/29 Feb), days exactly."""
+
+    years: int = 0
+    months: int = 0
+    days: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Duration:
+        m = _DURATION.fullmatch(text) if isinstance(text, str) else None
+        if not m or text == "P":
+            raise ValueError("expected an ISO-8601 duration such as P3Y, P6M, P14D or P60D")
+        years, months, weeks, days = (int(g) if g else 0 for g in m.groups())
+        return cls(years, months, weeks * 7 + days)
+
+    def add(self, micros: int, sign: int = 1) -> int:
+        dt = from_micros(micros)
+        month_index = dt.year * 12 + (dt.month - 1) + sign * (self.years * 12 + self.months)
+        year, month = divmod(month_index, 12)
+        day = min(dt.day, calendar.monthrange(year, month + 1)[1])
+        shifted = dt.replace(year=year, month=month + 1, day=day)
+        return to_micros(shifted) + sign * self.days * _DAY
+
+    def subtract(self, micros: int) -> int:
+        return self.add(micros, -1)
+
+    def __str__(self) -> str:
+        parts = [f"{n}{u}" for n, u in ((self.years, "Y"), (self.months, "M"), (self.days, "D")) if n]
+        return "P" + ("".join(parts) or "0D")
+
+
+DEFAULT_DEAD_LETTER_RETENTION = Duration(days=30)
+
+
+@dataclass(frozen=True, slots=True)
+class LegalHold:
+    name: str
+    categories: tuple[str, ...]
+    keep_for: Duration
+    counted_from: str  # end_of_calendar_year | event
+
+    def ends_at(self, event_time: int) -> int:
+        """When the hold on data from an event at ``event_time`` ends."""
+        start = event_time
+        if self.counted_from == "end_of_calendar_year":
+            year = from_micros(event_time).year
+            start = to_micros(datetime(year + 1, 1, 1, tzinfo=UTC))
+        return self.keep_for.add(start)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    description: str
+    activity: frozenset[str]
+    inactive_after: Duration
+    notice_before: Duration | None
+    keep_without_relationship: bool
+    review_every: Duration | None
+    erasure_action: str  # pseudonymise | erase
+    pseudonymise_for: Duration | None
+    legal_holds: tuple[LegalHold, ...]
+    purposes: dict[str, str] = field(default_factory=dict)
+    content_hash: str = ""
+    source: str = ""
+    # How long rejected input (dead letters) is kept before the sweep destroys it.
+    dead_letter_retention: Duration = DEFAULT_DEAD_LETTER_RETENTION
+
+    def basis(self, purpose: str) -> str | None:
+        return self.purposes.get(purpose)
+
+    def held_categories(self) -> frozenset[str]:
+        return frozenset(c for h in self.legal_holds for c in h.categories)
+
+
+def _get(raw: dict[str, Any], key: str, kind: type, where: str, default: Any = ...) -> Any:
+    if key not in raw:
+        if default is ...:
+            raise ConfigError(f"{where}: {key}: missing")
+        return default
+    value = raw[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: {key}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _duration(raw: dict[str, Any], key: str, where: str, required: bool = True) -> Duration | None:
+    text = _get(raw, key, str, where, ... if required else None)
+    if text is None:
+        return None
+    try:
+        return Duration.parse(text)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {key}: {e}") from None
+
+
+def parse_policy(text: str, source: str) -> Policy:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: not valid TOML: {e}") from None
+    known = {"name", "description", "activity", "inactive_after", "notice_before",
+             "keep_without_relationship", "review_every", "erasure_request", "legal_holds",
+             "purposes", "dead_letter_retention"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{source}: {unknown[0]}: unknown key")
+    name = _get(raw, "name", str, source)
+    activity = _get(raw, "activity", list, source, sorted(ACTIVITY_TYPES))
+    for t in activity:
+        if t not in EVENT_TYPES:
+            raise ConfigError(f"{source}: activity: unknown event type {str(t)[:40]!r}")
+    erasure = _get(raw, "erasure_request", dict, source, {"action": "erase"})
+    action = _get(erasure, "action", str, f"{source}: erasure_request")
+    if action not in ERASURE_ACTIONS:
+        raise ConfigError(f"{source}: erasure_request.action: must be one of {', '.join(ERASURE_ACTIONS)}")
+    pseudonymise_for = _duration(erasure, "pseudonymise_for", f"{source}: erasure_request",
+                                 required=action == "pseudonymise")
+    holds = []
+    for hold_name, hold in _get(raw, "legal_holds", dict, source, {}).items():
+        where = f"{source}: legal_holds.{hold_name}"
+        if not isinstance(hold, dict):
+            raise ConfigError(f"{where}: expected a table")
+        categories = tuple(_get(hold, "categories", list, where))
+        for c in categories:
+            if c not in KEY_CATEGORIES:
+                raise ConfigError(f"{where}: categories: unknown key category {str(c)[:40]!r}")
+        counted_from = _get(hold, "counted_from", str, where, "end_of_calendar_year")
+        if counted_from not in COUNTED_FROM:
+            raise ConfigError(f"{where}: counted_from: must be one of {', '.join(COUNTED_FROM)}")
+        keep_for = _duration(hold, "keep_for", where)
+        assert keep_for is not None
+        holds.append(LegalHold(hold_name, categories, keep_for, counted_from))
+    purposes = _get(raw, "purposes", dict, source, {})
+    for purpose, basis in purposes.items():
+        if basis not in BASES:
+            raise ConfigError(f"{source}: purposes.{purpose}: must be one of {', '.join(BASES)}")
+    inactive_after = _duration(raw, "inactive_after", source)
+    assert inactive_after is not None
+    canonical = json.dumps(raw, sort_keys=True, ensure_ascii=False, default=str)
+    return Policy(
+        name=name,
+        description=_get(raw, "description", str, source, ""),
+        activity=frozenset(activity),
+        inactive_after=inactive_after,
+        notice_before=_duration(raw, "notice_before", source, required=False),
+        keep_without_relationship=_get(raw, "keep_without_relationship", bool, source, True),
+        review_every=_duration(raw, "review_every", source, required=False),
+        erasure_action=action,
+        pseudonymise_for=pseudonymise_for,
+        legal_holds=tuple(holds),
+        purposes=dict(purposes),
+        content_hash=hashlib.sha256(canonical.encode()).hexdigest(),
+        source=source,
+        dead_letter_retention=_duration(raw, "dead_letter_retention", source, required=False)
+        or DEFAULT_DEAD_LETTER_RETENTION,
+    )
+
+
+def builtin_policies() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("ledger.domain.retention.policies").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def load_policy(name_or_path: str) -> Policy:
+    """A shipped policy by name (``coegi``, ``cowrite``) or any TOML file by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read policy {name_or_path}: {e}") from None
+        return parse_policy(text, str(path))
+    if name_or_path not in builtin_policies():
+        raise ConfigError(f"unknown policy {name_or_path[:40]!r} (shipped: "
+                          f"{', '.join(builtin_policies())}; or give a .toml path)")
+    text = resources.files("ledger.domain.retention.policies").joinpath(f"{name_or_path}.toml").read_text("utf-8")
+    return parse_policy(text, name_or_path)

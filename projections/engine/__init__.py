@@ -1,0 +1,1 @@
+"""The projection engine: reads the log, decodes, folds, and writes DuckDB tables."""
