@@ -146,7 +146,7 @@ class SQLiteEventLog(EventLog):
             batch[r.event_id] = (len(stored), r.digest)
             frame = _frame(prev_hash, r.recorded_at, r.payload)
             # The recorder stores a UUID as its hex; handing it the hex saves a parse per event.
-            stored.append(StoredEvent(r.event_id.replace("-", ""), _ORIGINATOR_VERSION,  # type: ignore[arg-type]
+            stored.append(StoredEvent(r.event_id.replace("-", ""), _ORIGINATOR_VERSION,
                                       r.event_type, frame))
             prev_hash = hashlib.sha256(frame).digest()
             last_recorded = r.recorded_at

@@ -254,7 +254,7 @@ class SQLiteKeyVault(KeyVault):
                 "SELECT controller, subject, category, generation, pending FROM data_keys "
                 "WHERE pending IS NOT NULL AND (? IS NULL OR created_at < ?)",
                 (created_before, created_before)).fetchall()
-        return {tuple(r[:4]): r[4].split() for r in rows}  # type: ignore[misc]
+        return {tuple(r[:4]): r[4].split() for r in rows}
 
     def discard(self, keys: set[KeyRef]) -> None:
         if not keys:

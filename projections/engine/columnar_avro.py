@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow as pa
 
 _PAD = 16  # zero bytes after the data, so a varint read past a record's end stays in bounds
 
@@ -63,7 +63,8 @@ class Records:
         index = self.starts[:, None] + skip + np.arange(size, dtype=np.int64)
         index = np.minimum(index, len(self.data) - 1)
         weights = np.uint64(256) ** np.arange(size, dtype=np.uint64)
-        return (self.data[index].astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+        sums: np.ndarray = (self.data[index].astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+        return sums
 
 
 class _Cursor:
@@ -91,7 +92,7 @@ class _Cursor:
             size += more
             more &= nxt >= 0x80
             shift += 7
-        decoded = (value >> np.uint64(1)).astype(np.int64) ^ -(value & np.uint64(1)).astype(np.int64)
+        decoded: np.ndarray = (value >> np.uint64(1)).astype(np.int64) ^ -(value & np.uint64(1)).astype(np.int64)
         if where is None:
             self.offsets = self.offsets + size
         else:
@@ -125,7 +126,8 @@ class _Cursor:
         else:
             self.offsets[where] += 1
         self._check()
-        return values.astype(bool)
+        flags: np.ndarray = values.astype(bool)
+        return flags
 
     def _check(self) -> None:
         if (self.offsets > self.ends).any():

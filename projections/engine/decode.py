@@ -13,7 +13,7 @@ from io import BytesIO
 from typing import Any
 
 import numpy as np
-import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow as pa
 from fastavro import schemaless_reader
 
 from ledger.contracts.codec import HEADER_SIZE, SINGLE_OBJECT_MAGIC

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import duckdb
-import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow as pa
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
 from ledger.adapters.files import storage_error
