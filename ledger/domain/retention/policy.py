@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from ledger.domain.errors import ConfigError
-from ledger.domain.timeutil import from_micros, to_micros
+from ledger.domain.timeutil import MICROS, from_micros, to_micros
 from ledger.domain.vocabulary import ACTIVITY_TYPES, EVENT_TYPES, KEY_CATEGORIES
 
 BASES = ("consent", "contract", "legal_obligation", "legitimate_interest")
 ERASURE_ACTIONS = ("pseudonymise", "erase")
 COUNTED_FROM = ("end_of_calendar_year", "event")
 _DURATION = re.compile(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?")
-_DAY = 86_400 * 1_000_000
+_DAY = 86_400 * MICROS
 
 
 @dataclass(frozen=True, slots=True)
