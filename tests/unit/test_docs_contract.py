@@ -4,6 +4,7 @@
   producer example there is accepted by intake;
 - every key the policy loader accepts is in docs/policies.md, and its TOML examples load;
 - every command and subcommand of the CLI has its section in docs/cli.md, with every option;
+- every table of the projections file has its section in docs/projections.md;
 - every page in docs/ is linked from README.md;
 - README.md and docs/ link only inside the repository (every relative link and anchor
   resolves), refer to no module path that does not exist, and never to the specification the
@@ -193,6 +194,30 @@ def test_the_cli_check_sees_a_missing_command_and_option() -> None:
     text = text.replace("### `ledger audit erasures`", "### audit erasures")
     text = text.replace("| `--dry-run` | Show what is due", "| `--dry` | Show what is due")
     assert cli_gaps(text) == ["ledger audit erasures", "ledger sweep --dry-run"]
+
+
+# --- the projection tables ---------------------------------------------------------------
+
+
+def table_gaps(text: str) -> list[str]:
+    """Tables of the projections file without a section in docs/projections.md, and sections
+    under its "Tables" heading that name no table."""
+    from projections.store.duckdb_store import TABLES
+
+    names = {t.name for t in TABLES}
+    tables = sections(text).get("Tables", "")
+    documented = set(re.findall(r"^### `(\w+)`", tables, re.M))
+    return sorted(f"missing: {n}" for n in names - documented) + sorted(
+        f"not a table: {n}" for n in documented - names)
+
+
+def test_every_table_is_in_projections_md() -> None:
+    assert table_gaps(read(DOCS / "projections.md")) == []
+
+
+def test_the_table_check_sees_a_missing_and_an_unknown_table() -> None:
+    text = read(DOCS / "projections.md").replace("### `disclosures`", "### `disclosure_log`")
+    assert table_gaps(text) == ["missing: disclosures", "not a table: disclosure_log"]
 
 
 # --- links ---------------------------------------------------------------------------------
