@@ -306,6 +306,7 @@ def test_the_specification_check_sees_references() -> None:
 
 PATH = re.compile(r"(?<![\w./-])((?:ledger|projections|schemas|tests|bench)/[\w./*-]*[\w*])")
 MODULE = re.compile(r"(?<![\w.])((?:ledger|projections)(?:\.\w+)+)")
+BARE_FILE = re.compile(r"(?<![\w/.-])([a-z_][a-z0-9_]*\.py)\b")  # a module named without its folder
 GENERATED = frozenset({"bench/out"})  # made by the benchmarks, not in the repository
 # Dotted names in inline code that are not modules: Kafka topics and headers, the data
 # directory's files, and method calls on a variable named ``ledger``.
@@ -339,6 +340,9 @@ def resolves(dotted: str) -> bool:
 def stale_paths(text: str) -> list[str]:
     stale = [p for p in PATH.findall(text) if p not in GENERATED
              and not (list(ROOT.glob(p)) if "*" in p else (ROOT / p).exists())]
+    known_files = {f.name for folder in ("ledger", "projections", "tests", "bench")
+                   for f in (ROOT / folder).rglob("*.py")} | {"cli.py"}
+    stale += [name for name in BARE_FILE.findall(text) if name not in known_files]
     prose = re.sub(r"```.*?```", "", text, flags=re.S)
     for span in re.findall(r"`([^`\n]+)`", prose):
         stale += [m for m in MODULE.findall(span)
@@ -355,6 +359,8 @@ def test_the_path_check_sees_old_paths() -> None:
     text = ("`ledger/service.py`, `projections/sweep.py`, `ledger/domain/intake.py`, "
             "`ledger.domain.vocabulary.RELATIONSHIP_STARTS`, `ledger.app.service.Nothing`, "
             "`schemas/*.avsc`, `ledger.events` (a Kafka topic), `ledger.vault.seal`, "
-            "`projections.fold` and in a code block:\n```\nledger.service.Ledger\n```")
+            "`projections.fold`, `sweep.py`, `vault.py` and in a code block:\n```\n"
+            "ledger.service.Ledger\n```")
     assert stale_paths(text) == ["ledger.app.service.Nothing", "ledger.vault.seal",
-                                 "ledger/service.py", "projections.fold", "projections/sweep.py"]
+                                 "ledger/service.py", "projections.fold", "projections/sweep.py",
+                                 "vault.py"]
