@@ -5,6 +5,9 @@ from __future__ import annotations
 from ledger.app.outcomes import PublishReport, RecordOutcome
 from ledger.app.service import Ledger
 from ledger.domain.errors import InvalidEvent, LedgerError
+from ledger.domain.subjects import SubjectSelector
 
-__all__ = ["InvalidEvent", "Ledger", "LedgerError", "PublishReport", "RecordOutcome"]
+__all__ = [
+    "InvalidEvent", "Ledger", "LedgerError", "PublishReport", "RecordOutcome", "SubjectSelector",
+]
 __version__ = "0.1.0"

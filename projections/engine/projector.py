@@ -190,7 +190,8 @@ def make_projector(ledger: LogSource, store: DuckDBStore, *, worker: Worker | No
         return PartitionProjector(cast(PartitionedLog, ledger.log), store, ledger.registry,
                                   worker=worker or Worker(0, 1), page_size=page_size)
     if worker is not None and not worker.whole:
-        raise UsageError("--worker: only a partitioned log (kafka://) can be shared by workers")
+        raise UsageError("only a partitioned log (kafka://) can be shared by workers",
+                         parameter="worker")
     return Projector(ledger.log, store, ledger.registry, log_name=_log_name(ledger),
                      page_size=page_size)
 
