@@ -45,7 +45,7 @@ DEAD_LETTERS_FILE = "dead-letters.jsonl"
 CONTROLLER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 PRIVATE_UMASK = 0o077
 
-log = logging.getLogger("ledger")
+logger = logging.getLogger("ledger")
 _umask_lock = threading.Lock()
 _umask_depth = 0
 _umask_saved = 0
@@ -98,7 +98,7 @@ def check_private(data_dir: Path) -> list[str]:
                 warnings.append(_tighten(Path(entry.path), mode, 0o600,
                                          "readable by other users"))
     for w in warnings:
-        log.warning(w)
+        logger.warning(w)
     return warnings
 
 

@@ -541,8 +541,10 @@ class Ledger:
             if isinstance(p, Conflict):
                 raise LedgerError(f"{e.type} {e.event_id}: the ledger built an event whose id is in "
                                   f"the log at position {p.position} with other content")
+        # No conflict is left (it raised above): each position is new (int) or None.
         return [
-            RecordOutcome(e.event_id, e.subject, "accepted" if p else "duplicate", p)  # type: ignore[arg-type]
+            RecordOutcome(e.event_id, e.subject, "accepted" if p else "duplicate",
+                          p if isinstance(p, int) else None)
             for e, p in zip(events, positions, strict=True)
         ]
 
@@ -575,7 +577,7 @@ class Ledger:
     def export_subject(self, who: SubjectSelector, *,
                        include_pseudonymised: bool = False) -> dict[str, Any]:
         """The register extract / portable copy of the person ``who`` names, as a JSON-ready
-        dict; a pseudonymised subject's sealed personal data only with
+        dict; a pseudonymised subject's personal data (under its sealed keys) only with
         ``include_pseudonymised``."""
         if who.controller is None:  # a pseudonym alone: the one controller that knows it
             who = who.for_controller(resolve_subject_in(self, subject=who.subject_id).controller)

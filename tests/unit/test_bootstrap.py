@@ -98,7 +98,7 @@ def test_an_unknown_scheme_is_one_line_naming_the_supported_ones(tmp_path: Path,
     for choose in (bootstrap.backend, bootstrap.open_log, bootstrap.open_frames,
                    bootstrap.projections_file, Auditor.open):
         with pytest.raises(UsageError) as caught:
-            choose(settings)  # type: ignore[operator]
+            choose(settings)
         message = str(caught.value)
         assert "\n" not in message and "unsupported log" in message
         assert "'embedded'" in message and "kafka://host:port/topic" in message
