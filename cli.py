@@ -27,6 +27,7 @@ from ledger.adapters.files import check_target, write_private_file
 from ledger.app.service import Ledger
 from ledger.config import DEFAULT_CONTROLLERS, Settings
 from ledger.contracts.compatibility import check_all
+from ledger.domain.chain_check import DigestMismatch
 from ledger.domain.clock import ledger_clock
 from ledger.domain.errors import (
     InvalidSubject,
@@ -34,6 +35,7 @@ from ledger.domain.errors import (
     LedgerError,
     NoEventLog,
     NoLedger,
+    SubjectProblem,
     TargetExists,
     UnknownController,
     UsageError,
@@ -69,7 +71,7 @@ FLAGS: dict[str, str] = {
     "controller": "--controller",
 }
 # How the CLI has always worded a subject named wrongly (InvalidSubject.problem).
-SUBJECT_PROBLEMS: dict[str, str] = {
+SUBJECT_PROBLEMS: dict[SubjectProblem, str] = {
     "none": "give a SUBJECT pseudonym, or --email/--account with --controller",
     "both": "give a SUBJECT pseudonym, or --email/--account with --controller",
     "no-controller": "--email/--account need --controller (the pseudonym is per controller)",
@@ -94,6 +96,8 @@ def cli_message(e: LedgerError) -> str:
             return f"no ledger in {e.data_dir}: run `ledger init` (or `ledger --data DIR init`)"
         case NoEventLog():
             return f"no event log at {e.path}: is --data the ledger's data directory?"
+        case DigestMismatch():
+            return f"{e.what}: run `ledger audit verify --digest`"
         case KafkaLogNeeded():
             return "this command needs --log kafka://host:port/topic (or LEDGER_LOG)"
         case UsageError(parameter=str(parameter)):

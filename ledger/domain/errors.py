@@ -4,7 +4,7 @@ CLI can print one clear line and the Python API can catch one base class."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 
 class LedgerError(Exception):
@@ -94,11 +94,17 @@ class KafkaLogNeeded(UsageError):
                          parameter="log")
 
 
+# What is wrong with a SubjectSelector: no one named, a pseudonym and a natural identifier,
+# a natural identifier without its controller, both an e-mail address and an account id, or a
+# value that is not a non-empty string.
+SubjectProblem = Literal["none", "both", "no-controller", "email-and-account", "malformed"]
+
+
 class InvalidSubject(UsageError):
     """A subject selector that names no one, or names someone twice (``SubjectSelector``).
     ``problem`` says which: the CLI words each with its own flags."""
 
-    def __init__(self, reason: str, problem: str) -> None:
+    def __init__(self, reason: str, problem: SubjectProblem) -> None:
         self.problem = problem
         super().__init__(reason)
 

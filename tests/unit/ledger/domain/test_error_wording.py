@@ -19,6 +19,7 @@ from ledger.adapters.kafka_log import KafkaSettings
 from ledger.adapters.sqlite_scan import connect
 from ledger.config import Settings, load_config
 from ledger.contracts.schemas import default_registry
+from ledger.domain.chain_check import DigestMismatch
 from ledger.domain.clock import ledger_clock
 from ledger.domain.errors import LedgerError, TargetExists, UsageError
 from ledger.domain.subjects import SubjectSelector
@@ -117,3 +118,9 @@ def test_the_command_line_prints_the_flag(tmp_path: Path) -> None:
     assert (result.exit_code, result.stderr) == (
         2, f"Error: no ledger in {tmp_path / 'none'}: run `ledger init` (or `ledger --data DIR "
            "init`)\n")
+
+
+def test_a_digest_mismatch_points_python_at_verifying_and_the_cli_at_its_command() -> None:
+    e = DigestMismatch("the log no longer matches the digest")
+    assert str(e) == "the log no longer matches the digest: verify the log against the digest to find where"
+    assert cli.cli_message(e) == "the log no longer matches the digest: run `ledger audit verify --digest`"
