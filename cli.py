@@ -728,7 +728,8 @@ def permits(ctx: click.Context, args: tuple[str, ...], email: str | None, accoun
     subject, purpose = (None, args[0]) if named else (args[0], args[1])
     t = _clock(as_of)
     with opened(ctx) as ledger:
-        who = SubjectSelector(subject, email, account, controller)
+        who = SubjectSelector(subject_id=subject, email_address=email, account_id=account,
+                              controller=controller)
         answer = ledger.permits(purpose, who, channel=channel, as_of=t)
     if as_json:
         emit_json(answer.as_dict())
@@ -767,7 +768,8 @@ def subject_export(ctx: click.Context, email: str | None, account: str | None,
     if out is not None:  # refuse before anything is decrypted
         check_target(check_out_path(out, settings.data_dir), force, "out")
     with opened(ctx) as ledger:
-        who = SubjectSelector(subject_id_, email, account, controller)
+        who = SubjectSelector(subject_id=subject_id_, email_address=email, account_id=account,
+                              controller=controller)
         extract = ledger.export_subject(who, include_pseudonymised=include_pseudonymised)
     if out is None:
         emit_json(extract)
