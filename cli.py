@@ -27,11 +27,23 @@ from ledger.adapters.files import check_target, write_private_file
 from ledger.app.service import Ledger
 from ledger.config import DEFAULT_CONTROLLERS, Settings
 from ledger.contracts.compatibility import check_all
+from ledger.domain.chain_check import DigestMismatch
 from ledger.domain.clock import ledger_clock
-from ledger.domain.errors import LedgerError, UnknownController
+from ledger.domain.errors import (
+    InvalidSubject,
+    KafkaLogNeeded,
+    LedgerError,
+    NoEventLog,
+    NoLedger,
+    SubjectProblem,
+    TargetExists,
+    UnknownController,
+    UsageError,
+)
 from ledger.domain.intake import iter_lines
 from ledger.domain.retention.rules import ACTIONS
-from ledger.domain.timeutil import format_micros, parse_cli_time
+from ledger.domain.subjects import SubjectSelector
+from ledger.domain.timeutil import format_micros, parse_time_input
 
 # Imported where used, to keep `ledger --help` fast: anything with DuckDB or Arrow (projections.*
 # but the package itself, ~100 ms), the Kafka adapter (25 ms), the audit toolkit (20 ms), the
@@ -51,15 +63,55 @@ class Failure(click.ClickException):
         self.exit_code = exit_code  # type: ignore[misc]  # click reads it per instance
 
 
+# The flag of each input a library error can be about (UsageError.parameter, a Python name).
+FLAGS: dict[str, str] = {
+    "data_dir": "--data", "log": "--log", "now": "--now", "schema_registry": "--schema-registry",
+    "worker": "--worker", "into": "--into", "out": "--out", "html": "--html",
+    "as_of": "--as-of", "before": "--before", "channel": "--channel",
+    "controller": "--controller",
+}
+# How the CLI has always worded a subject named wrongly (InvalidSubject.problem).
+SUBJECT_PROBLEMS: dict[SubjectProblem, str] = {
+    "none": "give a SUBJECT pseudonym, or --email/--account with --controller",
+    "both": "give a SUBJECT pseudonym, or --email/--account with --controller",
+    "no-controller": "--email/--account need --controller (the pseudonym is per controller)",
+}
+
+
+def flag(parameter: str) -> str:
+    return FLAGS.get(parameter, parameter)  # e.g. a file name (ledger.toml) stays as it is
+
+
+def cli_message(e: LedgerError) -> str:
+    """A library error in the CLI's words: the flags the user typed where the library names
+    its inputs by their Python names."""
+    match e:
+        case UnknownController():  # every command names its controller with --controller
+            return f"--controller: {e}"
+        case InvalidSubject():
+            return SUBJECT_PROBLEMS.get(e.problem, str(e))
+        case TargetExists():
+            return f"{flag(e.parameter or 'out')}: {e.target} exists (use --force to replace it)"
+        case NoLedger():
+            return f"no ledger in {e.data_dir}: run `ledger init` (or `ledger --data DIR init`)"
+        case NoEventLog():
+            return f"no event log at {e.path}: is --data the ledger's data directory?"
+        case DigestMismatch():
+            return f"{e.what}: run `ledger audit verify --digest`"
+        case KafkaLogNeeded():
+            return "this command needs --log kafka://host:port/topic (or LEDGER_LOG)"
+        case UsageError(parameter=str(parameter)):
+            return e.about(flag(parameter)) + e.reason
+    return str(e)
+
+
 def handles_errors(fn: F) -> F:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except UnknownController as e:  # every command names its controller with --controller
-            raise Failure(f"--controller: {e}", e.exit_code) from None
         except LedgerError as e:
-            raise Failure(str(e), e.exit_code) from None
+            raise Failure(cli_message(e), e.exit_code) from None
         except OSError as e:
             message = f"{e.strerror or e}: {e.filename}" if e.filename else str(e)
             if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
@@ -252,7 +304,7 @@ def dead_letters_purge(ctx: click.Context, before: str, dry_run: bool, as_json: 
     """Drop the dead letters rejected before T (the file is rewritten atomically) and destroy
     the dead-letter keys of every month wholly before T (and the old global key once no entry
     needs it). The sweep does the same after the policy's dead_letter_retention."""
-    cutoff = parse_cli_time(before, "--before")
+    cutoff = parse_time_input(before, "before")
     with opened(ctx) as ledger:
         report = ledger.dead_letters.purge(cutoff, dry_run=dry_run)
     if as_json:
@@ -473,7 +525,7 @@ def project(ctx: click.Context, rebuild: bool, follow: bool, show_fingerprint: b
 def replay(ctx: click.Context, as_of: str, into: str, force: bool, show_fingerprint: bool,
            as_json: bool) -> None:
     """Build the projections as they were known at T into a separate DuckDB file."""
-    t = parse_cli_time(as_of, "--as-of")
+    t = parse_time_input(as_of, "as_of")
     with opened(ctx) as ledger, rate_bar(ledger.log.head().position, "Replaying") as progress:
         report = projections.replay(ledger, t, into, force=force, progress=progress)
         fp = projections.fingerprint(into, ledger.registry) if show_fingerprint else None
@@ -543,8 +595,7 @@ policy_option = click.option(
 
 
 def _clock(as_of: str | None) -> int | None:
-
-    return None if as_of is None else parse_cli_time(as_of, "--as-of")
+    return None if as_of is None else parse_time_input(as_of, "as_of")
 
 
 @main.command()
@@ -677,8 +728,9 @@ def permits(ctx: click.Context, args: tuple[str, ...], email: str | None, accoun
     subject, purpose = (None, args[0]) if named else (args[0], args[1])
     t = _clock(as_of)
     with opened(ctx) as ledger:
-        answer = ledger.permits(purpose, subject=subject, email=email, account=account,
-                                controller=controller, channel=channel, as_of=t)
+        who = SubjectSelector(subject_id=subject, email_address=email, account_id=account,
+                              controller=controller)
+        answer = ledger.permits(purpose, who, channel=channel, as_of=t)
     if as_json:
         emit_json(answer.as_dict())
     else:
@@ -714,11 +766,11 @@ def subject_export(ctx: click.Context, email: str | None, account: str | None,
     from ledger.app.export import check_out_path, write_export
 
     if out is not None:  # refuse before anything is decrypted
-        check_target(check_out_path(out, settings.data_dir), force, "--out")
+        check_target(check_out_path(out, settings.data_dir), force, "out")
     with opened(ctx) as ledger:
-        extract = ledger.export_subject(controller=controller, subject=subject_id_, email=email,
-                                        account=account,
-                                        include_pseudonymised=include_pseudonymised)
+        who = SubjectSelector(subject_id=subject_id_, email_address=email, account_id=account,
+                              controller=controller)
+        extract = ledger.export_subject(who, include_pseudonymised=include_pseudonymised)
     if out is None:
         emit_json(extract)
         return
@@ -989,7 +1041,7 @@ def audit_report(ctx: click.Context, subject: str | None, email: str | None, con
     from ledger.app.audit_report import build, write
     from ledger.app.permits import resolve_subject_in
 
-    check_target(html_file, force, "--html")  # refuse before any work
+    check_target(html_file, force, "html")  # refuse before any work
     with _auditor(ctx.obj) as auditor:
         chain = auditor.chain_status()
     with opened(ctx) as ledger:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from ledger.app.outcomes import PublishReport, RecordOutcome
+from ledger.app.permits import PermitAnswer
 from ledger.app.service import Ledger
-from ledger.domain.errors import InvalidEvent, LedgerError
+from ledger.domain.errors import InvalidEvent, InvalidSubject, LedgerError, UsageError
+from ledger.domain.subjects import SubjectSelector
 
-__all__ = ["InvalidEvent", "Ledger", "LedgerError", "PublishReport", "RecordOutcome"]
+__all__ = [
+    "InvalidEvent", "InvalidSubject", "Ledger", "LedgerError", "PermitAnswer", "PublishReport",
+    "RecordOutcome", "SubjectSelector", "UsageError",
+]
 __version__ = "0.1.0"

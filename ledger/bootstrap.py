@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ledger.config import LOG_FILE, VAULT_FILE, Settings
-from ledger.domain.errors import UsageError
+from ledger.domain.errors import KafkaLogNeeded, UsageError
 from ledger.ports import EventLog, KeyVault
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ class Backend:
     """One kind of event log and what goes with it."""
 
     scheme: str
-    usage: str  # how --log names it, for error messages
+    usage: str  # how a log URL names it, for error messages
     partitioned: bool  # one chain per partition (no global positions, digests or count)
     open_log: Callable[[Settings], EventLog]
     open_frames: Callable[[Settings, int], FrameSource]  # (settings, jobs): for the auditor
@@ -86,7 +86,7 @@ def backend(settings: Settings) -> Backend:
     found = BACKENDS.get(scheme_of(settings.log_url))
     if found is None:
         supported = " or ".join(b.usage for b in BACKENDS.values())
-        raise UsageError(f"--log: unsupported log {settings.log_url!r} (use {supported})")
+        raise UsageError(f"unsupported log {settings.log_url!r} (use {supported})", parameter="log")
     return found
 
 
@@ -106,7 +106,7 @@ def projections_file(settings: Settings) -> str:
 def open_kafka_log(settings: Settings) -> KafkaEventLog:
     """The Kafka log for the `ledger kafka` commands (which need no data directory)."""
     if scheme_of(settings.log_url) != "kafka":
-        raise UsageError("this command needs --log kafka://host:port/topic (or LEDGER_LOG)")
+        raise KafkaLogNeeded()
     from ledger.adapters.kafka_log import KafkaEventLog
 
     return KafkaEventLog.from_settings(settings)

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ledger.domain.errors import ConfigError, CorruptFile, UsageError
+from ledger.domain.errors import ConfigError, CorruptFile, NoLedger, UsageError
 
 DEFAULT_DATA_DIR = "ledger-data"
 DEFAULT_CONTROLLERS = ("coegi", "cowrite")
@@ -45,7 +45,7 @@ DEAD_LETTERS_FILE = "dead-letters.jsonl"
 CONTROLLER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 PRIVATE_UMASK = 0o077
 
-log = logging.getLogger("ledger")
+logger = logging.getLogger("ledger")
 _umask_lock = threading.Lock()
 _umask_depth = 0
 _umask_saved = 0
@@ -98,7 +98,7 @@ def check_private(data_dir: Path) -> list[str]:
                 warnings.append(_tighten(Path(entry.path), mode, 0o600,
                                          "readable by other users"))
     for w in warnings:
-        log.warning(w)
+        logger.warning(w)
     return warnings
 
 
@@ -170,7 +170,7 @@ def check_controller_name(name: str) -> str:
 def load_config(data_dir: Path) -> LedgerConfig:
     path = data_dir / CONFIG_FILE
     if not path.exists():
-        raise ConfigError(f"no ledger in {data_dir}: run `ledger init` (or `ledger --data DIR init`)")
+        raise NoLedger(data_dir)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
@@ -194,7 +194,7 @@ def write_config(data_dir: Path, config: LedgerConfig) -> None:
         lines += [f"[controllers.{c.name}]", f'policy = "{c.policy}"', ""]
     from ledger.adapters.files import write_private_file
 
-    write_private_file(data_dir / CONFIG_FILE, "\n".join(lines), force=True, option=CONFIG_FILE)
+    write_private_file(data_dir / CONFIG_FILE, "\n".join(lines), force=True, parameter=CONFIG_FILE)
 
 
 def _decode_master_key(text: str, origin: str) -> bytes:

@@ -90,7 +90,8 @@ class RegistrySchemaIds:
 
     def __init__(self, url: str, topic: str, registry: SchemaRegistry, timeout: float = 10.0) -> None:
         if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            raise ConfigError(f"--schema-registry: expected an http(s) URL, got {url[:80]!r}")
+            raise ConfigError(f"expected an http(s) URL, got {url[:80]!r}",
+                              parameter="schema_registry")
         self.url = url.rstrip("/")
         self.topic = topic
         self.registry = registry

@@ -3,17 +3,19 @@ written in clear and never quote a value of the input (``safe_reason``); the rej
 itself may hold personal data, so it is stored AES-GCM encrypted, and erasure reaches it:
 
 - a line whose subject can be derived (it parses, names a known controller and a usable
-  ``subject``, even if other fields are invalid: ``intake.subject_hint``) is sealed under that
+  ``subject``, even if other fields are invalid: ``intake.subject_hint``) is encrypted under that
   subject's ``profile`` data key (fetched or created through the vault's ``data_keys``, so it
   is durable before use); erasing the subject (shredding the key) makes it unreadable;
-- the rest is sealed under a dead-letter key of its month (vault secret
+- the rest is encrypted under a dead-letter key of its month (vault secret
   ``dead-letters/YYYY-MM``, by ``rejected_at`` in UTC), destroyed by ``purge``: by
   ``ledger dead-letters purge --before T`` or by the sweep after the policy's
   ``dead_letter_retention`` (default P30D).
 
-Each entry names the key that sealed it (``sealed_with``: the controller, the subject's
-pseudonym, the category and the key generation; or the secret's name). Entries of the old
-format (before issue 9) name none: they were sealed under the one global secret
+Each entry names the key that encrypted it (``sealed_with``: the controller, the subject's
+pseudonym, the category and the key generation; or the secret's name). The field names
+``sealed_with`` and ``input_sealed`` are the file's format, older than the rule that "seal"
+means only freezing a pseudonymised subject's keys: kept, so existing files stay readable. Entries of the old
+format (before issue 9) name none: they were encrypted under the one global secret
 ``dead-letters``, stay readable until purged, and a purge destroys that secret once no entry
 needs it. The file is appended to (and rewritten by a purge: temporary file, fsync, rename)
 under the data directory's writer lock."""
@@ -145,16 +147,16 @@ def period_end(name: str) -> int | None:
     return to_micros(start.replace(year=year, month=month + 1))
 
 
-def _aad(sealed_with: Mapping[str, Any]) -> bytes | None:
+def _aad(encrypted_with: Mapping[str, Any]) -> bytes | None:
     """The key id is authenticated with the ciphertext; the old format has none."""
-    if sealed_with == {"secret": LEGACY_SECRET}:
+    if encrypted_with == {"secret": LEGACY_SECRET}:
         return None
-    return json.dumps(sealed_with, sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps(encrypted_with, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _key_ids(entry: Mapping[str, Any]) -> str | None:
-    sealed_with = entry.get("sealed_with", {"secret": LEGACY_SECRET})
-    return sealed_with.get("secret") if isinstance(sealed_with, Mapping) else None
+    encrypted_with = entry.get("sealed_with", {"secret": LEGACY_SECRET})
+    return encrypted_with.get("secret") if isinstance(encrypted_with, Mapping) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,14 +209,14 @@ class DeadLetters:
                 if subject is not None:
                     assert controller is not None
                     dk = keys[(controller, subject, SUBJECT_CATEGORY)]
-                    sealed_with: dict[str, Any] = {"controller": controller, "subject": subject,
+                    encrypted_with: dict[str, Any] = {"controller": controller, "subject": subject,
                                                    "category": dk.category,
                                                    "generation": dk.generation}
                     key = dk.key
                 else:
-                    sealed_with, key = {"secret": period}, period_key
+                    encrypted_with, key = {"secret": period}, period_key
                 nonce = os.urandom(NONCE_SIZE)
-                sealed = nonce + AESGCM(key).encrypt(nonce, r.raw[:MAX_KEPT_BYTES], _aad(sealed_with))
+                ciphertext = nonce + AESGCM(key).encrypt(nonce, r.raw[:MAX_KEPT_BYTES], _aad(encrypted_with))
                 entry: dict[str, Any] = {
                     "rejected_at": format_micros(rejected_at),
                     "origin": r.origin,
@@ -223,8 +225,8 @@ class DeadLetters:
                 }
                 if controller is not None:
                     entry["controller"] = controller
-                entry["sealed_with"] = sealed_with
-                entry["input_sealed"] = base64.b64encode(sealed).decode()
+                entry["sealed_with"] = encrypted_with
+                entry["input_sealed"] = base64.b64encode(ciphertext).decode()
                 lines.append(json.dumps(entry, ensure_ascii=False))
             self._append(("\n".join(lines) + "\n").encode("utf-8"))
 
@@ -262,14 +264,14 @@ class DeadLetters:
         was destroyed) or corrupt. Never raises for a key that is gone."""
         keys: dict[str, bytes | str] = {}
         for number, entry in self._entries():
-            sealed = entry.pop("input_sealed", None)
+            ciphertext = entry.pop("input_sealed", None)
             if "sealed_with" not in entry and "rejected_at" in entry:
                 entry["sealed_with"] = {"secret": LEGACY_SECRET}
             if "rejected_at" not in entry:
                 entry = {"rejected_at": "?", "origin": self.path.name, "line": number,
                          "reason": "corrupt dead-letter entry", "sealed_with": None}
             if decrypt:
-                entry["input"], entry["input_status"] = self._open(entry, sealed, keys)
+                entry["input"], entry["input_status"] = self._open(entry, ciphertext, keys)
             yield entry
 
     def _entries(self) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -291,28 +293,28 @@ class DeadLetters:
                     entry = {}
                 yield number, entry
 
-    def _open(self, entry: Mapping[str, Any], sealed: Any,
+    def _open(self, entry: Mapping[str, Any], ciphertext: Any,
               keys: dict[str, bytes | str]) -> tuple[str | None, str]:
-        sealed_with = entry.get("sealed_with")
-        if not isinstance(sealed_with, Mapping) or not isinstance(sealed, str):
+        encrypted_with = entry.get("sealed_with")
+        if not isinstance(encrypted_with, Mapping) or not isinstance(ciphertext, str):
             return None, "corrupt"
-        key_id = json.dumps(sealed_with, sort_keys=True)
+        key_id = json.dumps(encrypted_with, sort_keys=True)
         if key_id not in keys:
-            keys[key_id] = self._key(sealed_with)
+            keys[key_id] = self._key(encrypted_with)
         key = keys[key_id]
         if isinstance(key, str):
             return None, key
         try:
-            blob = base64.b64decode(sealed, validate=True)
-            plain = AESGCM(key).decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:], _aad(sealed_with))
+            blob = base64.b64decode(ciphertext, validate=True)
+            plain = AESGCM(key).decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:], _aad(encrypted_with))
         except (binascii.Error, ValueError, InvalidTag):
             return None, "corrupt"
         return plain.decode("utf-8", "replace"), "readable"
 
-    def _key(self, sealed_with: Mapping[str, Any]) -> bytes | str:
+    def _key(self, encrypted_with: Mapping[str, Any]) -> bytes | str:
         """The key bytes, or why there are none (erased, sealed, purged, corrupt)."""
-        if "secret" in sealed_with:
-            name = sealed_with["secret"]
+        if "secret" in encrypted_with:
+            name = encrypted_with["secret"]
             if not isinstance(name, str) or not (
                     name == LEGACY_SECRET or name.startswith(PERIOD_PREFIX)):
                 return "corrupt"
@@ -320,8 +322,8 @@ class DeadLetters:
                 return "purged"
             return self.vault.secret(name)
         try:
-            where = (str(sealed_with["controller"]), str(sealed_with["subject"]),
-                     str(sealed_with["category"]), int(sealed_with["generation"]))
+            where = (str(encrypted_with["controller"]), str(encrypted_with["subject"]),
+                     str(encrypted_with["category"]), int(encrypted_with["generation"]))
         except (KeyError, TypeError, ValueError):
             return "corrupt"
         try:
@@ -379,9 +381,9 @@ class DeadLetters:
             return True  # corrupt: cannot be dated or read usefully
         if controllers is None:
             return rejected_at < before
-        sealed_with = entry.get("sealed_with")
+        encrypted_with = entry.get("sealed_with")
         controller = entry.get("controller") or (
-            sealed_with.get("controller") if isinstance(sealed_with, Mapping) else None)
+            encrypted_with.get("controller") if isinstance(encrypted_with, Mapping) else None)
         if controller is None:
             return rejected_at < before
         cutoff = controllers.get(controller)

@@ -21,6 +21,7 @@ from ledger.domain.errors import (
     CorruptFile,
     LedgerError,
     StorageError,
+    TargetExists,
     UsageError,
 )
 
@@ -28,12 +29,15 @@ _TEMP_ATTEMPTS = 100
 
 
 def write_private_file(path: str | Path, data: str | bytes, *, force: bool = False,
-                       option: str = "--out") -> Path:
+                       parameter: str = "out", option: str | None = None) -> Path:
     """Writes ``data`` to ``path`` atomically with mode 0600; returns the path. Refusals are
-    UsageErrors naming ``option``."""
+    UsageErrors about ``parameter`` (the domain name of the input that named the file).
+    ``option`` is its older spelling as a CLI flag ("--out"), still accepted."""
     target = Path(path)
+    if option is not None:
+        parameter = option
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    check_target(target, force, option)
+    check_target(target, force, parameter)
     directory = target.parent
     fd, temp = _create_temp(directory, target.name)
     try:
@@ -44,17 +48,17 @@ def write_private_file(path: str | Path, data: str | bytes, *, force: bool = Fal
         finally:
             os.close(fd)
         if force:
-            check_target(target, force, option)  # a symlink planted meanwhile
+            check_target(target, force, parameter)  # a symlink planted meanwhile
             os.rename(temp, target)  # replaces a link itself, never writes through one
         else:
             try:
                 os.link(temp, target)  # atomic "create if absent": EEXIST if one appeared
             except FileExistsError:
-                raise UsageError(f"{option}: {target} exists (use --force to replace it)") from None
+                raise TargetExists(target, _domain_name(parameter)) from None
             except OSError as e:
                 if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
                     raise
-                check_target(target, force, option)  # no hard links here: check, then rename
+                check_target(target, force, parameter)  # no hard links here: check, then rename
                 os.rename(temp, target)
             else:
                 os.unlink(temp)
@@ -79,22 +83,29 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def check_target(target: Path, force: bool, option: str) -> None:
+def _domain_name(parameter: str) -> str:
+    # Callers not yet moved to domain names pass the CLI flag ("--out"): the error names "out".
+    return parameter.removeprefix("--")
+
+
+def check_target(target: Path, force: bool, parameter: str) -> None:
     """Refuses a symbolic link (even with ``force``), anything but a regular file, an existing
-    file without ``force``, and a directory that does not exist."""
+    file without ``force``, and a directory that does not exist: UsageErrors about
+    ``parameter``."""
+    parameter = _domain_name(parameter)
     if not target.parent.is_dir():
-        raise UsageError(f"{option}: the directory {target.parent} does not exist")
+        raise UsageError(f"the directory {target.parent} does not exist", parameter=parameter)
     try:
         st = os.lstat(target)
     except FileNotFoundError:
         return
     if stat.S_ISLNK(st.st_mode):
-        raise UsageError(f"{option}: {target} is a symbolic link; refusing to write through it "
-                         "(remove it or choose another file)")
+        raise UsageError(f"{target} is a symbolic link; refusing to write through it "
+                         "(remove it or choose another file)", parameter=parameter)
     if not stat.S_ISREG(st.st_mode):
-        raise UsageError(f"{option}: {target} exists and is not a regular file")
+        raise UsageError(f"{target} exists and is not a regular file", parameter=parameter)
     if not force:
-        raise UsageError(f"{option}: {target} exists (use --force to replace it)")
+        raise TargetExists(target, parameter)
 
 
 def _create_temp(directory: Path, name: str) -> tuple[int, Path]:

@@ -174,7 +174,8 @@ class KafkaSettings:
     @classmethod
     def parse(cls, url: str, schema_registry: str | None = None) -> KafkaSettings:
         def bad(why: str) -> UsageError:
-            return UsageError(f"--log {url[:100]!r}: {why} (expected kafka://host:port/topic)")
+            return UsageError(f"{why} (expected kafka://host:port/topic)", parameter="log",
+                              value=url[:100])
 
         if not url.startswith("kafka://"):
             raise bad("not a kafka:// URL")

@@ -388,7 +388,7 @@ class MemoryWriterLock(WriterLock):
 
 
 class MemoryDeadLetters(DeadLetters):
-    """The dead letters as the file's bytes in memory: the same entries, sealed alike."""
+    """The dead letters as the file's bytes in memory: the same entries, encrypted alike."""
 
     def __init__(
         self, path: Path, vault: KeyVault, secrets: Mapping[str, bytes] | None = None,

@@ -37,9 +37,9 @@ from ledger.domain.chain_check import (
     scan_frames,
 )
 from ledger.domain.errors import (
-    ConfigError,
     LedgerError,
     LogError,
+    NoEventLog,
     UsageError,
 )
 
@@ -62,7 +62,7 @@ def _log_error(path: Path | str, e: Exception, message: str) -> LedgerError:
 def connect(path: Path) -> sqlite3.Connection:
     """A read-only connection: auditing never creates or changes a file."""
     if not path.is_file():
-        raise ConfigError(f"no event log at {path}: is --data the ledger's data directory?")
+        raise NoEventLog(path)
     try:
         return sqlite3.connect(f"file:{pathname2url(str(path.resolve()))}?mode=ro", uri=True)
     except sqlite3.Error as e:

@@ -45,6 +45,7 @@ from ledger.domain.chain_check import (
     AuditFinding,
     ChainReport,
     ChainScan,
+    DigestMismatch,
     Finding,
     Progress,
     clock_check,
@@ -266,8 +267,7 @@ class Auditor:
                                record.payload, tuple(path))
         if merkle.root_from_inclusion(merkle.leaf_hash(proof.record_hash), index, digest.size,
                                       path) != digest.merkle_root:
-            raise AuditFinding("the log no longer matches the digest: run `ledger audit verify "
-                               "--digest`")
+            raise DigestMismatch("the log no longer matches the digest")
         return proof
 
     def consistency(self, old: Digest, now: int) -> ConsistencyProof:
@@ -277,8 +277,7 @@ class Auditor:
             raise AuditFinding(f"truncated: the log has {new.size} records, the digest {old.size}")
         path = self._tree_roots(merkle.consistency_ranges(old.size, new.size), new.size)
         if not merkle.verify_consistency(old.size, new.size, old.merkle_root, new.merkle_root, path):
-            raise AuditFinding(f"the log's first {old.size} records no longer match the digest: "
-                               "run `ledger audit verify --digest`")
+            raise DigestMismatch(f"the log's first {old.size} records no longer match the digest")
         return ConsistencyProof(old.size, old.merkle_root, new.size, new.merkle_root,
                                 new.head_hash, tuple(path))
 

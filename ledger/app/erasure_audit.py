@@ -8,11 +8,11 @@ of the ledger completes an interrupted erasure. The invariant this module checks
   erasure. A key of a later generation (the person registered again after the erasure: a new
   relationship, a new key) is not a finding. The sweep tags each tombstone with the erasure it
   carried out, so a live key newer than that tombstone is known good at once; otherwise the
-  subject's earlier events are read to see which generation their blobs were sealed under.
+  subject's earlier events are read to see which generation their blobs were encrypted under.
 - every destroyed key (a tombstone in the vault) has a ``SubjectErased`` in the log naming
   its category for that subject (the very event, where the tombstone names it).
-- likewise every ``SubjectPseudonymised``: no key that sealed the subject's earlier personal
-  data is still unsealed.
+- likewise every ``SubjectPseudonymised``: no key that encrypted the subject's earlier
+  personal data is still unsealed.
 
 Reads the log once (event types only, decoding just the sweep events), the vault's tombstones
 and the live keys of the subjects concerned; a subject's earlier events are decoded only where
@@ -111,7 +111,7 @@ def audit_erasures(ledger: OpenLedger) -> ErasureAudit:
         earlier = _generations_before(ledger, suspects)
         for r, key in suspects:
             if key.generation not in earlier[(r.event_id, key.category)]:
-                continue  # the live key sealed nothing recorded before the event: a new one
+                continue  # the live key encrypted nothing recorded before the event: a new one
             what = ("still live: the erasure was recorded but this key was not destroyed"
                     if r.type == "SubjectErased" else
                     "not sealed: the pseudonymisation was recorded but this key still opens "
@@ -163,7 +163,7 @@ def _sweep_records(ledger: OpenLedger) -> list[_Recorded]:
 def _generations_before(ledger: OpenLedger, suspects: list[tuple[_Recorded, KeyRecord]],
                         ) -> dict[tuple[str, str], set[int]]:
     """(event id, category) -> the key generations the subject's personal data recorded
-    before that event was sealed under. One scan, decoding only records that mention one of
+    before that event was encrypted under. One scan, decoding only records that mention one of
     the subjects (a subject's events share a hash chain, so positions order them)."""
     wanted = {(r.controller, r.subject) for r, _ in suspects}
     needles = {s.encode() for _, s in wanted}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ledger.adapters.dead_letters import Reject
 
@@ -34,11 +35,14 @@ class PublishReport:
                 "conflicts": self.conflicts}
 
 
+OutcomeStatus = Literal["accepted", "duplicate", "conflict"]
+
+
 @dataclass(frozen=True, slots=True)
 class RecordOutcome:
     event_id: str
     subject: str
-    status: str  # accepted | duplicate | conflict
+    status: OutcomeStatus
     position: int | None  # the new position; for a conflict, the existing event's
 
 

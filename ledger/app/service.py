@@ -26,7 +26,7 @@ from ledger.adapters.dead_letters import DeadLetters, Reject
 from ledger.adapters.writer_lock import LOCK_FILE, WriterLock
 from ledger.app.export import export_subject
 from ledger.app.outcomes import PublishReport, RecordOutcome, conflict_reason
-from ledger.app.permits import PermitAnswer, permits
+from ledger.app.permits import PermitAnswer, permits, resolve_subject_in
 from ledger.app.preparation import (
     Prepared,
     Preparer,
@@ -51,6 +51,7 @@ from ledger.domain.errors import (
 from ledger.domain.events import Event
 from ledger.domain.intake import Intake
 from ledger.domain.pseudonyms import pseudonym
+from ledger.domain.subjects import SubjectSelector
 from ledger.ports import (
     EffectsDone,
     EventLog,
@@ -540,8 +541,10 @@ class Ledger:
             if isinstance(p, Conflict):
                 raise LedgerError(f"{e.type} {e.event_id}: the ledger built an event whose id is in "
                                   f"the log at position {p.position} with other content")
+        # No conflict is left (it raised above): each position is new (int) or None.
         return [
-            RecordOutcome(e.event_id, e.subject, "accepted" if p else "duplicate", p)  # type: ignore[arg-type]
+            RecordOutcome(e.event_id, e.subject, "accepted" if p else "duplicate",
+                          p if isinstance(p, int) else None)
             for e, p in zip(events, positions, strict=True)
         ]
 
@@ -562,16 +565,25 @@ class Ledger:
         return result
 
     # rights (SPEC §5 permissions, §2 register extract) -------------------------------------
-    # They read the DuckDB projections, which sit above this layer: imported when called.
-    def permits(self, purpose: str, **kwargs: Any) -> PermitAnswer:
-        """May ``purpose`` be pursued for a subject now (or ``as_of``)? See
-        ``ledger.app.permits.permits`` for the arguments; returns a PermitAnswer."""
-        return permits(self, purpose, **kwargs)
+    def permits(self, purpose: str, who: SubjectSelector, *, channel: str | None = None,
+                as_of: int | None = None) -> PermitAnswer:
+        """May ``purpose`` be pursued for the person ``who`` names (on ``channel``) now, or as
+        known at ``as_of`` (UTC microseconds)? Raises UsageError for an unknown controller
+        (UnknownController), purpose, channel or subject."""
+        return permits(self, purpose, subject=who.subject_id, email=who.email_address,
+                       account=who.account_id, controller=who.controller, channel=channel,
+                       as_of=as_of)
 
-    def export_subject(self, **kwargs: Any) -> dict[str, Any]:
-        """The register extract / portable copy of one subject; see
-        ``ledger.app.export.export_subject``."""
-        return export_subject(self, **kwargs)
-
+    def export_subject(self, who: SubjectSelector, *,
+                       include_pseudonymised: bool = False) -> dict[str, Any]:
+        """The register extract / portable copy of the person ``who`` names, as a JSON-ready
+        dict; a pseudonymised subject's personal data (under its sealed keys) only with
+        ``include_pseudonymised``."""
+        if who.controller is None:  # a pseudonym alone: the one controller that knows it
+            who = who.for_controller(resolve_subject_in(self, subject=who.subject_id).controller)
+        assert who.controller is not None
+        return export_subject(self, controller=who.controller, subject=who.subject_id,
+                              email=who.email_address, account=who.account_id,
+                              include_pseudonymised=include_pseudonymised)
 
 __all__ = ["KeyUnavailable", "Ledger", "PublishReport", "RecordOutcome"]

@@ -40,6 +40,15 @@ class AuditFinding(LedgerError):
     """The log (or a proof) does not verify: a finding, exit code 1."""
 
 
+class DigestMismatch(AuditFinding):
+    """The log no longer matches a digest the auditor holds (``what`` says how); verifying the
+    log against that digest finds the first record that differs."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"{what}: verify the log against the digest to find where")
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     kind: str  # altered | missing | reordered | forged | truncated

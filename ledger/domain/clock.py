@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-from ledger.domain.timeutil import parse_cli_time
+from ledger.domain.timeutil import parse_time_input
 
 
 class Clock(Protocol):
@@ -39,4 +39,4 @@ class FixedClock:
 def ledger_clock(now: str | None) -> Clock:
     """The clock the settings' ``now`` names (``--now`` / ``LEDGER_NOW``, ISO-8601, a bare
     date is 00:00 UTC): fixed at that time, else the wall clock."""
-    return FixedClock(parse_cli_time(now, "--now")) if now else SystemClock()
+    return FixedClock(parse_time_input(now, "now")) if now else SystemClock()

@@ -3,17 +3,48 @@ CLI can print one clear line and the Python API can catch one base class."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Literal
+
 
 class LedgerError(Exception):
     """Base class of every error the ledger raises on purpose."""
 
     exit_code = 1
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (publishing workers): rebuild them from their state,
+        # not by calling __init__ with the message (subclasses take other arguments).
+        return _restore, (type(self), self.args, self.__dict__)
+
+
+def _restore(cls: type[LedgerError], args: tuple[Any, ...], state: dict[str, Any]) -> LedgerError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class UsageError(LedgerError):
-    """The caller asked for something that cannot be done as asked (exit code 2)."""
+    """The caller asked for something that cannot be done as asked (exit code 2).
+
+    ``parameter`` is the domain name of the input the error is about (``log``, ``worker``,
+    ``into``), as the Python API names it; ``value`` the offending value when the message
+    quotes it up front. ``str(e)`` reads "parameter: reason" (or "parameter 'value': reason");
+    the CLI prints its flag in place of the parameter. ``reason`` never names a CLI flag."""
 
     exit_code = 2
+
+    def __init__(self, reason: str, *, parameter: str | None = None,
+                 value: str | None = None) -> None:
+        self.reason = reason
+        self.parameter = parameter
+        self.value = value
+        super().__init__(self.about(parameter) + reason if parameter else reason)
+
+    def about(self, name: str) -> str:
+        """The message's lead naming the input: "log: " or "log 'kafka://x': "."""
+        return f"{name} {self.value!r}: " if self.value is not None else f"{name}: "
 
 
 class UnknownController(UsageError):
@@ -27,6 +58,55 @@ class UnknownController(UsageError):
 
 class ConfigError(UsageError):
     """The data directory, its configuration or a setting is missing or wrong."""
+
+
+class TargetExists(UsageError):
+    """An output file exists and the caller did not ask to replace it (``force``)."""
+
+    def __init__(self, target: Path, parameter: str) -> None:
+        self.target = target
+        super().__init__(f"{target} exists (pass force=True to replace it)", parameter=parameter)
+
+
+class NoLedger(ConfigError):
+    """The data directory holds no ledger (it was never initialised)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        super().__init__(f"no ledger in {data_dir}: create it first (Ledger.init)",
+                         parameter="data_dir")
+
+
+class NoEventLog(ConfigError):
+    """The data directory an auditor was given holds no event log."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"no event log at {path}: is it the ledger's data directory?",
+                         parameter="data_dir")
+
+
+class KafkaLogNeeded(UsageError):
+    """An operation on Kafka topics was asked of a ledger whose log is not on Kafka."""
+
+    def __init__(self) -> None:
+        super().__init__("needs a Kafka log, kafka://host:port/topic (or LEDGER_LOG)",
+                         parameter="log")
+
+
+# What is wrong with a SubjectSelector: no one named, a pseudonym and a natural identifier,
+# a natural identifier without its controller, both an e-mail address and an account id, or a
+# value that is not a non-empty string.
+SubjectProblem = Literal["none", "both", "no-controller", "email-and-account", "malformed"]
+
+
+class InvalidSubject(UsageError):
+    """A subject selector that names no one, or names someone twice (``SubjectSelector``).
+    ``problem`` says which: the CLI words each with its own flags."""
+
+    def __init__(self, reason: str, problem: SubjectProblem) -> None:
+        self.problem = problem
+        super().__init__(reason)
 
 
 class InvalidEvent(LedgerError):

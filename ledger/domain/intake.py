@@ -619,7 +619,7 @@ def subject_hint(obj: Any, controllers: Iterable[str]) -> tuple[str, str, str] |
     """Whose input is this, although it may break other rules? ``(controller, kind, value)``
     when ``obj`` names a known controller and exactly one subject identifier that intake would
     accept (``email``, ``account``, or a pseudonym ``id``); None otherwise. Pure, never raises.
-    The dead letters use it to seal rejected input under the subject's key, so that erasing
+    The dead letters use it to encrypt rejected input under the subject's key, so that erasing
     the subject covers it."""
     try:
         if not isinstance(obj, Mapping):

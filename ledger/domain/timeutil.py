@@ -102,9 +102,10 @@ def format_if_datetime(value: Any) -> Any:
     return format_micros(to_micros(value)) if isinstance(value, datetime) else value
 
 
-def parse_cli_time(text: str, option: str) -> int:
-    """Parses a CLI/env timestamp; errors name the option."""
+def parse_time_input(text: str, parameter: str) -> int:
+    """Parses a timestamp a caller typed (an argument, a setting); a UsageError about
+    ``parameter`` (its domain name: ``now``, ``as_of``) if it is not one."""
     try:
         return parse_timestamp(text)
     except ValueError as e:
-        raise UsageError(f"{option}: {e}: {text[:40]!r}") from None
+        raise UsageError(f"{e}: {text[:40]!r}", parameter=parameter) from None

@@ -62,7 +62,7 @@ class LogSource(Protocol):
     @property
     def data_dir(self) -> Path: ...
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 PROJECTIONS_FILE: Final = "projections.duckdb"
 # One DuckDB row group per page: a full row group is written straight to the file at commit
@@ -131,7 +131,7 @@ class Projector:
         position, _ = self.store.position()
         report = ProjectReport(events, errors, position, time.perf_counter() - started)
         if events:
-            log.info("projected %d events (%d errors) to position %d in %.2f s", events, errors,
+            logger.info("projected %d events (%d errors) to position %d in %.2f s", events, errors,
                      position, report.seconds)
         return report
 
@@ -190,7 +190,8 @@ def make_projector(ledger: LogSource, store: DuckDBStore, *, worker: Worker | No
         return PartitionProjector(cast(PartitionedLog, ledger.log), store, ledger.registry,
                                   worker=worker or Worker(0, 1), page_size=page_size)
     if worker is not None and not worker.whole:
-        raise UsageError("--worker: only a partitioned log (kafka://) can be shared by workers")
+        raise UsageError("only a partitioned log (kafka://) can be shared by workers",
+                         parameter="worker")
     return Projector(ledger.log, store, ledger.registry, log_name=_log_name(ledger),
                      page_size=page_size)
 

@@ -69,7 +69,8 @@ class Worker:
     def parse(cls, text: str) -> Worker:
         index, slash, count = text.partition("/")
         if not (slash and index.isdigit() and count.isdigit()) or not 0 <= int(index) < int(count):
-            raise UsageError(f"--worker: expected I/N with 0 <= I < N, e.g. 0/2, got {text[:20]!r}")
+            raise UsageError(f"expected I/N with 0 <= I < N, e.g. 0/2, got {text[:20]!r}",
+                             parameter="worker")
         return cls(int(index), int(count))
 
     def owns(self, partition: int) -> bool:

@@ -212,16 +212,20 @@ def check_replay_target(target: str | Path, data_dir: str | Path, live: str | Pa
     data = Path(data_dir).resolve()
     where = {target.resolve(), target.absolute().parent.resolve() / target.name}
     if Path(live).resolve() in where:
-        raise UsageError("--into: that is the live projections file; choose another file")
+        raise UsageError("that is the live projections file; choose another file",
+                         parameter="into")
     if any(p == data or data in p.parents for p in where):
-        raise UsageError(f"--into: {target} is in the data directory {data}; "
-                         "choose a file outside it")
+        raise UsageError(f"{target} is in the data directory {data}; choose a file outside it",
+                         parameter="into")
     if not (target.exists() or target.is_symlink()):
         return
     if not force:
-        raise UsageError(f"--into: {target} exists (use --force to replace it)")
+        from ledger.domain.errors import TargetExists
+
+        raise TargetExists(target, "into")
     if not target.is_file():
-        raise UsageError(f"--into: {target} is not a regular file; it is never replaced")
+        raise UsageError(f"{target} is not a regular file; it is never replaced",
+                         parameter="into")
     st = target.stat()
     for p in data.iterdir():
         try:
@@ -229,11 +233,11 @@ def check_replay_target(target: str | Path, data_dir: str | Path, live: str | Pa
         except OSError:
             continue
         if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
-            raise UsageError(f"--into: {target} is the same file as {p} in the data directory; "
-                             "choose another file")
+            raise UsageError(f"{target} is the same file as {p} in the data directory; "
+                             "choose another file", parameter="into")
     if not _is_projections_file(target):
-        raise UsageError(f"--into: {target} is not a ledger projections file; it is never "
-                         "replaced (remove it yourself or choose another file)")
+        raise UsageError(f"{target} is not a ledger projections file; it is never "
+                         "replaced (remove it yourself or choose another file)", parameter="into")
 
 
 def _is_projections_file(path: Path) -> bool:

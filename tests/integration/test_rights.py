@@ -15,8 +15,9 @@ import pytest
 
 from ledger.app.permits import UnknownSubject
 from ledger.app.service import Ledger
-from ledger.domain.errors import UsageError
+from ledger.domain.errors import InvalidSubject, UsageError
 from ledger.domain.events import Event
+from ledger.domain.subjects import SubjectSelector
 from ledger.domain.timeutil import parse_timestamp
 from tests.conftest import ANNA, make_event
 
@@ -70,7 +71,7 @@ def history(ledger: Ledger, anna: str) -> str:
 
 
 def ask(ledger: Ledger, purpose: str, channel: str | None = None, **kw: Any) -> tuple[bool, str]:
-    answer = ledger.permits(purpose, controller="cowrite", email=ANNA, channel=channel, **kw)
+    answer = ledger.permits(purpose, SubjectSelector.email("cowrite", ANNA), channel=channel, **kw)
     return answer.permitted, answer.reason
 
 
@@ -119,7 +120,7 @@ def test_pseudonymised_and_erased_subjects_are_never_permitted(ledger: Ledger, h
     ok, reason = ask(ledger, "service")
     assert not ok and event.event_id in reason and "2026-03-01" in reason
     erase(ledger, history, "2026-05-01")
-    answer = ledger.permits("invoicing", subject=history)  # the one controller is found
+    answer = ledger.permits("invoicing", SubjectSelector.pseudonym(history))  # the one controller is found
     assert answer.controller == "cowrite"
     assert not answer.permitted and answer.permission.rule == "erased"
 
@@ -130,7 +131,7 @@ def test_as_of_answers_from_what_was_known_then(ledger: Ledger, history: str) ->
     # must not see it.
     record(ledger, "Unsubscribed", "2026-03-01", list="*", channel="*", via="link")
     assert not ask(ledger, "newsletter", "email")[0]
-    before = ledger.permits("newsletter", controller="cowrite", subject=history,
+    before = ledger.permits("newsletter", SubjectSelector.pseudonym(history, "cowrite"),
                             channel="email", as_of=parse_timestamp("2026-03-10"))
     assert before.permitted and before.as_dict()["as_of"].startswith("2026-03-10")
 
@@ -141,20 +142,20 @@ def test_usage_errors(ledger: Ledger, history: str) -> None:
     with pytest.raises(UsageError, match="--channel: unknown channel"):
         ask(ledger, "marketing", "pigeon")
     with pytest.raises(UnknownSubject, match="unknown subject"):
-        ledger.permits("service", controller="cowrite", email="nobody@example.se")
+        ledger.permits("service", SubjectSelector.email("cowrite", "nobody@example.se"))
     with pytest.raises(UnknownSubject, match="unknown subject"):
-        ledger.permits("service", subject="f" * 64)
-    with pytest.raises(UsageError, match="need --controller"):
-        ledger.permits("service", email=ANNA)
+        ledger.permits("service", SubjectSelector.pseudonym("f" * 64))
+    with pytest.raises(InvalidSubject, match="needs its controller"):
+        ledger.permits("service", SubjectSelector(email_address=ANNA))
     with pytest.raises(UsageError, match="unknown controller"):
-        ledger.permits("service", email=ANNA, controller="acme")
+        ledger.permits("service", SubjectSelector.email("acme", ANNA))
 
 
 # --- the register extract --------------------------------------------------------------------
 
 
 def export(ledger: Ledger, **kw: Any) -> dict[str, Any]:
-    return ledger.export_subject(controller="cowrite", email=ANNA, **kw)
+    return ledger.export_subject(SubjectSelector.email("cowrite", ANNA), **kw)
 
 
 def test_export_holds_decrypted_data_and_evidence(ledger: Ledger, history: str) -> None:
@@ -232,9 +233,9 @@ def test_export_survives_a_shredded_category(ledger: Ledger, history: str) -> No
 
 def test_export_unknown_subject_is_a_usage_error(ledger: Ledger, history: str) -> None:
     with pytest.raises(UsageError, match="unknown subject"):
-        ledger.export_subject(controller="cowrite", email="nobody@example.se")
+        ledger.export_subject(SubjectSelector.email("cowrite", "nobody@example.se"))
     with pytest.raises(UsageError, match="unknown controller"):
-        ledger.export_subject(controller="acme", email=ANNA)
+        ledger.export_subject(SubjectSelector.email("acme", ANNA))
 
 
 @dataclass(frozen=True)

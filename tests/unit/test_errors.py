@@ -11,6 +11,7 @@ from ledger.app.decisions import decisions_at
 from ledger.app.permits import resolve_subject
 from ledger.app.service import Ledger
 from ledger.domain.errors import LedgerError, UnknownController, UsageError
+from ledger.domain.subjects import SubjectSelector
 from tests.conftest import ANNA
 
 
@@ -23,10 +24,10 @@ def test_unknown_controller_is_a_usage_error_named_by_the_controller() -> None:
 
 CALLS: dict[str, Callable[[Ledger], Any]] = {
     "subject_id": lambda ledger: ledger.subject_id("acme", email=ANNA),
-    "permits": lambda ledger: ledger.permits("service", email=ANNA, controller="acme"),
+    "permits": lambda ledger: ledger.permits("service", SubjectSelector.email("acme", ANNA)),
     "resolve_subject": lambda ledger: resolve_subject(ledger, None, email=ANNA,  # type: ignore[arg-type]
                                                       controller="acme"),
-    "export_subject": lambda ledger: ledger.export_subject(controller="acme", email=ANNA),
+    "export_subject": lambda ledger: ledger.export_subject(SubjectSelector.email("acme", ANNA)),
     "decisions": lambda ledger: decisions_at(ledger, controller="acme"),
 }
 
