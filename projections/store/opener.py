@@ -17,7 +17,6 @@ from typing import Final
 from projections.engine.projector import (
     LogSource,
     Projector,
-    _log_name,
     project,
     projections_path,
     replay,
@@ -39,7 +38,8 @@ def open_read_model(source: LogSource, *, as_of: int | None = None,
                     path: str | Path | None = None) -> Iterator[ReadConnection]:
     """A read-only view of the projections as known at ``as_of`` (None: now): the file at
     ``path`` as it is; else the live projections brought up to date; or, when the log holds
-    records recorded after T, a replay as of T in a temporary directory, removed on leaving."""
+    records recorded after T, a replay as of T in a temporary directory, removed on leaving.
+    A given file is never caught up nor replayed: it knows what its own replay knew."""
     if path is not None:
         with ProjectionsFile(path).read_only() as con:
             yield con
@@ -64,7 +64,7 @@ class PrefixReplay:
 
     def __init__(self, source: LogSource, store: DuckDBStore) -> None:
         self._store = store
-        self._projector = Projector(source.log, store, source.registry, log_name=_log_name(source))
+        self._projector = Projector(source.log, store, source.registry, log_name=source.log.name)
 
     def through(self, position: int) -> None:
         """Projects the records after the current prefix up to ``position`` (ascending calls)."""
