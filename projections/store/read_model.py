@@ -113,11 +113,8 @@ class ProjectionsFile:
     def position(self) -> int:
         if not self.path.exists():
             return 0
-        with self.read_only() as con:
-            try:
-                return tracked_position(con)
-            except duckdb.Error as e:
-                raise store_error(self.path, e, "reading") from None
+        with self.read_only() as con:  # guarded: a damaged block is a store error
+            return tracked_position(con)
 
     def tables(self) -> list[str]:
         if not self.path.exists():
