@@ -682,14 +682,14 @@ def explain(ctx: click.Context, subject: str | None, email: str | None, controll
     """A subject's timeline and the rule chain behind its retention decision."""
     from ledger.app.decisions import controller_policies, projections_as_of
     from ledger.app.explain import explain as explain_subject
-    from ledger.app.permits import resolve_subject_in
+    from ledger.app.permits import resolve_subject
 
-    with opened(ctx) as ledger, projections_as_of(ledger, _clock(as_of)) as (path, now):
-        ref = resolve_subject_in(ledger, path, subject=subject, email=email,
-                                 controller=controller)
+    with opened(ctx) as ledger, projections_as_of(ledger, _clock(as_of)) as (con, now):
+        ref = resolve_subject(ledger, con, subject=subject, email=email,
+                              controller=controller)
         ctrl, pid = ref.controller, ref.subject
         policy = controller_policies(ledger, ctrl, policy_path)[ctrl]
-        result = explain_subject(ledger, path, ctrl, pid, policy, now)
+        result = explain_subject(ledger, con, ctrl, pid, policy, now)
     if as_json:
         emit_json(result)
         return

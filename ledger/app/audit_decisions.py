@@ -6,15 +6,14 @@ decision is recomputed from the log prefix *before that sweep's own batch* (a sw
 sweep events sharing one recorded_at; the sweep appends them in one batch at its clock T), under
 the policy whose content hash the event recorded, with the same pure rules the sweep used
 (``retention.decide``). ``judge`` compares one event with that decision and is pure; ``audit``
-does the plumbing: one incremental replay into a temporary DuckDB file, stopped before each run.
+does the plumbing: one incremental replay into a temporary DuckDB file (``open_prefix_replay``),
+stopped before each run.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ledger.app.decisions import subject_facts
@@ -28,7 +27,8 @@ from ledger.domain.retention.rules import (
     hold_ends_at,
 )
 from ledger.domain.timeutil import format_day, format_micros, micros_or_none
-from projections.store.duckdb_store import DuckDBStore
+from projections.store.opener import open_prefix_replay, open_read_model
+from projections.store.retention_queries import sweep_positions
 
 SWEEP_TYPES = ("DeletionNoticeSent", "SubjectPseudonymised", "SubjectErased")
 EXPECTED_ACTION = {"DeletionNoticeSent": "notify", "SubjectPseudonymised": "pseudonymise",
@@ -205,19 +205,9 @@ def sweep_events(ledger: OpenLedger, as_of: int | None = None,
                  subject: tuple[str, str] | None = None) -> list[SweepEvent]:
     """The sweep events recorded by ``as_of``, in log order. Their positions come from the
     projections; each is then decoded from the log itself (typed body fields)."""
-    from projections.engine.projector import project, projections_path, read_only_connection
-
-    project(ledger)
-    con = read_only_connection(projections_path(ledger))
-    try:
-        sql = (f"SELECT position FROM events WHERE type IN ({', '.join(repr(t) for t in SWEEP_TYPES)})"
-               + ("" if as_of is None else " AND recorded_at <= make_timestamp(?)")
-               + ("" if subject is None else " AND controller = ? AND subject = ?")
-               + " ORDER BY position")
-        params: list[Any] = ([] if as_of is None else [as_of]) + ([] if subject is None else list(subject))
-        positions = [r[0] for r in con.execute(sql, params).fetchall()]
-    finally:
-        con.close()
+    # The live projections hold every record; those recorded after as_of are filtered out.
+    with open_read_model(ledger) as con:
+        positions = sweep_positions(con, SWEEP_TYPES, as_of, subject)
     events = []
     for first, last in _clusters(positions):
         wanted = set(positions[first:last + 1])
@@ -252,27 +242,21 @@ def runs_of(events: Sequence[SweepEvent]) -> list[tuple[int, list[SweepEvent]]]:
 
 def audit(ledger: OpenLedger, as_of: int | None = None, policy_paths: Iterable[str] = (),
           subject: tuple[str, str] | None = None) -> DecisionAudit:
-    from projections.engine.projector import Projector, _log_name
-
     policies = known_policies(policy_paths, ledger)
     events = sweep_events(ledger, as_of, subject)
     runs = runs_of(events)
     verdicts: list[Verdict] = []
     if not runs:
         return DecisionAudit(as_of, 0, ())
-    with tempfile.TemporaryDirectory(prefix="ledger-audit-") as tmp:
-        store = DuckDBStore(Path(tmp) / "prefix.duckdb", ledger.registry)
-        try:
-            # Runs ascend by position, so one replay grows from each prefix to the next.
-            projector = Projector(ledger.log, store, ledger.registry, log_name=_log_name(ledger))
-            for known_through, run in runs:
-                projector.run(up_to_position=known_through)
+    with open_prefix_replay(ledger) as prefix:
+        # Runs ascend by position, so one replay grows from each prefix to the next.
+        for known_through, run in runs:
+            prefix.through(known_through)
+            with prefix.read_only() as con:
                 for e in run:
                     policy = policies.get(str(e.body.get("policy_hash", "")))
-                    facts = (subject_facts(store.con, policy, e.controller, e.subject)
+                    facts = (subject_facts(con, policy, e.controller, e.subject)
                              if policy is not None else [])
                     verdicts.append(judge(e, facts[0] if facts else None, policy, known_through))
-        finally:
-            store.close()
     verdicts.sort(key=lambda v: v.event.position)
     return DecisionAudit(as_of, len(runs), tuple(verdicts))

@@ -15,8 +15,6 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from ledger.app.audit_decisions import DecisionAudit, audit
 from ledger.app.auditing import ChainStatus
 from ledger.app.decisions import controller_policies, projections_as_of
@@ -30,7 +28,7 @@ from ledger.domain.timeutil import (
     parse_timestamp,
     to_micros,
 )
-from projections.engine.projector import read_only_connection
+from projections.store.subject_queries import table_rows
 
 CONSENT_TYPES = ("ConsentGiven", "ConsentWithdrawn", "ObjectionRaised", "NewsletterSubscribed",
                  "Unsubscribed")
@@ -57,25 +55,14 @@ class SubjectReport:
     chain: ChainStatus | None
 
 
-def _rows(con: duckdb.DuckDBPyConnection, table: str, controller: str, subject: str) -> list[dict[str, Any]]:
-    cursor = con.execute(f"SELECT * FROM {table} WHERE controller = ? AND subject = ? ORDER BY ALL",
-                         [controller, subject])
-    names = [d[0] for d in cursor.description or ()]
-    return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
-
-
 def build(ledger: OpenLedger, controller: str, subject: str, as_of: int | None = None,
           policy_paths: Sequence[str] = (), chain: ChainStatus | None = None) -> SubjectReport:
     policy = controller_policies(ledger, controller)[controller]
-    with projections_as_of(ledger, as_of) as (path, now):
-        explained = explain(ledger, path, controller, subject, policy, now)
-        con = read_only_connection(path)
-        try:
-            consents = _rows(con, "consent_state", controller, subject)
-            subscriptions = _rows(con, "subscriptions", controller, subject)
-            status = _rows(con, "pseudonymisation_status", controller, subject)
-        finally:
-            con.close()
+    with projections_as_of(ledger, as_of) as (con, now):
+        explained = explain(ledger, con, controller, subject, policy, now)
+        consents = table_rows(con, "consent_state", controller, subject)
+        subscriptions = table_rows(con, "subscriptions", controller, subject)
+        status = table_rows(con, "pseudonymisation_status", controller, subject)
     sweeps = audit(ledger, as_of, policy_paths, subject=(controller, subject))
     return SubjectReport(controller, subject, now, explained, consents, subscriptions,
                          status[0]["status"] if status else "active", sweeps, chain)

@@ -16,11 +16,8 @@ the data directory (a copy inside it would survive the subject's erasure)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
-
-import duckdb
 
 from ledger.adapters.files import write_private_file
 from ledger.app.opened import OpenLedger
@@ -39,22 +36,17 @@ from ledger.domain.timeutil import (
     format_micros,
     to_micros,
 )
-from projections.engine.projector import project, projections_path, read_only_connection
+from projections.store.opener import open_read_model
+from projections.store.read_model import ReadConnection
+from projections.store.subject_queries import (
+    Relationship,
+    personal_events,
+    pseudonymous_sections,
+    relationship,
+    subject_row,
+)
 
 FORMAT: Final = "consent-ledger/register-extract/1"
-CONSENT_TYPES: Final = ("ConsentGiven", "ConsentWithdrawn", "ObjectionRaised")
-
-
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params)
-    columns = [d[0] for d in cursor.description or ()]
-    return [{c: format_if_datetime(v) for c, v in zip(columns, row, strict=True)}
-            for row in cursor.fetchall()]
-
-
-def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> dict[str, Any] | None:
-    rows = _rows(con, sql, params)
-    return rows[0] if rows else None
 
 
 def retention_schedule(ledger: OpenLedger, controller: str, subject: str, as_of: int) -> Any:
@@ -72,54 +64,30 @@ def _event_at(ledger: OpenLedger, position: int) -> Event:
     raise LedgerError(f"log position {position} is missing: re-project with --rebuild")
 
 
-class Relationship:
-    """The subject's current relationship (SPEC §5): after a sign-up that followed an erasure,
-    the extract holds only what belongs to it; events of earlier relationships are listed as
-    erased and never decrypted."""
-
-    def __init__(self, con: duckdb.DuckDBPyConnection, key: list[str]) -> None:
-        row = con.execute(
-            "SELECT relationship, previous_erased_at, previous_erased_position "
-            "FROM pseudonymisation_status WHERE controller = ? AND subject = ?", key).fetchone()
-        self.number = int(row[0] or 1) if row else 1
-        self.after_at: datetime | None = row[1] if row and self.number > 1 else None
-        self.after_position: int | None = row[2] if row and self.number > 1 else None
-
-    def current(self, at: str = "occurred_at") -> tuple[str, list[Any]]:
-        """SQL (``AND …``) and its parameters keeping a table's rows of the current relationship."""
-        if self.after_at is None:
-            return "", []
-        return (f" AND ({at} > ? OR ({at} = ? AND position > ?))",
-                [self.after_at, self.after_at, self.after_position])
-
-    def earlier_reason(self) -> str:
-        assert self.after_at is not None
-        return (f"erased with an earlier relationship (erasure of "
-                f"{format_day(to_micros(self.after_at))}); not decrypted")
+def _earlier_reason(rel: Relationship) -> str:
+    """Why an event of an earlier relationship is listed and not decrypted."""
+    assert rel.after_at is not None
+    return (f"erased with an earlier relationship (erasure of "
+            f"{format_day(to_micros(rel.after_at))}); not decrypted")
 
 
 def _personal_data(
-    ledger: OpenLedger, con: duckdb.DuckDBPyConnection, controller: str, subject: str,
-    *, include_sealed: bool, relationship: Relationship,
+    ledger: OpenLedger, con: ReadConnection, controller: str, subject: str,
+    *, include_sealed: bool, rel: Relationship,
 ) -> dict[str, Any]:
     """Decrypts the pii of each of the subject's events of the current relationship, oldest
     first (event time); the earlier relationships' events are listed, never decrypted."""
-    current, params = relationship.current()
-    positions = con.execute(
-        f"SELECT position, event_id, type, occurred_at, NOT (true {current}) AS earlier "
-        "FROM events WHERE controller = ? AND subject = ? AND has_pii "
-        "ORDER BY occurred_at, position", [*params, controller, subject]).fetchall()
     identifiers: dict[str, list[str]] = {}
     attributes: dict[str, Any] = {}
     by_event: list[dict[str, Any]] = []
     unreadable: list[dict[str, Any]] = []
-    for position, event_id, event_type, occurred_at, earlier in positions:
-        if earlier:
-            unreadable.append({"event_id": event_id, "type": event_type,
-                               "occurred_at": format_if_datetime(occurred_at),
-                               "reason": relationship.earlier_reason()})
+    for held in personal_events(con, controller, subject, rel):
+        if held.earlier:
+            unreadable.append({"event_id": held.event_id, "type": held.type,
+                               "occurred_at": format_if_datetime(held.occurred_at),
+                               "reason": _earlier_reason(rel)})
             continue
-        event = _event_at(ledger, position)
+        event = _event_at(ledger, held.position)
         try:
             data = ledger.personal_data(event, include_sealed=include_sealed) or {}
         except KeyUnavailable as e:  # e.g. a category shredded at the end of its legal hold
@@ -151,21 +119,17 @@ def export_subject(
     UsageError) for an unknown controller, UsageError for a subject with no events."""
     if controller not in ledger.config.controllers:
         raise UnknownController(controller)
-    project(ledger)  # the extract reflects every event in the log
-    now = ledger.clock.now()
-    con = read_only_connection(projections_path(ledger))
-    try:
+    with open_read_model(ledger) as con:  # the extract reflects every event in the log
+        now = ledger.clock.now()
         ref = resolve_subject(ledger, con, subject=subject, email=email, account=account,
                               controller=controller)
-        key = [ref.controller, ref.subject]
-        activity = _one(con, "SELECT * EXCLUDE (controller, subject) FROM activity_clock "
-                        "WHERE controller = ? AND subject = ?", key)
+        activity = subject_row(con, "activity_clock", ref.controller, ref.subject)
         if activity is None:
             raise UsageError(f"unknown subject {ref.subject[:16]}… for controller "
                              f"{ref.controller!r}: no events recorded, nothing is held")
-        status = _one(con, "SELECT * EXCLUDE (controller, subject) FROM pseudonymisation_status "
-                      "WHERE controller = ? AND subject = ?", key) or {"status": "active"}
-        relationship = Relationship(con, key)
+        status = subject_row(con, "pseudonymisation_status", ref.controller,
+                             ref.subject) or {"status": "active"}
+        rel = relationship(con, ref.controller, ref.subject)
         extract: dict[str, Any] = {
             "format": FORMAT,
             "controller": ref.controller,
@@ -192,16 +156,14 @@ def export_subject(
             else:
                 sealed = state == "pseudonymised"
                 extract["personal_data"] = _personal_data(
-                    ledger, con, ref.controller, ref.subject, include_sealed=sealed,
-                    relationship=relationship)
+                    ledger, con, ref.controller, ref.subject, include_sealed=sealed, rel=rel)
                 if sealed:
                     extract["personal_data"]["sealed_keys_used"] = True
                     extract["personal_data"]["note"] = (
                         "the subject is pseudonymised; its personal data was decrypted with "
                         "sealed keys because --include-pseudonymised was given")
-            extract.update(_pseudonymous_sections(con, key, activity, relationship))
-    finally:
-        con.close()
+            extract.update(_pseudonymous_sections(con, ref.controller, ref.subject, activity,
+                                                  rel))
     # After closing: the schedule may open the projections itself.
     schedule = retention_schedule(ledger, ref.controller, ref.subject, now)
     if schedule is not None:
@@ -209,39 +171,20 @@ def export_subject(
     return extract
 
 
-def _pseudonymous_sections(con: duckdb.DuckDBPyConnection, key: list[str],
-                           activity: dict[str, Any], relationship: Relationship) -> dict[str, Any]:
-    """Of the current relationship only (consents, subscriptions and activity: the fold keeps
-    only its rows)."""
-    where = "WHERE controller = ? AND subject = ?"
-    current, params = relationship.current()
-    shared, shared_params = relationship.current("shared_at")
-    received = ("" if relationship.after_at is None else
-                " AND coalesce(received_at, closed_at) > ?")
-    requests = _rows(con, f"SELECT * EXCLUDE (controller, subject) FROM rights_requests {where} "
-                     f"{received} ORDER BY received_at NULLS LAST, request_id",
-                     key + ([relationship.after_at] if received else []))
-    for r in requests:
+def _pseudonymous_sections(con: ReadConnection, controller: str, subject: str,
+                           activity: dict[str, Any], rel: Relationship) -> dict[str, Any]:
+    """Of the current relationship only, in the extract's order; requests say if still open."""
+    sections = pseudonymous_sections(con, controller, subject, rel)
+    for r in sections["rights_requests"]:
         r["open"] = r["closed_at"] is None
-    history = _rows(con, f"SELECT position, event_id, type, occurred_at, recorded_at, body "
-                    f"FROM events {where} AND type IN {CONSENT_TYPES}{current} ORDER BY "
-                    "occurred_at, position", key + params)
-    timeline = _rows(con, f"SELECT position, event_id, type, occurred_at, recorded_at, source, "
-                     f"actor, has_pii, body FROM events {where}{current} ORDER BY occurred_at, "
-                     "position", key + params)
-    for row in (*history, *timeline):
-        row["body"] = json.loads(row["body"]) if row["body"] else {}
     return {
-        "consents": _rows(con, f"SELECT * EXCLUDE (controller, subject) FROM consent_state "
-                          f"{where} ORDER BY purpose", key),
-        "consent_history": history,
-        "subscriptions": _rows(con, f"SELECT * EXCLUDE (controller, subject) FROM subscriptions "
-                               f"{where} ORDER BY list, channel", key),
+        "consents": sections["consents"],
+        "consent_history": sections["consent_history"],
+        "subscriptions": sections["subscriptions"],
         "activity": activity,
-        "disclosures": _rows(con, f"SELECT * EXCLUDE (controller, subject) FROM disclosures "
-                             f"{where}{shared} ORDER BY shared_at, position", key + shared_params),
-        "rights_requests": requests,
-        "timeline": timeline,
+        "disclosures": sections["disclosures"],
+        "rights_requests": sections["rights_requests"],
+        "timeline": sections["timeline"],
     }
 
 

@@ -2,10 +2,11 @@
 (SPEC §5 "Permissions"). Upstream apps ask it before they e-mail, profile or share.
 
 Two halves: ``decide`` is a pure function over small typed facts (the rules, table-tested);
-``gather`` reads those facts for one subject from the DuckDB projections. ``permits`` brings the
-projections up to date first, so answers reflect every event in the log; with ``as_of`` it
-answers from a replay of the log as known at T (knowledge time, SPEC §4) into a temporary
-file, so events recorded after T never change the answer.
+``gather`` builds those facts for one subject from the projections' rows
+(``projections.store.subject_queries``). ``permits`` reads through the one as-of opener: the
+projections brought up to date, so answers reflect every event in the log, or with ``as_of``
+the log as known at T (knowledge time, SPEC §4), so events recorded after T never change the
+answer.
 
 Rules, first match wins; every answer names the deciding event and its date:
 1. erased or pseudonymised -> no;
@@ -21,25 +22,26 @@ Rules, first match wins; every answer names the deciding event and its date:
 
 from __future__ import annotations
 
-import tempfile
-from contextlib import closing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
-
-import duckdb
 
 from ledger.app.opened import OpenLedger
 from ledger.domain.errors import UnknownController, UsageError
 from ledger.domain.retention.policy import load_policy
 from ledger.domain.timeutil import format_day, format_micros, to_micros
 from ledger.domain.vocabulary import ALL, MARKETING_CHANNELS
-from projections.engine.projector import (
-    project,
-    projections_path,
-    read_only_connection,
-    replay,
+from projections.store.opener import open_read_model
+from projections.store.read_model import ReadConnection
+from projections.store.subject_queries import (
+    EventRow,
+    consent_rows,
+    controllers_knowing,
+    is_known,
+    latest_registration,
+    subject_status,
+    subscription_rows,
 )
 
 # Purposes a restriction (Art. 18) still allows: the contract itself and bookkeeping.
@@ -132,6 +134,9 @@ class Permission:
 
 # --- the rules (pure) ---------------------------------------------------------------------
 
+# decide's answer for its purpose: (permitted, rule, reason, evidence) -> Permission
+Answer = Callable[[bool, str, str, Evidence | None], Permission]
+
 
 def decide(facts: PermitFacts, purpose: str, basis: str, channel: str | None = None) -> Permission:
     """The answer for ``purpose`` (whose legal basis under the policy is ``basis``)."""
@@ -178,7 +183,7 @@ def _latest(evidence: list[Evidence]) -> Evidence | None:
 
 
 def _legitimate_interest(facts: PermitFacts, purpose: str, channel: str | None, where: str,
-                         answer: Any) -> Permission:
+                         answer: Answer) -> Permission:
     consent = facts.consents.get(purpose)
     # consent_state keeps the latest of ConsentGiven / ConsentWithdrawn / ObjectionRaised, so
     # an objection (or withdrawal) there came after every explicit opt-in to the purpose. A
@@ -213,7 +218,7 @@ def _legitimate_interest(facts: PermitFacts, purpose: str, channel: str | None, 
     return answer(True, "legitimate_interest", basis, None)
 
 
-def _newsletter(facts: PermitFacts, channel: str | None, answer: Any) -> Permission:
+def _newsletter(facts: PermitFacts, channel: str | None, answer: Answer) -> Permission:
     """Each list subscription on the channel (or every channel) and a ConsentGiven for the
     newsletter are opt-ins; one is live unless a withdrawal of the newsletter consent or an
     unsubscribe reaching it came later. Yes if any is live (naming the latest live one)."""
@@ -255,11 +260,11 @@ def _newsletter(facts: PermitFacts, channel: str | None, answer: Any) -> Permiss
     return answer(False, "consent", f"newsletter{where} ended: {last.describe()}", last)
 
 
-# --- gathering the facts (DuckDB) ------------------------------------------------------------
+# --- gathering the facts (from the read side) -------------------------------------------------
 
 
-def _evidence(at: datetime, position: int | None, event_id: str | None, type_: str) -> Evidence:
-    return Evidence(to_micros(at), int(position or 0), event_id or "", type_)
+def _evidence(row: EventRow, type_: str) -> Evidence:
+    return Evidence(to_micros(row.at), int(row.position or 0), row.event_id or "", row.type or type_)
 
 
 _STATUS_TYPES: Final = {"restricted": "RightsRequested", "pseudonymised": "SubjectPseudonymised",
@@ -269,55 +274,28 @@ _CONSENT_TYPES: Final = {"granted": "ConsentGiven", "withdrawn": "ConsentWithdra
 _SUBSCRIPTION_TYPES: Final = {"subscribed": "NewsletterSubscribed", "unsubscribed": "Unsubscribed"}
 
 
-def subject_controllers(con: duckdb.DuckDBPyConnection, subject: str) -> list[str]:
-    rows = con.execute("SELECT DISTINCT controller FROM activity_clock WHERE subject = ? "
-                       "ORDER BY 1", [subject]).fetchall()
-    return [r[0] for r in rows]
-
-
-def gather(con: duckdb.DuckDBPyConnection, controller: str, subject: str) -> PermitFacts:
+def gather(con: ReadConnection, controller: str, subject: str) -> PermitFacts:
     """The subject's facts from the projections; raises UnknownSubject if it has no events."""
-    key = [controller, subject]
-    if con.execute("SELECT 1 FROM activity_clock WHERE controller = ? AND subject = ?",
-                   key).fetchone() is None:
+    if not is_known(con, controller, subject):
         raise UnknownSubject(f"unknown subject {subject[:16]}… for controller {controller!r}: "
                              "no events recorded")
-    status, status_ev = "active", None
-    row = con.execute(
-        "SELECT s.status, s.since, s.event_id, e.position, e.type, s.previous_erased_at, "
-        "s.previous_erased_position FROM pseudonymisation_status s "
-        "LEFT JOIN events e ON e.event_id = s.event_id WHERE s.controller = ? AND s.subject = ?",
-        key).fetchone()
-    after_at, after_position = None, None  # where the current relationship begins (SPEC §5)
-    if row is not None:
-        status = row[0]
-        if row[1] is not None:
-            status_ev = _evidence(row[1], row[3], row[2], row[4] or _STATUS_TYPES[status])
-        after_at, after_position = row[5], row[6]
+    row = subject_status(con, controller, subject)
+    status = "active" if row is None else row.status
+    status_ev = None if row is None or row.since is None else \
+        _evidence(row.since, _STATUS_TYPES[status])
     # Only a registration of the current relationship establishes it (consent_state and
     # subscriptions hold the current relationship's rows only: the fold drops the others).
-    reg = con.execute(
-        "SELECT occurred_at, position, event_id FROM events WHERE controller = ? AND subject = ? "
-        "AND type = 'SubjectRegistered' AND (?::TIMESTAMP IS NULL OR occurred_at > ? OR "
-        "(occurred_at = ? AND position > ?)) ORDER BY occurred_at DESC, position DESC LIMIT 1",
-        [*key, after_at, after_at, after_at, after_position]).fetchone()
-    consents = {
-        purpose: ConsentFact(purpose, st, _evidence(since, pos, eid, _CONSENT_TYPES[st]))
-        for purpose, st, since, pos, eid in con.execute(
-            "SELECT purpose, status, since, position, event_id FROM consent_state "
-            "WHERE controller = ? AND subject = ?", key).fetchall()
-    }
+    reg = latest_registration(con, controller, subject,
+                              None if row is None else row.previous_erased_at,
+                              None if row is None else row.previous_erased_position)
+    consents = {purpose: ConsentFact(purpose, st, _evidence(since, _CONSENT_TYPES[st]))
+                for purpose, st, since in consent_rows(con, controller, subject)}
     subscriptions = tuple(
-        SubscriptionFact(list_, chan, st, _evidence(since, pos, eid, _SUBSCRIPTION_TYPES[st]))
-        for list_, chan, st, since, pos, eid in con.execute(
-            "SELECT list, channel, status, since, position, event_id FROM subscriptions "
-            "WHERE controller = ? AND subject = ? ORDER BY since, position", key).fetchall()
-    )
-    return PermitFacts(
-        controller, subject, status, status_ev,
-        _evidence(reg[0], reg[1], reg[2], "SubjectRegistered") if reg else None,
-        consents, subscriptions,
-    )
+        SubscriptionFact(list_, chan, st, _evidence(since, _SUBSCRIPTION_TYPES[st]))
+        for list_, chan, st, since in subscription_rows(con, controller, subject))
+    return PermitFacts(controller, subject, status, status_ev,
+                       None if reg is None else _evidence(reg, "SubjectRegistered"),
+                       consents, subscriptions)
 
 
 # --- entry points -------------------------------------------------------------------------
@@ -331,7 +309,7 @@ class SubjectRef:
 
 def resolve_subject(
     ledger: OpenLedger,
-    con: duckdb.DuckDBPyConnection,
+    con: ReadConnection,
     *,
     subject: str | None = None,
     email: str | None = None,
@@ -350,7 +328,7 @@ def resolve_subject(
         return SubjectRef(controller, ledger.subject_id(controller, email=email, account=account))
     if controller is not None:
         return SubjectRef(controller, subject)
-    found = subject_controllers(con, subject)
+    found = controllers_knowing(con, subject)
     if not found:
         raise UnknownSubject(f"unknown subject {subject[:16]}…: no events recorded")
     if len(found) > 1:
@@ -363,10 +341,7 @@ def resolve_subject_in(ledger: OpenLedger, path: Path | None = None, *, subject:
                        controller: str | None = None) -> SubjectRef:
     """``resolve_subject`` against the projections file at ``path`` (e.g. one replayed as of
     a time); without one, against the live projections, brought up to date first."""
-    if path is None:
-        project(ledger)
-        path = projections_path(ledger)
-    with closing(read_only_connection(path)) as con:
+    with open_read_model(ledger, path=path) as con:
         return resolve_subject(ledger, con, subject=subject, email=email, account=account,
                                controller=controller)
 
@@ -409,17 +384,6 @@ class PermitAnswer:
                 "subject": self.subject, "as_of": format_micros(self.as_of)}
 
 
-def open_projections(ledger: OpenLedger, as_of: int | None, workdir: Path) -> Path:
-    """The projections file to answer from: the live one brought up to date, or a replay as of
-    T built in ``workdir`` (a temporary directory the caller removes)."""
-    if as_of is None:
-        project(ledger)
-        return projections_path(ledger)
-    target = workdir / "as-of.duckdb"
-    replay(ledger, as_of, target)
-    return target
-
-
 def permits(
     ledger: OpenLedger,
     purpose: str,
@@ -439,8 +403,7 @@ def permits(
         if controller not in ledger.config.controllers:
             raise UnknownController(controller)
         purpose_basis(ledger, controller, purpose)
-    with tempfile.TemporaryDirectory(prefix="ledger-permits-") as workdir:
-        con = read_only_connection(open_projections(ledger, as_of, Path(workdir)))
+    with open_read_model(ledger, as_of=as_of) as con:
         try:
             ref = resolve_subject(ledger, con, subject=subject, email=email, account=account,
                                   controller=controller)
@@ -450,8 +413,6 @@ def permits(
             if as_of is None:
                 raise
             raise UnknownSubject(f"{e} as of {format_micros(as_of)}") from None
-        finally:
-            con.close()
     permission = decide(facts, purpose, basis, channel)
     return PermitAnswer(ref.controller, ref.subject,
                         as_of if as_of is not None else ledger.clock.now(), permission)

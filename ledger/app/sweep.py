@@ -15,19 +15,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import duckdb
-
 from ledger.adapters import killpoints
-from ledger.app.decisions import controller_policies, materialise, population_decisions
+from ledger.app.decisions import controller_policies
 from ledger.app.opened import OpenLedger
 from ledger.domain.clock import FixedClock
 from ledger.domain.errors import ClockError
 from ledger.domain.events import Event
 from ledger.domain.retention.policy import Policy
 from ledger.domain.retention.rules import Decision, count_actions
-from ledger.domain.timeutil import format_micros, to_micros, to_naive_utc
+from ledger.domain.timeutil import format_micros
 from ledger.ports import PendingEffect
-from projections.engine.projector import project, projections_path, read_only_connection
+from projections.engine.projector import project, projections_path
+from projections.store.opener import open_read_model
+from projections.store.read_model import ReadConnection
+from projections.store.retention_queries import (
+    counts_by_controller,
+    last_reviews,
+    open_erasure_requests,
+    population_decisions,
+    save_decisions,
+)
 
 SWEEP_NAMESPACE = uuid.UUID("6c1f6a52-5f7e-4d0b-9b1c-0c6a1f4e2d11")
 SOURCE = "ledger"
@@ -59,16 +66,12 @@ class SweepReport:
 DUE = ("notify", "pseudonymise", "erase")
 
 
-def compute_decisions(con: duckdb.DuckDBPyConnection, policies: dict[str, Policy], now: int,
+def compute_decisions(con: ReadConnection, policies: dict[str, Policy], now: int,
                       ) -> tuple[list[Decision], dict[str, dict[str, int]]]:
     """The decisions due at ``now`` as objects, and the counts of all decisions per
     controller and action (kept ones stay in DuckDB)."""
     due = population_decisions(con, policies, now, DUE)
-    counts: dict[str, dict[str, int]] = {c: count_actions() for c in policies}
-    for controller, action, n in con.execute(
-            "SELECT controller, action, count(*) FROM decided GROUP BY ALL").fetchall():
-        counts[controller][action] = n
-    return due, counts
+    return due, counts_by_controller(con, policies)
 
 
 def sweep(ledger: OpenLedger, *, dry_run: bool = False, controller: str | None = None,
@@ -86,7 +89,7 @@ def sweep(ledger: OpenLedger, *, dry_run: bool = False, controller: str | None =
     with ledger.writer_lock:
         now = sweep_clock(ledger)  # an explicit --now behind the log: ClockError, no effect
         ledger.settle_effects()
-        project(ledger)
+        # _decide reads through the opener, which projects the tail first
         report, decisions, requests, reviews = _decide(ledger, policies, now, dry_run=False)
         killpoints.reached("sweep:locked")
         events, effects = _events(policies, decisions, requests, now)
@@ -106,7 +109,8 @@ def sweep(ledger: OpenLedger, *, dry_run: bool = False, controller: str | None =
     appended = Counter(e.type for e, o in zip(events, outcomes, strict=True) if o.position)
     report.appended = dict(sorted(appended.items()))
     project(ledger)
-    _store_decisions(ledger, policies, now)
+    # retention_decisions holds the decisions as of the last sweep (after it was applied).
+    save_decisions(projections_path(ledger), policies, now)
     report.dead_letters_purged = purge_expired(ledger, policies, now)
     return report
 
@@ -126,13 +130,10 @@ def sweep_clock(ledger: OpenLedger) -> int:
 
 def _decide(ledger: OpenLedger, policies: dict[str, Policy], now: int, *, dry_run: bool,
             ) -> tuple[SweepReport, list[Decision], dict[tuple[str, str], list[str]], list[Event]]:
-    con = read_only_connection(projections_path(ledger))  # one read for everything the sweep needs
-    try:
+    with open_read_model(ledger) as con:  # one read for everything the sweep needs
         decisions, counts = compute_decisions(con, policies, now)
-        requests = _open_erasure_requests(con)
-        reviews = _reviews(con, policies, counts, now)
-    finally:
-        con.close()
+        requests = open_erasure_requests(con)
+        reviews = _reviews(last_reviews(con), policies, counts, now)
     total = count_actions()
     for per_controller in counts.values():
         for action, n in per_controller.items():
@@ -178,17 +179,6 @@ def _event(event_type: str, d: Decision, now: int, key: tuple[Any, ...], body: d
                  d.controller, d.subject, now, now, SOURCE, ACTOR, body)
 
 
-def _open_erasure_requests(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], list[str]]:
-    rows = con.execute(
-        "SELECT controller, subject, request_id FROM rights_requests "
-        "WHERE requested_right = 'erasure' AND closed_at IS NULL ORDER BY received_at"
-    ).fetchall()
-    open_requests: dict[tuple[str, str], list[str]] = {}
-    for controller, subject, request_id in rows:
-        open_requests.setdefault((controller, subject), []).append(request_id)
-    return open_requests
-
-
 def _close_requests(d: Decision, now: int, requests: dict[tuple[str, str], list[str]]) -> list[Event]:
     """The erasure requests a pseudonymisation or an erasure answers."""
     return [
@@ -199,18 +189,16 @@ def _close_requests(d: Decision, now: int, requests: dict[tuple[str, str], list[
     ]
 
 
-def _reviews(con: duckdb.DuckDBPyConnection, policies: dict[str, Policy],
+def _reviews(last: dict[str, int], policies: dict[str, Policy],
              counts: dict[str, dict[str, int]], now: int) -> list[Event]:
-    """A RetentionReviewed per controller whose policy asks for a periodic review that is due."""
-    last = dict(con.execute(
-        "SELECT controller, max(occurred_at) FROM events WHERE type = 'RetentionReviewed' "
-        "GROUP BY controller").fetchall())
+    """A RetentionReviewed per controller whose policy asks for a periodic review that is due
+    (``last``: when each controller was last reviewed)."""
     events = []
     for controller, policy in sorted(policies.items()):
         if policy.review_every is None:
             continue
         previous = last.get(controller)
-        if previous is not None and policy.review_every.add(to_micros(previous)) > now:
+        if previous is not None and policy.review_every.add(previous) > now:
             continue
         events.append(Event(
             "RetentionReviewed", sweep_event_id("RetentionReviewed", controller, now), controller,
@@ -218,22 +206,6 @@ def _reviews(con: duckdb.DuckDBPyConnection, policies: dict[str, Policy],
             {"policy": policy.name, "policy_hash": policy.content_hash, "as_of": now,
              "counts": counts[controller]}))
     return events
-
-
-def _store_decisions(ledger: OpenLedger, policies: dict[str, Policy], now: int) -> None:
-    """retention_decisions holds the decisions as of the last sweep (after it was applied)."""
-    con = duckdb.connect(str(projections_path(ledger)))
-    try:
-        table = materialise(con, policies, now)
-        con.execute("BEGIN")
-        con.execute("DELETE FROM retention_decisions WHERE controller IN (SELECT unnest(?))",
-                    [list(policies)])
-        con.execute(
-            "INSERT INTO retention_decisions SELECT controller, subject, ?, action, due_at, rule, "
-            f"policy, policy_hash, evidence FROM {table}", [to_naive_utc(now)])
-        con.execute("COMMIT")
-    finally:
-        con.close()
 
 
 def purge_expired(ledger: OpenLedger, policies: Mapping[str, Policy], now: int) -> int:

@@ -40,13 +40,12 @@ from projections.engine.workers import (
 )
 from projections.store.duckdb_store import (
     DuckDBStore,
-    GuardedConnection,
     ProjectionStoreError,
     _one_line,
-    check_not_truncated,
     is_lock_error,
-    store_error,
 )
+from projections.store.read_model import ProjectionsFile
+from projections.store.read_model import read_only_connection as read_only_connection
 
 
 class LogSource(Protocol):
@@ -360,26 +359,6 @@ def replay(
     return report
 
 
-def read_only_connection(path: str | Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to a projections file; a clear error if it is missing or
-    cannot be opened (e.g. a follower holds the lock)."""
-    path = Path(path)
-    if not path.exists():
-        raise UsageError(f"no projections at {path}: run `ledger project` first")
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as e:
-        if is_lock_error(e):
-            raise ProjectionStoreError(f"cannot open {path}: {_one_line(e)}") from None
-        raise store_error(path, e, "opening") from None
-    try:
-        check_not_truncated(con, path)
-    except BaseException:
-        con.close()
-        raise
-    return cast(duckdb.DuckDBPyConnection, GuardedConnection(con, path))
-
-
 def fingerprint(path: str | Path, registry: SchemaRegistry) -> str:
     store = DuckDBStore(Path(path), registry, read_only=True)
     try:
@@ -390,20 +369,7 @@ def fingerprint(path: str | Path, registry: SchemaRegistry) -> str:
 
 def stored_position(path: str | Path) -> int:
     """The log position a projections file reflects (0 if it does not exist yet)."""
-    if not Path(path).exists():
-        return 0
-    con = read_only_connection(path)
-    try:
-        tables = con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'ledger_position'").fetchone()
-        if not tables or not tables[0]:  # created, but a crash came before its tables were committed
-            return 0
-        row = con.execute("SELECT coalesce(max(position), 0) FROM ledger_position").fetchone()
-        return int(row[0]) if row else 0
-    except duckdb.Error as e:
-        raise store_error(Path(path), e, "reading") from None
-    finally:
-        con.close()
+    return ProjectionsFile(path).position()
 
 
 @dataclass(frozen=True, slots=True)

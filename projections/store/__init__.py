@@ -1,1 +1,3 @@
-"""The read-side store: DuckDB files, the user-SQL sandbox, the read-only and as-of opener."""
+"""The read-side store: DuckDB files (``duckdb_store``), the read model's port and adapters
+(``read_model``), the one as-of opener (``opener``), the read queries (``retention_queries``,
+``subject_queries``) and the user-SQL sandbox (``sandbox``)."""

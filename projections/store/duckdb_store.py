@@ -58,6 +58,7 @@ class ProjectionStoreError(LedgerError):
 
 REBUILD_ADVICE: Final = "run `ledger project --rebuild`"
 _HEADER_BYTES: Final = 3 * 4096  # DuckDB's file header and its two database headers
+IN_MEMORY: Final = ":memory:"  # DuckDB's name for a database with no file
 
 
 def store_error(path: Path, e: Exception, doing: str) -> LedgerError:
@@ -101,6 +102,8 @@ def check_not_truncated(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """DuckDB reads blocks lazily, so a truncated file opens and then fails at some later
     query: a file shorter than its header and the blocks in use is truncated. (Free blocks at
     the end may legitimately be cut off, so the bound counts only the blocks in use.)"""
+    if str(path) == IN_MEMORY:  # no file to be cut short
+        return
     try:
         row = con.execute("SELECT block_size, used_blocks FROM pragma_database_size() "
                           "WHERE database_name = current_database()").fetchone()
