@@ -68,7 +68,7 @@ FLAGS: dict[str, str] = {
     "data_dir": "--data", "log": "--log", "now": "--now", "schema_registry": "--schema-registry",
     "worker": "--worker", "into": "--into", "out": "--out", "html": "--html",
     "as_of": "--as-of", "before": "--before", "channel": "--channel",
-    "controller": "--controller",
+    "controller": "--controller", "policy": "--policy", "rebuild": "--rebuild",
 }
 # How the CLI has always worded a subject named wrongly (InvalidSubject.problem).
 SUBJECT_PROBLEMS: dict[SubjectProblem, str] = {
@@ -101,8 +101,8 @@ def cli_message(e: LedgerError) -> str:
         case KafkaLogNeeded():
             return "this command needs --log kafka://host:port/topic (or LEDGER_LOG)"
         case UsageError(parameter=str(parameter)):
-            return e.about(flag(parameter)) + e.reason
-    return str(e)
+            return e.about(flag(parameter)) + e.in_words(flag)[len(e.about(parameter)):]
+    return e.in_words(flag)
 
 
 def handles_errors(fn: F) -> F:

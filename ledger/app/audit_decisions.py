@@ -125,7 +125,7 @@ def judge(event: SweepEvent, facts: SubjectFacts | None, policy: Policy | None,
         return verdict(False, "no policy hash recorded: the decision cannot be reproduced")
     if policy is None:
         return verdict(False, f"policy hash {str(body['policy_hash'])[:12]}… unknown (not a shipped "
-                              "policy nor a --policy file): unverifiable")
+                              "policy nor one given to the audit): unverifiable")
     if facts is None:
         return verdict(False, "the subject was unknown to the log before the sweep")
     d = decide(facts, policy, now)

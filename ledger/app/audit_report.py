@@ -284,4 +284,4 @@ def write(report: SubjectReport, path: Path, *, force: bool = False) -> None:
     symbolic link: ``ledger.files.write_private_file``)."""
     from ledger.adapters.files import write_private_file
 
-    write_private_file(path, render(report), force=force, option="--html")
+    write_private_file(path, render(report), force=force, parameter="html")

@@ -45,7 +45,7 @@ def controller_policies(
     if controller is not None and controller not in controllers:
         raise UnknownController(controller)
     if policy_path is not None and controller is None and len(controllers) > 1:
-        raise UsageError("--policy applies to one controller: give --controller too")
+        raise UsageError("{policy} applies to one controller: give {controller} too")
     chosen = [controller] if controller else sorted(controllers)
     return {c: load_policy(policy_path or controllers[c].policy) for c in chosen}
 

@@ -61,7 +61,7 @@ def retention_schedule(ledger: OpenLedger, controller: str, subject: str, as_of:
 def _event_at(ledger: OpenLedger, position: int) -> Event:
     for record in ledger.log.read(position, limit=1):
         return ledger.codec.decode(record.payload)
-    raise LedgerError(f"log position {position} is missing: re-project with --rebuild")
+    raise LedgerError(f"log position {position} is missing: re-project with {{rebuild}}")
 
 
 def _earlier_reason(rel: Relationship) -> str:
@@ -195,8 +195,8 @@ def check_out_path(out: str | Path, data_dir: Path) -> Path:
     given = Path(out).expanduser()
     target = given.parent.resolve() / given.name
     if target.is_relative_to(data_dir.expanduser().resolve()):
-        raise UsageError(f"--out: {out} is inside the data directory; write the extract elsewhere "
-                         "(it holds plaintext personal data)")
+        raise UsageError(f"{out} is inside the data directory; write the extract elsewhere "
+                         "(it holds plaintext personal data)", parameter="out")
     return target
 
 
@@ -208,4 +208,4 @@ def write_export(extract: dict[str, Any], out: str | Path, data_dir: Path, *,
     outlive the subject's erasure (crypto-shredding only reaches ciphertext)."""
     target = check_out_path(out, data_dir)
     text = json.dumps(extract, indent=2, ensure_ascii=False, default=str) + "\n"
-    return write_private_file(target, text, force=force, option="--out")
+    return write_private_file(target, text, force=force, parameter="out")

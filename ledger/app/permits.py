@@ -25,11 +25,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from ledger.app.opened import OpenLedger
 from ledger.domain.errors import UnknownController, UsageError
 from ledger.domain.retention.policy import load_policy
+from ledger.domain.subjects import SubjectSelector
 from ledger.domain.timeutil import format_day, format_micros, to_micros
 from ledger.domain.vocabulary import ALL, MARKETING_CHANNELS
 from projections.store.opener import open_read_model
@@ -318,22 +319,22 @@ def resolve_subject(
 ) -> SubjectRef:
     """A pseudonym (with its controller, or the one controller that knows it), or a natural
     identifier with its controller (SPEC §8)."""
-    if (subject is None) == (email is None and account is None):
-        raise UsageError("give a SUBJECT pseudonym, or --email/--account with --controller")
-    if controller is not None and controller not in ledger.config.controllers:
-        raise UnknownController(controller)
-    if subject is None:
-        if controller is None:
-            raise UsageError("--email/--account need --controller (the pseudonym is per controller)")
+    who = SubjectSelector(subject_id=subject, email_address=email, account_id=account,
+                          controller=controller)  # names one subject, or InvalidSubject
+    if who.controller is not None and who.controller not in ledger.config.controllers:
+        raise UnknownController(who.controller)
+    if who.subject_id is None:  # a natural identifier: the selector made sure of its controller
+        controller = cast(str, who.controller)
         return SubjectRef(controller, ledger.subject_id(controller, email=email, account=account))
-    if controller is not None:
-        return SubjectRef(controller, subject)
-    found = controllers_knowing(con, subject)
+    if who.controller is not None:
+        return SubjectRef(who.controller, who.subject_id)
+    found = controllers_knowing(con, who.subject_id)
     if not found:
-        raise UnknownSubject(f"unknown subject {subject[:16]}…: no events recorded")
+        raise UnknownSubject(f"unknown subject {who.subject_id[:16]}…: no events recorded")
     if len(found) > 1:
-        raise UsageError(f"subject {subject[:16]}… is known to {', '.join(found)}: give --controller")
-    return SubjectRef(found[0], subject)
+        raise UsageError(f"subject {who.subject_id[:16]}… is known to {', '.join(found)}: "
+                         "give {controller}")
+    return SubjectRef(found[0], who.subject_id)
 
 
 def resolve_subject_in(ledger: OpenLedger, path: Path | None = None, *, subject: str | None = None,
@@ -359,8 +360,8 @@ def purpose_basis(ledger: OpenLedger, controller: str, purpose: str) -> str:
 
 def check_channel(channel: str | None) -> str | None:
     if channel is not None and channel not in MARKETING_CHANNELS:
-        raise UsageError(f"--channel: unknown channel {channel[:40]!r} "
-                         f"(one of {', '.join(sorted(MARKETING_CHANNELS))})")
+        raise UsageError(f"unknown channel {channel[:40]!r} "
+                         f"(one of {', '.join(sorted(MARKETING_CHANNELS))})", parameter="channel")
     return channel
 
 

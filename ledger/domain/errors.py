@@ -3,14 +3,27 @@ CLI can print one clear line and the Python API can catch one base class."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+# An input of the call named inside a message, by its Python name: "give {controller} too".
+MENTION = re.compile(r"\{([a-z][a-z_]*)\}")
+
 
 class LedgerError(Exception):
-    """Base class of every error the ledger raises on purpose."""
+    """Base class of every error the ledger raises on purpose. A message may name another
+    input of the call as ``{name}``: ``str(e)`` shows the Python name, the CLI its flag."""
 
     exit_code = 1
+
+    def __str__(self) -> str:
+        return self.in_words(lambda name: name)
+
+    def in_words(self, name_of: Callable[[str], str]) -> str:
+        """The message with each ``{name}`` it mentions spelled by ``name_of``."""
+        return MENTION.sub(lambda m: name_of(m.group(1)), super().__str__())
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Errors cross process boundaries (publishing workers): rebuild them from their state,

@@ -46,7 +46,7 @@ from projections.engine.fold import (
     subject_status,
 )
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 PROJECTION = "projections"
 FORMAT: Final = 2  # bump when a table changes shape; old files then need --rebuild
