@@ -253,14 +253,19 @@ class ProofCheck:
                 "event": self.event}
 
 
+def _held(*heads: TreeHead) -> str:
+    """What the auditor gave: digests, or (any not a digest) signed checkpoints."""
+    return "digest" if all(isinstance(h, Digest) for h in heads) else "checkpoint"
+
+
 def _pin(trees: dict[int, bytes], digests: Sequence[TreeHead]) -> str | None:
     """Every digest the auditor gave must be one of the trees the proof speaks about."""
     for d in digests:
         if d.size not in trees:
             sizes = " or ".join(str(s) for s in sorted(trees))
-            return f"the digest covers {d.size} records, the proof a tree of {sizes}"
+            return f"the {_held(d)} covers {d.size} records, the proof a tree of {sizes}"
         if trees[d.size] != d.merkle_root:
-            return f"the proof's root for {d.size} records is not the digest's merkle_root"
+            return f"the proof's root for {d.size} records is not the {_held(d)}'s merkle_root"
     return None
 
 
@@ -293,7 +298,7 @@ def check_inclusion(proof: InclusionProof, digests: Sequence[TreeHead] = (),
     problem = _pin({proof.tree_size: proof.merkle_root}, digests)
     if problem:
         return ProofCheck(False, problem, pinned, summary)
-    where = "the digest's Merkle root" if pinned else "the proof's own Merkle root (no digest given)"
+    where = f"the {_held(*digests)}'s Merkle root" if pinned else "the proof's own Merkle root (no digest given)"
     return ProofCheck(True, f"event {proof.event_id} is record {proof.position} of "
                             f"{proof.tree_size}: included under {where}", pinned, summary)
 

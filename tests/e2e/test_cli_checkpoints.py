@@ -199,7 +199,7 @@ def test_prove_and_check_proof_with_a_checkpoint(data: str, checkpoint: str, tmp
     assert run("--data", data, "audit", "prove", event, "--checkpoint", checkpoint, "--key",
                PETER_VKEY).stdout == proof.read_text()
     expect(run("audit", "check-proof", str(proof), "--checkpoint", checkpoint, "--key", PETER_VKEY), 0,
-           f"ok: event {event} is record 4 of 12: included under the digest's Merkle root\n")
+           f"ok: event {event} is record 4 of 12: included under the checkpoint's Merkle root\n")
     checked = json.loads(run("audit", "check-proof", str(proof), "--checkpoint", checkpoint,
                              "--key", PETER_VKEY, "--json").stdout)
     assert checked["ok"] is True and checked["pinned_to_digest"] is True

@@ -26,6 +26,7 @@ from ledger.app.checkpoints import (
 from ledger.app.service import Ledger
 from ledger.config import Settings
 from ledger.domain.chain_check import FORGED, TRUNCATED, AuditFinding
+from ledger.domain.checkpoint import Checkpoint, SignedCheckpoint
 from ledger.domain.clock import FixedClock
 from ledger.domain.errors import ConfigError, UsageError
 from ledger.domain.proofs import check_consistency, check_inclusion
@@ -215,3 +216,31 @@ def test_kafka_is_refused() -> None:
     with pytest.raises(UsageError, match="on Kafka each partition is its own chain"):
         refuse_partitioned(Settings(data_dir=Path("unused"), log_url="kafka://localhost:9092/t"),
                            "--checkpoint")
+
+
+def test_a_demo_log_checkpoints_and_verifies(tmp_path: Path, keys: Path) -> None:
+    from click.testing import CliRunner
+
+    import cli
+
+    data = tmp_path / "demo"
+    result = CliRunner().invoke(cli.main, ["--data", str(data), "--now", "2026-11-01", "demo",
+                                           "--subjects", "40", "--years", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    path = signed(data, keys, tmp_path, "demo.txt")
+    read = load_checkpoint(path, [load_verifier(str(keys / VERIFIER_FILE))])
+    with Auditor.open(settings(data)) as auditor:
+        assert read.size == auditor.source.size() > 40 * 5
+        assert auditor.verify(read.checkpoint).digest_matches is True
+
+
+def test_a_proof_for_another_tree_names_the_checkpoint(data: Path, keys: Path, tmp_path: Path) -> None:
+    vkey = load_verifier(str(keys / VERIFIER_FILE))
+    read = load_checkpoint(signed(data, keys, tmp_path), [vkey])
+    with Auditor.open(settings(data)) as auditor:
+        event_id = auditor.codec.decode(next(auditor.source.records(3)).payload).event_id
+        proof = auditor.prove(event_id, read.checkpoint)
+    other = SignedCheckpoint(Checkpoint(read.checkpoint.origin, N, bytes(32)), (), ())
+    check = check_inclusion(proof, [other])
+    assert not check.ok and check.detail == (f"the proof's root for {N} records is not the "
+                                             "checkpoint's merkle_root")

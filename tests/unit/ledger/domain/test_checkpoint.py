@@ -21,6 +21,8 @@ from __future__ import annotations
 import base64
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ledger.domain import merkle
 from ledger.domain.checkpoint import Checkpoint, parse_checkpoint, read_checkpoint
@@ -306,3 +308,24 @@ def test_an_origin_that_would_not_read_back_is_refused() -> None:
         Checkpoint("bad\norigin", 1, bytes(32)).text()
     with pytest.raises(NoteError):
         Checkpoint("", 1, bytes(32)).text()
+
+
+# Properties ---------------------------------------------------------------------------------
+
+_names = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp"),
+                               blacklist_characters="+"), min_size=1, max_size=30).filter(
+    lambda n: not any(c.isspace() for c in n))
+
+
+@given(origin=_names, size=st.integers(0, 2**63 - 1), root=st.binary(min_size=32, max_size=32))
+def test_every_checkpoint_reads_back(origin: str, size: int, root: bytes) -> None:
+    checkpoint = Checkpoint(origin, size, root)
+    assert read_checkpoint(checkpoint.sign([KEY]), [KEY.verifier()]).checkpoint == checkpoint
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_are_refused_with_a_reason_or_read(data: bytes) -> None:
+    try:
+        read_checkpoint(data, [KEY.verifier()])
+    except (NoteError, NoteNotVerified) as e:
+        assert str(e)
