@@ -810,6 +810,40 @@ out_option = click.option(
     help="Write to FILE (a new file, mode 0600) instead of printing.")
 force_option = click.option("--force", is_flag=True,
                             help="Replace the output file if it exists (never through a symlink).")
+checkpoint_option = click.option(
+    "--checkpoint", "checkpoint_file", metavar="FILE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A signed checkpoint (C2SP tlog-checkpoint) from `ledger audit checkpoint`, instead of a digest.")
+key_option = click.option(
+    "--key", "keys", multiple=True, metavar="VERIFIER_KEY",
+    help="The checkpoint's verifier key (name+keyid+base64), or a file holding it (repeatable).")
+
+
+def _held(digest_file: Path | None, checkpoint_file: Path | None, keys: tuple[str, ...], *,
+          need_key: bool, required: bool = False) -> Any:
+    """The digest or the checkpoint (its signature verified when keys are given) a command
+    checks the log against; None if neither was given."""
+    from ledger.app.checkpoints import load_checkpoint, load_verifier
+    from ledger.domain.proofs import load_digest
+
+    if digest_file is not None and checkpoint_file is not None:
+        raise Failure("--checkpoint: give a digest or a checkpoint, not both", 2)
+    if keys and checkpoint_file is None:
+        raise Failure("--key: verifies a --checkpoint; none was given", 2)
+    if digest_file is not None:
+        return load_digest(digest_file)
+    if checkpoint_file is None:
+        if required:
+            raise Failure("--digest: give --digest FILE or --checkpoint FILE", 2)
+        return None
+    if need_key and not keys:
+        raise Failure("--key: a checkpoint is trusted only with its verifier key: give --key "
+                      "VERIFIER_KEY", 2)
+    return load_checkpoint(checkpoint_file, [load_verifier(k) for k in keys])
+
+
+def _signed_by(held: Any) -> str:
+    return ", ".join(s.label for s in held.verified) or "no key checked"
 
 
 @main.group()
@@ -822,18 +856,20 @@ def audit() -> None:
 
 @audit.command("verify")
 @digest_option
+@checkpoint_option
+@key_option
 @click.option("--no-decode", is_flag=True,
               help="Check the chain only (hashing-bound); do not decode every record.")
 @jobs_option
 @json_option
 @click.pass_context
 @handles_errors
-def audit_verify(ctx: click.Context, digest_file: Path | None, no_decode: bool, jobs: int,
-                 as_json: bool) -> None:
+def audit_verify(ctx: click.Context, digest_file: Path | None, checkpoint_file: Path | None,
+                 keys: tuple[str, ...], no_decode: bool, jobs: int, as_json: bool) -> None:
     """Recompute the hash chain over the whole log and check every record decodes.
 
-    With --digest, also prove the log still holds exactly the records the digest covers.
-    Exit 1 naming the first bad position and what is wrong: altered, missing, reordered,
+    With --digest, also prove the log still holds exactly the records the digest covers;
+    with --checkpoint and --key, the records a signed checkpoint covers. Exit 1 naming the first bad position and what is wrong: altered, missing, reordered,
     forged, or truncated.
     """
     settings: Settings = ctx.obj
@@ -842,6 +878,10 @@ def audit_verify(ctx: click.Context, digest_file: Path | None, no_decode: bool, 
         if digest_file is not None:
             raise Failure("--digest: digests cover the embedded log; on Kafka each partition "
                           "is its own chain (see `ledger kafka heads`)", 2)
+        if checkpoint_file is not None:
+            from ledger.app.checkpoints import refuse_partitioned
+
+            refuse_partitioned(settings, "--checkpoint")
         chains = _verify_kafka_partitions(settings)
         if as_json:
             emit_json(chains.as_dict())
@@ -851,9 +891,8 @@ def audit_verify(ctx: click.Context, digest_file: Path | None, no_decode: bool, 
         if not chains.ok:
             ctx.exit(1)
         return
-    from ledger.domain.proofs import load_digest
-
-    digest = load_digest(digest_file) if digest_file else None
+    held = _held(digest_file, checkpoint_file, keys, need_key=True)
+    digest = getattr(held, "checkpoint", held)
     with _auditor(ctx.obj, jobs) as auditor:
         with progress_bar(auditor.source.size(), "Verifying") as progress:
             report = auditor.verify(digest, decode=not no_decode, progress=progress)
@@ -863,7 +902,11 @@ def audit_verify(ctx: click.Context, digest_file: Path | None, no_decode: bool, 
     elif f is None:
         checked = "chain intact" + ("" if no_decode else ", every record decodes")
         click.echo(f"ok: {report.records:,} records, {checked}; head {_short(report.head_hash)}")
-        if digest is not None:
+        if checkpoint_file is not None:
+            click.echo(f"  holds exactly the {digest.size:,} records of the checkpoint of "
+                       f"{digest.origin} signed by {_signed_by(held)} (Merkle root "
+                       f"{_short(digest.merkle_root)})")
+        elif digest is not None:
             click.echo(f"  holds exactly the {digest.size:,} records of the digest made "
                        f"{format_micros(digest.created_at)} (Merkle root {_short(digest.merkle_root)})")
     else:
@@ -894,45 +937,47 @@ def audit_digest(ctx: click.Context, out: Path | None, force: bool, jobs: int,
 
 @audit.command("prove")
 @click.argument("event_id")
-@click.option("--digest", "digest_file", required=True, metavar="FILE",
+@click.option("--digest", "digest_file", metavar="FILE",
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The digest whose Merkle root the proof leads to.")
+              help="The digest whose Merkle root the proof leads to (or --checkpoint).")
+@checkpoint_option
+@key_option
 @out_option
 @force_option
 @click.pass_context
 @handles_errors
-def audit_prove(ctx: click.Context, event_id: str, digest_file: Path, out: Path | None,
+def audit_prove(ctx: click.Context, event_id: str, digest_file: Path | None,
+                checkpoint_file: Path | None, keys: tuple[str, ...], out: Path | None,
                 force: bool) -> None:
     """Print a JSON proof that EVENT_ID is in the log the digest covers: the event's record
     and its RFC 6962 audit path to the digest's Merkle root. `ledger audit check-proof`
     verifies it without the log.
     """
-    from ledger.domain.proofs import load_digest
-
-    digest = load_digest(digest_file)
+    held = _held(digest_file, checkpoint_file, keys, need_key=False, required=True)
     with _auditor(ctx.obj) as auditor:
-        proof = auditor.prove(event_id, digest)
+        proof = auditor.prove(event_id, getattr(held, "checkpoint", held))
     _write_or_print(proof.as_dict(), out, f"inclusion proof of position {proof.position}", force)
 
 
 @audit.command("consistency")
-@click.option("--digest", "digest_file", required=True, metavar="FILE",
+@click.option("--digest", "digest_file", metavar="FILE",
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="An earlier digest the log must extend.")
+              help="An earlier digest the log must extend (or --checkpoint).")
+@checkpoint_option
+@key_option
 @out_option
 @force_option
 @click.pass_context
 @handles_errors
-def audit_consistency(ctx: click.Context, digest_file: Path, out: Path | None,
-                      force: bool) -> None:
+def audit_consistency(ctx: click.Context, digest_file: Path | None, checkpoint_file: Path | None,
+                      keys: tuple[str, ...], out: Path | None, force: bool) -> None:
     """Print a JSON RFC 6962 proof that today's log extends an earlier digest (its records
     unchanged, only appended to). `ledger audit check-proof` verifies it without the log.
     """
-    from ledger.domain.proofs import load_digest
-
-    digest = load_digest(digest_file)
+    held = _held(digest_file, checkpoint_file, keys, need_key=False, required=True)
     with _auditor(ctx.obj) as auditor:
-        proof = auditor.consistency(digest, ledger_clock(ctx.obj.now).now())
+        proof = auditor.consistency(getattr(held, "checkpoint", held),
+                                    ledger_clock(ctx.obj.now).now())
     _write_or_print(proof.as_dict(), out, f"consistency proof {proof.old_size:,} -> {proof.new_size:,}",
                     force)
 
@@ -942,24 +987,94 @@ def audit_consistency(ctx: click.Context, digest_file: Path, out: Path | None,
 @click.option("--digest", "digest_files", multiple=True, metavar="FILE",
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A digest the proof must be about (repeatable).")
+@click.option("--checkpoint", "checkpoint_files", multiple=True, metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A signed checkpoint the proof must be about (repeatable; needs --key).")
+@key_option
 @json_option
 @handles_errors
-def audit_check_proof(proof_file: Path, digest_files: tuple[Path, ...], as_json: bool) -> None:
+def audit_check_proof(proof_file: Path, digest_files: tuple[Path, ...],
+                      checkpoint_files: tuple[Path, ...], keys: tuple[str, ...],
+                      as_json: bool) -> None:
     """Verify a proof from `ledger audit prove` or `ledger audit consistency` without the log
     or a data directory. With --digest the proof must lead to that digest's Merkle root;
-    without one it is checked only against the root it carries. Exit 1 if it fails.
+    without one it is checked only against the root it carries. With --checkpoint and --key,
+    the same against a signed checkpoint, its signature checked first. Exit 1 if it fails.
     """
     from ledger.domain.proofs import check_proof, load_digest, load_proof
 
-    result = check_proof(load_proof(proof_file), [load_digest(d) for d in digest_files])
+    if keys and not checkpoint_files:
+        raise Failure("--key: verifies a --checkpoint; none was given", 2)
+    proof = load_proof(proof_file)
+    held = [load_digest(d) for d in digest_files]
+    held += [_held(None, c, keys, need_key=True) for c in checkpoint_files]
+    result = check_proof(proof, held)
     if as_json:
         emit_json(result.as_dict())
     else:
         click.echo(f"{'ok' if result.ok else 'FAILED'}: {result.detail}")
         if result.ok and not result.pinned:
-            click.echo("  (pass --digest FILE to tie it to a digest you hold)")
+            click.echo("  (pass --digest FILE, or --checkpoint FILE --key KEY, to tie it to a "
+                       "tree head you hold)")
     if not result.ok:
         sys.exit(1)
+
+
+@audit.command("keygen")
+@click.option("--out", "out_dir", required=True, metavar="DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for checkpoint.key (the signer key, mode 0600) and checkpoint.vkey (created 0700 if missing).")
+@click.option("--name", metavar="NAME",
+              help="The key's name, also the origin of the checkpoints it signs, e.g. consents.example.se/log [default: consent-ledger/<random>].")
+@force_option
+@json_option
+@handles_errors
+def audit_keygen(out_dir: Path, name: str | None, force: bool, as_json: bool) -> None:
+    """Make an Ed25519 key pair for signing checkpoints and print the verifier key (give it
+    to auditors and witnesses; keep checkpoint.key secret). Refuses to replace keys without
+    --force.
+    """
+    from ledger.app.checkpoints import keygen
+
+    pair = keygen(out_dir, name, force=force)
+    if as_json:
+        emit_json(pair.as_dict())
+    else:
+        click.echo(pair.verifier.encode())
+        click.echo(f"signer key written to {pair.signer_file} (mode 0600: keep it secret), "
+                   f"verifier key to {pair.verifier_file}", err=True)
+
+
+@audit.command("checkpoint")
+@click.option("--sign", "sign", metavar="KEY", type=click.Path(dir_okay=False, path_type=Path),
+              help="The signer key file from `ledger audit keygen` [default: print the checkpoint unsigned].")
+@click.option("--origin", metavar="NAME",
+              help="The log's name, the checkpoint's first line [default: the signer key's name].")
+@out_option
+@force_option
+@jobs_option
+@json_option
+@click.pass_context
+@handles_errors
+def audit_checkpoint(ctx: click.Context, sign: Path | None, origin: str | None,
+                     out: Path | None, force: bool, jobs: int, as_json: bool) -> None:
+    """Write the log's size and RFC 6962 Merkle root as a C2SP tlog-checkpoint, signed with
+    --sign as a C2SP signed note, which standard transparency-log verifiers and witnesses
+    check. Exit 1, writing nothing, if the chain is broken.
+    """
+    from ledger.app.checkpoints import make_checkpoint, write_checkpoint
+
+    with progress_bar(None, "Hashing") as progress:
+        written = make_checkpoint(ctx.obj, sign=sign, origin=origin, jobs=jobs, progress=progress)
+    if out is not None:
+        write_checkpoint(written, out, force=force)
+        signed = "unsigned" if written.signer is None else f"signed by {written.signer.label}"
+        click.echo(f"checkpoint of {written.checkpoint.size:,} records ({signed}) written to {out}",
+                   err=True)
+    if as_json:
+        emit_json(written.as_dict())
+    elif out is None:
+        click.echo(written.note.decode("utf-8"), nl=False)
 
 
 @audit.command("decisions")

@@ -52,6 +52,7 @@ from ledger.domain.chain_check import (
     decode_check,
     verify_chain,
 )
+from ledger.domain.checkpoint import Checkpoint
 from ledger.domain.errors import UsageError
 from ledger.domain.proofs import (
     ConsistencyProof,
@@ -63,6 +64,10 @@ from ledger.ports import FrameSource
 
 logger = logging.getLogger(__name__)
 
+# What a log is checked against: a digest, or a checkpoint (its size and root, once its
+# signature has been verified; see ``ledger.app.checkpoints``).
+TreeHead = Digest | Checkpoint
+
 # The auditor: verification, digests and proofs over one chain --------------------------------
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
@@ -70,7 +75,7 @@ class VerifyReport:
     head_hash: bytes
     finding: Finding | None
     decoded: bool
-    digest: Digest | None = None
+    digest: TreeHead | None = None
     digest_matches: bool | None = None  # the log's prefix is the digest's (None: unknown)
 
     @property
@@ -87,12 +92,14 @@ class VerifyReport:
             "reason": f.reason if f else None,
             "head_hash": self.head_hash.hex(),
             "decode_checked": self.decoded,
-            "digest": None if self.digest is None else {
+            "digest": {
                 "size": self.digest.size,
                 "merkle_root": self.digest.merkle_root.hex(),
                 "created_at": format_micros(self.digest.created_at),
                 "consistent": self.digest_matches,
-            },
+            } if isinstance(self.digest, Digest) else None,
+            **({"checkpoint": self.digest.as_dict() | {"consistent": self.digest_matches}}
+               if isinstance(self.digest, Checkpoint) else {}),
         }
 
 
@@ -182,7 +189,7 @@ class Auditor:
             return Finding(ALTERED, suspect, f"position {suspect} fails the chain checks")
         return report.finding
 
-    def verify(self, digest: Digest | None = None, *, decode: bool = True,
+    def verify(self, digest: TreeHead | None = None, *, decode: bool = True,
                progress: Progress | None = None) -> VerifyReport:
         merkle_stop = digest.size + 1 if digest else 0
         joined = _join(self.source.scan(merkle_stop=merkle_stop, decode=decode, progress=progress))
@@ -207,15 +214,16 @@ class Auditor:
             tree.extend(leaves)
         return tree
 
-    def _against_digest(self, digest: Digest, joined: _Joined) -> tuple[bool, Finding | None]:
+    def _against_digest(self, digest: TreeHead, joined: _Joined) -> tuple[bool, Finding | None]:
         """Whether the log's first ``digest.size`` records are exactly the digest's (the
         chain, verified, links them all)."""
         m = digest.size
         if joined.suspect is None and joined.records < m:
             n = joined.records
-            return False, Finding(TRUNCATED, n + 1, f"the log ends at position {n} but the digest "
-                                                    f"of {format_micros(digest.created_at)} covers "
-                                                    f"{m} records")
+            held = (f"the checkpoint of {digest.origin}" if isinstance(digest, Checkpoint)
+                    else f"the digest of {format_micros(digest.created_at)}")
+            return False, Finding(TRUNCATED, n + 1, f"the log ends at position {n} but {held} "
+                                                    f"covers {m} records")
         # The scan stops folding leaves at a bad page; a break just past the prefix needs a
         # second look at the prefix alone.
         tree = joined.tree if joined.tree.size == m else self._prefix_tree(m)
@@ -223,15 +231,16 @@ class Auditor:
             return True, None
         # The digest's head_hash is the old chain hash of its last record: if putting it back
         # restores the root, only that record changed.
-        before = self._prefix_tree(m - 1) if m else None
-        if before is not None:
+        before = self._prefix_tree(m - 1) if m and isinstance(digest, Digest) else None
+        if before is not None and isinstance(digest, Digest):
             before.extend([merkle.leaf_hash(digest.head_hash)])
         if before is not None and before.root() == digest.merkle_root:
             return False, Finding(ALTERED, m, f"position {m} was altered after the digest was "
                                               "made: it no longer hashes to the digest's head_hash")
         # The chain links, so whoever changed a record also recomputed every hash after it;
         # the digest's root alone cannot say which record came first.
-        return False, Finding(FORGED, m, f"the first {m} records no longer match the digest's "
+        held = "checkpoint" if isinstance(digest, Checkpoint) else "digest"
+        return False, Finding(FORGED, m, f"the first {m} records no longer match the {held}'s "
                                          "Merkle root although the chain links: records up to "
                                          "here were rewritten and the chain recomputed")
 
@@ -246,6 +255,12 @@ class Auditor:
         at = None if joined.head_stamp is None else int.from_bytes(joined.head_stamp, "big", signed=True)
         return Digest(joined.records, joined.head_hash, joined.tree.root(), at, created_at)
 
+    def checkpoint(self, origin: str, *, progress: Progress | None = None) -> Checkpoint:
+        """The log's checkpoint under ``origin``: the size and Merkle root of its digest;
+        refuses (AuditFinding) if the chain does not verify."""
+        digest = self.digest(0, progress=progress)
+        return Checkpoint(origin, digest.size, digest.merkle_root)
+
     def _tree_roots(self, ranges: list[merkle.Range], stop: int) -> list[bytes]:
         try:
             return merkle.range_roots(ranges, self.source.leaf_pages(stop))
@@ -253,7 +268,7 @@ class Auditor:
             raise AuditFinding(f"the log no longer holds positions 1..{stop}: run "
                                "`ledger audit verify`") from None
 
-    def prove(self, event_id: str, digest: Digest) -> InclusionProof:
+    def prove(self, event_id: str, digest: TreeHead) -> InclusionProof:
         record = self.source.locate(event_id)
         if record is None:
             raise AuditFinding(f"no event {event_id} in the log")
@@ -270,7 +285,7 @@ class Auditor:
             raise DigestMismatch("the log no longer matches the digest")
         return proof
 
-    def consistency(self, old: Digest, now: int) -> ConsistencyProof:
+    def consistency(self, old: TreeHead, now: int) -> ConsistencyProof:
         """Proves the log today extends the digest ``old``; AuditFinding if it does not."""
         new = self.digest(now)
         if new.size < old.size:

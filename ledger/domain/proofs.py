@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ledger.contracts.codec import AvroCodec
 from ledger.domain import merkle
@@ -231,6 +231,16 @@ def load_proof(path: Path) -> InclusionProof | ConsistencyProof:
 
 
 # Checking proofs without the log --------------------------------------------------------------
+class TreeHead(Protocol):
+    """What a proof is pinned to: a digest, or a checkpoint whose signature was verified."""
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def merkle_root(self) -> bytes: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ProofCheck:
     ok: bool
@@ -243,18 +253,23 @@ class ProofCheck:
                 "event": self.event}
 
 
-def _pin(trees: dict[int, bytes], digests: Sequence[Digest]) -> str | None:
+def _held(*heads: TreeHead) -> str:
+    """What the auditor gave: digests, or (any not a digest) signed checkpoints."""
+    return "digest" if all(isinstance(h, Digest) for h in heads) else "checkpoint"
+
+
+def _pin(trees: dict[int, bytes], digests: Sequence[TreeHead]) -> str | None:
     """Every digest the auditor gave must be one of the trees the proof speaks about."""
     for d in digests:
         if d.size not in trees:
             sizes = " or ".join(str(s) for s in sorted(trees))
-            return f"the digest covers {d.size} records, the proof a tree of {sizes}"
+            return f"the {_held(d)} covers {d.size} records, the proof a tree of {sizes}"
         if trees[d.size] != d.merkle_root:
-            return f"the proof's root for {d.size} records is not the digest's merkle_root"
+            return f"the proof's root for {d.size} records is not the {_held(d)}'s merkle_root"
     return None
 
 
-def check_inclusion(proof: InclusionProof, digests: Sequence[Digest] = (),
+def check_inclusion(proof: InclusionProof, digests: Sequence[TreeHead] = (),
                     codec: AvroCodec | None = None) -> ProofCheck:
     """Verifies an inclusion proof with no access to the log: the record decodes to the
     claimed event, its leaf leads up the audit path to the root, and the root is the one in
@@ -283,12 +298,12 @@ def check_inclusion(proof: InclusionProof, digests: Sequence[Digest] = (),
     problem = _pin({proof.tree_size: proof.merkle_root}, digests)
     if problem:
         return ProofCheck(False, problem, pinned, summary)
-    where = "the digest's Merkle root" if pinned else "the proof's own Merkle root (no digest given)"
+    where = f"the {_held(*digests)}'s Merkle root" if pinned else "the proof's own Merkle root (no digest given)"
     return ProofCheck(True, f"event {proof.event_id} is record {proof.position} of "
                             f"{proof.tree_size}: included under {where}", pinned, summary)
 
 
-def check_consistency(proof: ConsistencyProof, digests: Sequence[Digest] = ()) -> ProofCheck:
+def check_consistency(proof: ConsistencyProof, digests: Sequence[TreeHead] = ()) -> ProofCheck:
     pinned = bool(digests)
     if not merkle.verify_consistency(proof.old_size, proof.new_size, proof.old_root,
                                      proof.new_root, proof.path):
@@ -301,7 +316,7 @@ def check_consistency(proof: ConsistencyProof, digests: Sequence[Digest] = ()) -
                             f"{proof.new_size}", pinned)
 
 
-def check_proof(proof: InclusionProof | ConsistencyProof, digests: Sequence[Digest] = ()) -> ProofCheck:
+def check_proof(proof: InclusionProof | ConsistencyProof, digests: Sequence[TreeHead] = ()) -> ProofCheck:
     if isinstance(proof, ConsistencyProof):
         return check_consistency(proof, digests)
     return check_inclusion(proof, digests)
