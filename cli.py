@@ -69,6 +69,7 @@ FLAGS: dict[str, str] = {
     "worker": "--worker", "into": "--into", "out": "--out", "html": "--html",
     "as_of": "--as-of", "before": "--before", "channel": "--channel",
     "controller": "--controller", "policy": "--policy", "rebuild": "--rebuild",
+    "sign": "--sign", "key": "--key", "checkpoint": "--checkpoint", "origin": "--origin",
 }
 # How the CLI has always worded a subject named wrongly (InvalidSubject.problem).
 SUBJECT_PROBLEMS: dict[SubjectProblem, str] = {
@@ -848,9 +849,12 @@ def _signed_by(held: Any) -> str:
 
 @main.group()
 def audit() -> None:
-    """Verify the hash chain; Merkle digests and proofs an auditor checks without the log.
+    """Verify the hash chain; Merkle digests, checkpoints and proofs an auditor checks
+    without the log; re-check the sweep's decisions and erasures.
 
-    None of these needs the master key: an auditor can verify a copy of the log alone.
+    verify, digest, checkpoint, prove, consistency and check-proof need no master key: an
+    auditor can check a copy of the log alone. decisions, erasures and report open the whole
+    ledger.
     """
 
 
@@ -881,7 +885,7 @@ def audit_verify(ctx: click.Context, digest_file: Path | None, checkpoint_file: 
         if checkpoint_file is not None:
             from ledger.app.checkpoints import refuse_partitioned
 
-            refuse_partitioned(settings, "--checkpoint")
+            refuse_partitioned(settings, "checkpoint")
         chains = _verify_kafka_partitions(settings)
         if as_json:
             emit_json(chains.as_dict())

@@ -64,33 +64,33 @@ def keygen(out_dir: Path, name: str | None = None, *, force: bool = False) -> Ke
     """A new Ed25519 key pair in ``out_dir`` (created 0700 if missing): the signer key, mode
     0600, and the verifier key. Neither file is replaced without ``force``."""
     if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out: {out_dir} is not a directory")
+        raise UsageError(f"{out_dir} is not a directory", parameter="out")
     signer = SignerKey.generate(name if name is not None else default_key_name())
     signer_file, verifier_file = out_dir / SIGNER_FILE, out_dir / VERIFIER_FILE
     if out_dir.is_dir():  # refuse before writing either file
-        check_target(signer_file, force, "--out")
-        check_target(verifier_file, force, "--out")
+        check_target(signer_file, force, "out")
+        check_target(verifier_file, force, "out")
     else:
         out_dir.mkdir(mode=0o700)
-    write_private_file(signer_file, signer.encode() + "\n", force=force, option="--out")
-    write_private_file(verifier_file, signer.verifier().encode() + "\n", force=force, option="--out")
+    write_private_file(signer_file, signer.encode() + "\n", force=force, parameter="out")
+    write_private_file(verifier_file, signer.verifier().encode() + "\n", force=force, parameter="out")
     return KeyPair(signer.verifier(), signer_file, verifier_file)
 
 
-def _read_text(path: Path, option: str, limit: int) -> str:
+def _read_text(path: Path, parameter: str, limit: int) -> str:
     try:
         with open(path, "rb") as f:
             data = f.read(limit + 1)
     except FileNotFoundError:
-        raise UsageError(f"{option}: {path} does not exist") from None
+        raise UsageError(f"{path} does not exist", parameter=parameter) from None
     except IsADirectoryError:
-        raise UsageError(f"{option}: {path} is a directory") from None
+        raise UsageError(f"{path} is a directory", parameter=parameter) from None
     if len(data) > limit:
-        raise UsageError(f"{option}: {path} is larger than {limit:,} bytes")
+        raise UsageError(f"{path} is larger than {limit:,} bytes", parameter=parameter)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise UsageError(f"{option}: {path} is not UTF-8 text") from None
+        raise UsageError(f"{path} is not UTF-8 text", parameter=parameter) from None
 
 
 def _key_line(text: str) -> str:
@@ -98,23 +98,23 @@ def _key_line(text: str) -> str:
     return text[:-1] if text.endswith("\n") and "\n" not in text[:-1] else text
 
 
-def load_signer(path: Path, option: str = "--sign") -> SignerKey:
+def load_signer(path: Path, parameter: str = "sign") -> SignerKey:
     """The signer key in ``path``; refused if another local user could read it."""
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
-        raise UsageError(f"{option}: {path} does not exist") from None
+        raise UsageError(f"{path} does not exist", parameter=parameter) from None
     if mode & 0o077:
-        raise ConfigError(f"{option}: {path} is readable by other users (mode {mode:04o}); "
-                          "chmod 600 it")
-    text = _read_text(path, option, KEY_TEXT_LIMIT)
+        raise ConfigError(f"{path} is readable by other users (mode {mode:04o}); chmod 600 it",
+                          parameter=parameter)
+    text = _read_text(path, parameter, KEY_TEXT_LIMIT)
     try:
-        return SignerKey.parse(_key_line(text), f"{option} {path}")
+        return SignerKey.parse(_key_line(text), f"{{{parameter}}} {path}")
     except NoteError as e:
         raise NoteError(str(e)) from None
 
 
-def load_verifier(value: str, option: str = "--key") -> VerifierKey:
+def load_verifier(value: str, parameter: str = "key") -> VerifierKey:
     """A verifier key given as its text (``name+keyid+base64``) or as a file holding it."""
     path = Path(value)
     try:
@@ -122,29 +122,29 @@ def load_verifier(value: str, option: str = "--key") -> VerifierKey:
     except (OSError, ValueError):  # a name too long, or a NUL: not a file, so key text
         is_file = is_dir = False
     if is_file:
-        return VerifierKey.parse(_key_line(_read_text(path, option, KEY_TEXT_LIMIT)),
-                                 f"{option} {path}")
+        return VerifierKey.parse(_key_line(_read_text(path, parameter, KEY_TEXT_LIMIT)),
+                                 f"{{{parameter}}} {path}")
     if is_dir:
-        raise UsageError(f"{option}: {path} is a directory, not a verifier key")
-    return VerifierKey.parse(value, option)
+        raise UsageError(f"{path} is a directory, not a verifier key", parameter=parameter)
+    return VerifierKey.parse(value, "{" + parameter + "}")
 
 
 def load_checkpoint(path: Path, keys: Sequence[VerifierKey] = (),
-                    option: str = "--checkpoint") -> SignedCheckpoint:
+                    parameter: str = "checkpoint") -> SignedCheckpoint:
     """A checkpoint file, its signatures verified with ``keys`` (none given: unverified)."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_NOTE_BYTES + 1)
     except FileNotFoundError:
-        raise UsageError(f"{option}: {path} does not exist") from None
-    return read_checkpoint(data, keys, f"{option} {path}")
+        raise UsageError(f"{path} does not exist", parameter=parameter) from None
+    return read_checkpoint(data, keys, f"{{{parameter}}} {path}")
 
 
-def refuse_partitioned(settings: Settings, option: str) -> None:
+def refuse_partitioned(settings: Settings, parameter: str) -> None:
     if bootstrap.backend(settings).partitioned:
-        raise UsageError(f"{option}: checkpoints cover the embedded log; on Kafka each "
+        raise UsageError("checkpoints cover the embedded log; on Kafka each "
                          "partition is its own chain with no single Merkle tree (see "
-                         "`ledger kafka heads`)")
+                         "`ledger kafka heads`)", parameter=parameter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,17 +168,17 @@ def make_checkpoint(settings: Settings, *, sign: Path | None = None, origin: str
     signer = load_signer(sign) if sign is not None else None
     if origin is None:
         if signer is None:
-            raise UsageError("--origin: an unsigned checkpoint needs the log's name (with "
-                             "--sign it is the key's name)")
+            raise UsageError("an unsigned checkpoint needs the log's name (with {sign} it is "
+                             "the key's name)", parameter="origin")
         origin = signer.name
     if not origin or "\n" in origin:
-        raise UsageError("--origin: the log's name must be one non-empty line")
+        raise UsageError("the log's name must be one non-empty line", parameter="origin")
     with Auditor.open(settings, jobs) as auditor:
         checkpoint = auditor.checkpoint(origin, progress=progress)
     try:
         note = checkpoint.sign([signer]) if signer else checkpoint.text().encode("utf-8")
     except NoteError as e:
-        raise UsageError(f"--origin: {e}") from None
+        raise UsageError(str(e), parameter="origin") from None
     return WrittenCheckpoint(checkpoint, note, None if signer is None else signer.verifier())
 
 
