@@ -3,6 +3,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -97,10 +98,20 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "ledger-data"
+@pytest.fixture(scope="session")
+def initialised(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``Ledger.init`` once per test process (it fsyncs a key vault: slow on a busy disk)."""
+    path = tmp_path_factory.mktemp("initialised") / "ledger-data"
     Ledger.init(path)
+    return path
+
+
+@pytest.fixture
+def data_dir(initialised: Path, tmp_path: Path) -> Path:
+    """A freshly initialised data directory: a copy of ``initialised``, modes kept (so the
+    tests of one process share its master key and controller secrets)."""
+    path = tmp_path / "ledger-data"
+    shutil.copytree(initialised, path)
     return path
 
 
