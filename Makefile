@@ -17,8 +17,11 @@ $(BIN)/ledger: pyproject.toml
 demo: $(BIN)/ledger
 	$(BIN)/ledger --data ledger-data demo --subjects $(SUBJECTS) --seed $(SEED)
 
+# In parallel, one worker per core (pytest-xdist); PYTEST_ARGS='-m "not slow"' for the fast tier.
+PYTEST_WORKERS ?= auto
+PYTEST_ARGS ?=
 test: $(BIN)/ledger test-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # The HTML audit report is rendered in Debian's headless Chromium; installed when missing and
 # this runs as root (CI); elsewhere that one test says why it is skipped.

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -73,10 +75,43 @@ def make_event(event_type: str = "LoggedIn", **overrides: Any) -> dict[str, Any]
     return {k: v for k, v in event.items() if v is not ...}
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "ledger-data"
+# The demo (``ledger demo``) of a few subjects: built once per test process, read-only.
+DEMO_SUBJECTS, DEMO_SEED, DEMO_NOW = 80, 7, "2026-11-01"
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory after ``ledger demo``; shared by the modules of a test process, so a
+    test that writes to it copies it first."""
+    from click.testing import CliRunner
+
+    import cli
+
+    path = tmp_path_factory.mktemp("demo") / "ledger-data"
+    result = CliRunner().invoke(cli.main, ["--data", str(path), "--now", DEMO_NOW, "demo",
+                                           "--subjects", str(DEMO_SUBJECTS), "--seed",
+                                           str(DEMO_SEED), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["rejected"] == 0 and summary["accepted"] > DEMO_SUBJECTS * 5
+    assert set(summary["subjects"]) == {"coegi", "cowrite"}
+    return path
+
+
+@pytest.fixture(scope="session")
+def initialised(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``Ledger.init`` once per test process (it fsyncs a key vault: slow on a busy disk)."""
+    path = tmp_path_factory.mktemp("initialised") / "ledger-data"
     Ledger.init(path)
+    return path
+
+
+@pytest.fixture
+def data_dir(initialised: Path, tmp_path: Path) -> Path:
+    """A freshly initialised data directory: a copy of ``initialised``, modes kept (so the
+    tests of one process share its master key and controller secrets)."""
+    path = tmp_path / "ledger-data"
+    shutil.copytree(initialised, path)
     return path
 
 

@@ -43,7 +43,8 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
-@pytest.mark.parametrize("settle", [0.0, 1.5], ids=["while-starting", "while-working"])
+@pytest.mark.parametrize("settle", [pytest.param(0.0, marks=pytest.mark.slow), 1.5],
+                         ids=["while-starting", "while-working"])  # the fast tier: while working
 def test_row16_workers_die_with_parent(tmp_path: Path, settle: float) -> None:
     # 1,000 subjects are ~31,000 events: more than PARALLEL_AFTER packages, so the publish
     # goes to 2 worker processes.

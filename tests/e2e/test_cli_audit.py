@@ -83,9 +83,17 @@ def test_tampering_exits_1_naming_the_first_bad_position(data: str) -> None:
 
 
 def test_verify_needs_no_master_key(data: str) -> None:
+    with_keys = json.loads(run("--data", data, "audit", "verify", "--json").output)
     (Path(data) / "master.key").unlink()
     (Path(data) / "keys.sqlite").unlink()
-    assert run("--data", data, "audit", "verify").exit_code == 0
+    text = run("--data", data, "audit", "verify")
+    assert text.exit_code == 0, text.output
+    assert text.output.startswith("ok: 12 records, chain intact, every record decodes; head ")
+    report = json.loads(run("--data", data, "audit", "verify", "--json").output)
+    assert report == with_keys and report["ok"] and report["decode_checked"]
+    assert (report["records"], report["first_bad_position"]) == (12, None)
+    # no key was needed, so none was made
+    assert not (Path(data) / "master.key").exists() and not (Path(data) / "keys.sqlite").exists()
 
 
 def test_digest_then_verify_after_appends_and_after_truncation(data: str, tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ The data directory is small and deterministic: fixed event ids, e-mails, occurre
   a listing is ordered by subject (``ORDER BY controller, subject``) its lines are sorted here;
 * the chain head hash of an intact log covers payloads sealed with random AES-GCM nonces, so
   it differs per run: ``HEAD_HEX`` replaces just that field (and the test checks the text and
-  JSON heads agree).
+  JSON heads agree). For the same reason the Merkle root of a digest is not literal: the
+  tests read it (and the head) from the digest file `ledger audit digest` wrote.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import re
 import shutil
 import sqlite3
+from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -150,6 +152,44 @@ def test_publish_everything_again_is_all_duplicates(data: str) -> None:
            "accepted 0, duplicates 7, rejected 0\n")
 
 
+def test_publish_everything_again_is_all_duplicates_json(data: str) -> None:
+    expect(run("--data", data, "--now", NOW, "publish", "-", "--json", input=jsonl(BASE)), 0, """\
+{
+  "accepted": 0,
+  "duplicates": 7,
+  "rejected": 0,
+  "conflicts": 0
+}
+""")
+
+
+def test_publish_nothing(base: str) -> None:
+    expect(run("--data", base, "--now", NOW, "publish", "-", input=""), 0,
+           "accepted 0, duplicates 0, rejected 0\n")
+    expect(run("--data", base, "--now", NOW, "publish", "-", "--json", input=""), 0, """\
+{
+  "accepted": 0,
+  "duplicates": 0,
+  "rejected": 0,
+  "conflicts": 0
+}
+""")
+
+
+def test_publish_a_file_names_it_in_the_dead_letters(base: str, tmp_path: Path) -> None:
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(MIXED)
+    expect(run("--data", base, "--now", NOW, "publish", str(mixed)), 1,
+           "accepted 1, duplicates 1, rejected 2 (1 conflict)\n",
+           "  line 3: malformed JSON: Expecting property name enclosed in double quotes at column 2\n"
+           "  line 4: event_id: conflicts with the event at position 3 (same id, different content)\n")
+    expect(run("--data", base, "dead-letters"), 0,
+           "2026-03-02T00:00:00.000000Z  mixed.jsonl:3  malformed JSON: Expecting property name "
+           "enclosed in double quotes at column 2\n"
+           "2026-03-02T00:00:00.000000Z  mixed.jsonl:4  event_id: conflicts with the event at "
+           "position 3 (same id, different content)\n")
+
+
 # --- decisions ----------------------------------------------------------------------------
 
 TABLE_HEAD = """\
@@ -262,6 +302,61 @@ controller  subject  action  due_at  rule
 """, "keep 0, notify 0, pseudonymise 0, erase 0, hold 0\n")
 
 
+def test_decisions_as_of_before_anything_was_recorded_json_and_csv(data: str) -> None:
+    expect(run("--data", data, "--now", LATER, "decisions", "--as-of", "2026-03-01", "--json"), 0,
+           "[]\n")
+    expect(run("--data", data, "--now", LATER, "decisions", "--as-of", "2026-03-01", "--csv"), 0,
+           "subject,controller,action,due_at,rule,policy,policy_hash,evidence\n")
+
+
+def test_decisions_of_a_controller_without_subjects(data: str) -> None:
+    expect(run("--data", data, "--now", LATER, "decisions", "--controller", "coegi"), 0, """\
+controller  subject  action  due_at  rule
+----------  -------  ------  ------  ----
+(0 rows)
+""", "keep 0, notify 0, pseudonymise 0, erase 0, hold 0\n")
+    expect(run("--data", data, "--now", LATER, "decisions", "--controller", "coegi", "--json"), 0,
+           "[]\n")
+
+
+# cowrite.toml with a shorter inactivity period under its own name: Anna's notice falls due in
+# March instead of June, Cecilia's in May instead of being kept.
+STRICT_POLICY_HASH = "ab3eeca93d1fc4afc6a2c21530cbbef9456abab1873bcb839a0525f01c9005b6"
+STRICT_ROWS = [
+    "cowrite     $anna  notify        2026-03-27T10:00:00.000000Z  inactivity_notice",
+    "cowrite     $cecilia  notify        2026-05-19T08:00:00.000000Z  inactivity_notice",
+    "cowrite     $bo  pseudonymise  2026-03-01T10:00:00.000000Z  erasure_request",
+]
+
+
+@pytest.fixture
+def strict_policy(tmp_path: Path) -> str:
+    text = (resources.files("ledger.domain.retention.policies") / "cowrite.toml").read_text()
+    assert 'name = "cowrite"\n' in text and 'inactive_after = "P6M"\n' in text
+    path = tmp_path / "strict.toml"
+    path.write_text(text.replace('name = "cowrite"', 'name = "cowrite-strict"')
+                    .replace('inactive_after = "P6M"', 'inactive_after = "P3M"'))
+    return str(path)
+
+
+def test_decisions_with_another_policy(data: str, ids: dict[str, str], strict_policy: str) -> None:
+    expect(run("--data", data, "--now", LATER, "decisions", "--controller", "cowrite",
+               "--policy", strict_policy), 0,
+           TABLE_HEAD + by_subject(STRICT_ROWS, ids) + "(3 rows)\n",
+           "keep 0, notify 2, pseudonymise 1, erase 0, hold 0\n")
+    strict = {
+        "anna": DECISION_JSON["anna"].replace("2026-06-26", "2026-03-27"),
+        "cecilia": DECISION_JSON["cecilia"].replace('"keep"', '"notify"')
+                   .replace("2026-08-19", "2026-05-19").replace('"active"', '"inactivity_notice"'),
+        "bo": DECISION_JSON["bo"],
+    }
+    objects = ",\n".join(strict[name] for name in sorted(ids, key=ids.__getitem__))
+    expect(run("--data", data, "--now", LATER, "decisions", "--controller", "cowrite",
+               "--policy", strict_policy, "--json"), 0,
+           "[\n" + objects.replace('"policy": "cowrite"', '"policy": "cowrite-strict"') + "\n]\n",
+           policy_hash=STRICT_POLICY_HASH, **ids)
+
+
 # --- permits ------------------------------------------------------------------------------
 
 def test_permits_yes_exits_0(data: str, ids: dict[str, str]) -> None:
@@ -331,6 +426,74 @@ def test_permits_usage_error_exits_2(data: str) -> None:
            "Error: give SUBJECT PURPOSE, or PURPOSE with --email/--account and --controller\n")
 
 
+def test_permits_on_a_channel(data: str, ids: dict[str, str]) -> None:
+    expect(run("--data", data, "--now", LATER, "permits", "--email", ANNA, "--controller", "cowrite",
+               "newsletter", "--channel", "sms"), 0,
+           f"yes: opted in to the newsletter on sms: ConsentGiven on 2025-06-01 ({eid(2)})\n")
+    expect(run("--data", data, "--now", LATER, "permits", "--email", ANNA, "--controller", "cowrite",
+               "newsletter", "--channel", "sms", "--json"), 0, """\
+{
+  "permitted": true,
+  "reason": "opted in to the newsletter on sms: ConsentGiven on 2025-06-01 (00000000-0000-4000-8000-000000000002)",
+  "rule": "consent",
+  "purpose": "newsletter",
+  "basis": "consent",
+  "channel": "sms",
+  "evidence": {
+    "event_id": "00000000-0000-4000-8000-000000000002",
+    "type": "ConsentGiven",
+    "at": "2025-06-01T10:05:00.000000Z",
+    "position": 2
+  },
+  "controller": "cowrite",
+  "subject": "$anna",
+  "as_of": "2026-07-20T00:00:00.000000Z"
+}
+""", **ids)
+    expect(run("--data", data, "--now", LATER, "permits", "--email", ANNA, "--controller", "cowrite",
+               "newsletter", "--channel", "pigeon"), 2, "",
+           "Error: --channel: unknown channel 'pigeon' (one of app, email, post, sms)\n")
+
+
+def test_permits_without_evidence_json(data: str, ids: dict[str, str]) -> None:
+    expect(run("--data", data, "--now", LATER, "permits", "--email", BO, "--controller", "cowrite",
+               "newsletter", "--json"), 1, """\
+{
+  "permitted": false,
+  "reason": "no newsletter subscription or consent recorded",
+  "rule": "consent",
+  "purpose": "newsletter",
+  "basis": "consent",
+  "channel": null,
+  "evidence": null,
+  "controller": "cowrite",
+  "subject": "$bo",
+  "as_of": "2026-07-20T00:00:00.000000Z"
+}
+""", **ids)
+
+
+def test_permits_as_of(data: str, ids: dict[str, str]) -> None:
+    # everything was recorded at NOW: known as of NOW, unknown the day before
+    expect(run("--data", data, "--now", LATER, "permits", "--email", CECILIA, "--controller",
+               "cowrite", "marketing", "--as-of", NOW), 1,
+           f"no: objection to marketing: ObjectionRaised on 2026-03-01 ({eid(7)})\n")
+    for output in ([], ["--json"]):
+        expect(run("--data", data, "--now", LATER, "permits", "--email", ANNA, "--controller",
+                   "cowrite", "newsletter", "--as-of", "2026-03-01", *output), 2, "",
+               "Error: unknown subject ${anna16}… for controller 'cowrite': no events recorded as "
+               "of 2026-03-01T00:00:00.000000Z\n", anna16=ids["anna"][:16])
+
+
+def test_permits_of_an_unknown_account_exits_2(data: str) -> None:
+    unknown = run("--data", data, "subject", "id", "--account", "nope", "--controller", "cowrite")
+    assert unknown.exit_code == 0
+    expect(run("--data", data, "--now", LATER, "permits", "--account", "nope", "--controller",
+               "cowrite", "newsletter"), 2, "",
+           f"Error: unknown subject {unknown.stdout[:16]}… for controller 'cowrite': no events "
+           "recorded\n")
+
+
 # --- audit verify -------------------------------------------------------------------------
 
 # The only normalised fields: the head hash of an intact log (see the module docstring).
@@ -357,6 +520,100 @@ def test_audit_verify_an_intact_log(data: str) -> None:
   "digest": null
 }
 """, "")
+
+
+def test_audit_verify_an_intact_log_without_decoding(data: str) -> None:
+    text = run("--data", data, "audit", "verify", "--no-decode")
+    as_json = run("--data", data, "audit", "verify", "--no-decode", "--json")
+    head = HEAD_JSON.search(as_json.stdout)
+    assert head is not None and HEAD_TEXT.findall(text.stdout) == [head[0][:16]]
+    assert (text.exit_code, HEAD_TEXT.sub("<head>", text.stdout), text.stderr) == \
+        (0, "ok: 8 records, chain intact; head <head>…\n", "")
+    assert (as_json.exit_code, HEAD_JSON.sub("<head>", as_json.stdout), as_json.stderr) == (0, """\
+{
+  "ok": true,
+  "records": 8,
+  "first_bad_position": null,
+  "kind": null,
+  "reason": null,
+  "head_hash": "<head>",
+  "decode_checked": false,
+  "digest": null
+}
+""", "")
+
+
+@pytest.fixture
+def digest(data: str, tmp_path: Path) -> dict[str, Any]:
+    """`audit digest` of the 8 records at NOW; its head and Merkle root are substituted."""
+    path = tmp_path / "digest.json"
+    expect(run("--data", data, "--now", NOW, "audit", "digest", "--out", str(path)), 0, "",
+           f"digest of 8 records written to {path}\n")
+    made = json.loads(path.read_text())
+    assert (made["size"], made["created_at"], made["head_recorded_at"]) == (
+        8, "2026-03-02T00:00:00.000000Z", "2026-03-02T00:00:00.000000Z")
+    return {"path": str(path), "head": made["head_hash"], "root": made["merkle_root"],
+            "head16": made["head_hash"][:16], "root16": made["merkle_root"][:16]}
+
+
+DIGEST_JSON = """\
+{
+  "ok": $ok,
+  "records": $records,
+  "first_bad_position": $position,
+  "kind": $kind,
+  "reason": $reason,
+  "head_hash": "$head",
+  "decode_checked": true,
+  "digest": {
+    "size": 8,
+    "merkle_root": "$root",
+    "created_at": "2026-03-02T00:00:00.000000Z",
+    "consistent": $consistent
+  }
+}
+"""
+
+
+def test_audit_verify_against_a_digest(data: str, digest: dict[str, Any]) -> None:
+    expect(run("--data", data, "audit", "verify", "--digest", digest["path"]), 0,
+           "ok: 8 records, chain intact, every record decodes; head $head16…\n"
+           "  holds exactly the 8 records of the digest made 2026-03-02T00:00:00.000000Z "
+           "(Merkle root $root16…)\n", **digest)
+    expect(run("--data", data, "audit", "verify", "--digest", digest["path"], "--json"), 0,
+           DIGEST_JSON, ok="true", records="8", position="null", kind="null", reason="null",
+           consistent="true", **digest)
+
+
+def test_audit_verify_a_digest_of_a_prefix_after_more_was_published(
+        data: str, digest: dict[str, Any]) -> None:
+    expect(run("--data", data, "--now", "2026-03-03", "publish", "-",
+               input=jsonl([event("LoggedIn", 9, BO, "2026-03-03T08:00:00Z")])), 0,
+           "accepted 1, duplicates 0, rejected 0\n")
+    text = run("--data", data, "audit", "verify", "--digest", digest["path"])
+    as_json = run("--data", data, "audit", "verify", "--digest", digest["path"], "--json")
+    head = HEAD_JSON.search(as_json.stdout)
+    assert head is not None and head[0] != digest["head"]  # the head of 9 records
+    expect(text, 0, "ok: 9 records, chain intact, every record decodes; head $head16…\n"
+           "  holds exactly the 8 records of the digest made 2026-03-02T00:00:00.000000Z "
+           "(Merkle root $root16…)\n", head16=head[0][:16], root16=digest["root16"])
+    expect(as_json, 0, DIGEST_JSON, ok="true", records="9", position="null", kind="null",
+           reason="null", consistent="true", head=head[0], root=digest["root"])
+
+
+def test_audit_verify_a_truncated_log_against_its_digest_exits_1(
+        data: str, digest: dict[str, Any]) -> None:
+    _tamper(data, "DELETE FROM stored_events WHERE rowid=8")
+    reason = ("truncated: the log ends at position 7 but the digest of "
+              "2026-03-02T00:00:00.000000Z covers 8 records")
+    expect(run("--data", data, "audit", "verify", "--digest", digest["path"]), 1,
+           f"FAILED at position 8: {reason}\n")
+    as_json = run("--data", data, "audit", "verify", "--digest", digest["path"], "--json")
+    head = HEAD_JSON.search(as_json.stdout)
+    plain = HEAD_JSON.search(run("--data", data, "audit", "verify", "--json").stdout)
+    assert head is not None and plain is not None and head[0] == plain[0] != digest["head"]
+    expect(as_json, 1, DIGEST_JSON, ok="false", records="7", position="8", kind='"truncated"',
+           reason=f'"{reason}"', consistent="false", head=head[0], root=digest["root"])
 
 
 def _tamper(data: str, sql: str, *params: object) -> None:

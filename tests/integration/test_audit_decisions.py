@@ -138,12 +138,10 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = str(tmp_path_factory.mktemp("demo") / "d")
-    code, out = run("--data", path, "--now", "2026-11-01", "demo", "--subjects", "80", "--seed", "7", "--json")
-    assert code == 0, out
-    return path
+@pytest.fixture
+def demo(demo_data: Path) -> str:
+    """The demo at 2026-11-01 (tests/conftest.py; read-only, shared with other modules)."""
+    return str(demo_data)
 
 
 def test_the_demo_sweep_is_all_justified(demo: str) -> None:

@@ -14,20 +14,15 @@ import cli
 from ledger.app.service import Ledger
 from ledger.demo.history import demo_people
 from ledger.domain.errors import KeyUnavailable
+from tests.conftest import DEMO_NOW, DEMO_SEED, DEMO_SUBJECTS
 
-SUBJECTS, SEED, NOW = 80, 7, "2026-11-01"
+SUBJECTS, SEED, NOW = DEMO_SUBJECTS, DEMO_SEED, DEMO_NOW
 
 
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("demo") / "ledger-data"
-    result = CliRunner().invoke(cli.main, ["--data", str(path), "--now", NOW, "demo",
-                                           "--subjects", str(SUBJECTS), "--seed", str(SEED), "--json"])
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
-    assert summary["rejected"] == 0 and summary["accepted"] > SUBJECTS * 5
-    assert set(summary["subjects"]) == {"coegi", "cowrite"}
-    return path
+@pytest.fixture
+def demo_dir(demo_data: Path) -> Path:
+    """The demo of SUBJECTS subjects (tests/conftest.py), shared with other modules."""
+    return demo_data
 
 
 def test_no_personal_data_in_plaintext_anywhere(demo_dir: Path) -> None:

@@ -13,7 +13,7 @@ from ledger.domain.clock import FixedClock
 from ledger.domain.errors import ClockError, InvalidEvent, KeyUnavailable
 from ledger.domain.timeutil import parse_timestamp
 from tests.conftest import BODIES, make_event
-from tests.unit.test_intake import BAD_LINES, HOSTILE_BUT_VALID
+from tests.unit.ledger.domain.test_intake import BAD_LINES, HOSTILE_BUT_VALID
 
 
 def lines(events: list[dict]) -> list[bytes]:

@@ -6,6 +6,7 @@ relationship only, the old one unreadable, the retention clock restarted. Throug
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -90,11 +91,11 @@ def audit_decisions(data: str) -> Any:
     return run("--data", data, "--now", "2030-01-01", "audit", "decisions", "--json")
 
 
-@pytest.fixture
-def erased(tmp_path: Path) -> str:
+@pytest.fixture(scope="module")
+def erased_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Greta registers with Cowrite, consents to and subscribes to the newsletter, logs in;
     six months of inactivity later the sweep notifies her and erases her."""
-    data = str(tmp_path / "d")
+    data = str(tmp_path_factory.mktemp("erased") / "d")
     assert run("--data", data, "init").exit_code == 0
     publish(data, "2025-02-01T12:00:00Z",
             event("SubjectRegistered", "2025-01-10T09:00:00Z", OLD_PII),
@@ -105,7 +106,15 @@ def erased(tmp_path: Path) -> str:
     assert sweep(data, "2025-07-20") == {"DeletionNoticeSent": 1}
     assert sweep(data, "2025-08-03") == {"SubjectErased": 1}
     assert export(data, "2025-08-04")["status"]["status"] == "erased"
-    return data
+    return Path(data)
+
+
+@pytest.fixture
+def erased(erased_template: Path, tmp_path: Path) -> str:
+    """A copy of the erased template for each test (tests publish, sweep and shred in it)."""
+    data = tmp_path / "d"
+    shutil.copytree(erased_template, data)
+    return str(data)
 
 
 def register_again(data: str) -> None:
@@ -338,10 +347,23 @@ def relationship_histories(draw: st.DrawFn) -> list[tuple[str, Any]]:
     return items
 
 
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=relationship_histories(), data=st.data())
+def test_row07_relationships_are_the_same_however_the_log_is_paged_fast(
+        history: list[tuple[str, Any]], data: st.DataObject) -> None:
+    """A few histories for the fast tier; the slow tier tries 15."""
+    relationships_however_paged(history, data)
+
+
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=relationship_histories(), data=st.data())
 def test_row07_relationships_are_the_same_however_the_log_is_paged(
         history: list[tuple[str, Any]], data: st.DataObject) -> None:
+    relationships_however_paged(history, data)
+
+
+def relationships_however_paged(history: list[tuple[str, Any]], data: st.DataObject) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with new_ledger(root, "l") as ledger:

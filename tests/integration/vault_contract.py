@@ -1,5 +1,5 @@
 """The KeyVault contract: one test suite, subclassed once per adapter (SQLite in
-tests/integration/test_vault.py, in-memory in tests/unit/test_memory_adapters.py), like the
+tests/integration/test_vault.py, in-memory in tests/unit/ledger/adapters/test_memory_adapters.py), like the
 EventLog contract in log_contract.py. It states what the ledger relies on: keys reused until
 destroyed, a destroyed key's generation never given out again, sealing, the epoch counter,
 pending keys, record first then act, audits and secrets."""

@@ -51,18 +51,34 @@ class Twins:
         return path
 
 
+def demo(data: Path, log: str | None = None) -> None:
+    with Ledger.open(data, log=log) as ledger:
+        ledger.clock = FixedClock(NOW)
+        run_demo(ledger, subjects=120, seed=5, years=2)
+
+
+@pytest.fixture(scope="module")
+def embedded_twin(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A freshly initialised data directory, and a copy of it after the demo on the embedded
+    log: made once, copied by each test (the demo is deterministic for the same secrets)."""
+    root = tmp_path_factory.mktemp("twins")
+    initialised, embedded = root / "initialised", root / "embedded"
+    Ledger.init(initialised)
+    shutil.copytree(initialised, embedded)
+    demo(embedded)
+    return initialised, embedded
+
+
 @pytest.fixture
-def twins(tmp_path: Path, kafka_url: str) -> Twins:
+def twins(embedded_twin: tuple[Path, Path], tmp_path: Path, kafka_url: str) -> Twins:
     """The same demo history (publish, project, sweep) on the embedded log and on a
-    4-partition topic."""
+    4-partition topic of this test's own."""
+    initialised, built = embedded_twin
     embedded, kafka = tmp_path / "embedded", tmp_path / "kafka"
-    Ledger.init(embedded)
-    shutil.copytree(embedded, kafka)
+    shutil.copytree(built, embedded)
+    shutil.copytree(initialised, kafka)
     url = kafka_url.replace("partitions=3", "partitions=4")
-    for data, log in ((embedded, None), (kafka, url)):
-        with Ledger.open(data, log=log) as ledger:
-            ledger.clock = FixedClock(NOW)
-            run_demo(ledger, subjects=120, seed=5, years=2)
+    demo(kafka, url)
     return Twins(embedded, kafka, url)
 
 

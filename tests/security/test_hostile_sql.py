@@ -261,6 +261,9 @@ DOC_QUERIES = re.findall(r"```sql\n(.*?)```", (Path(__file__).resolve().parents[
 def test_row01_doc_example_queries_run_in_the_sandbox(world: Fixture, path: str, sql: str) -> None:
     result = query(world, path, sql, "--json")
     assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)  # rows of named columns, and nothing written anywhere
+    assert isinstance(rows, list) and all(isinstance(r, dict) and r for r in rows), rows
+    assert snapshot(world.data, world.replay.parent) == world.snapshot
 
 
 def test_row01_every_duckdb_file_reader_is_in_the_table() -> None:

@@ -25,7 +25,7 @@ def assert_private(data: Path) -> None:
     assert not loose, loose
 
 
-@pytest.mark.parametrize("umask", [0o000, 0o022])
+@pytest.mark.parametrize("umask", [0o000, pytest.param(0o022, marks=pytest.mark.slow)])  # fast tier: the loosest
 def test_row10_every_file_private_under_any_umask(tmp_path: Path, umask: int) -> None:
     data = tmp_path / "data"
     assert ledger("--data", str(data), "init", umask=umask).returncode == 0

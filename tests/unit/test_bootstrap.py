@@ -84,12 +84,27 @@ def test_the_vault_factory_opens_the_ledgers_vault(embedded: Settings) -> None:
         vault.close()
 
 
-def test_the_port_says_whether_a_log_is_partitioned() -> None:
-    assert EventLog.partitioned is False and MemoryEventLog.partitioned is False
-    assert SQLiteEventLog.partitioned is False and KafkaEventLog.partitioned is True
-    for backend in bootstrap.BACKENDS.values():  # the table agrees with the adapters
-        log_class = KafkaEventLog if backend.scheme == "kafka" else SQLiteEventLog
-        assert backend.partitioned is log_class.partitioned
+@pytest.mark.parametrize("log_class", [EventLog, SQLiteEventLog, MemoryEventLog, KafkaEventLog])
+def test_a_log_is_partitioned_exactly_when_it_reads_by_partition(log_class: type[EventLog]) -> None:
+    """What the port's flag promises (the projection workers read a partitioned log with
+    partitions() and read_partition()), each adapter keeps: it has both exactly when it says
+    it is partitioned."""
+    reads_by_partition = all(callable(getattr(log_class, m, None))
+                             for m in ("partitions", "read_partition"))
+    assert log_class.partitioned is reads_by_partition
+
+
+def test_an_unpartitioned_log_cannot_be_shared_by_workers(embedded: Settings) -> None:
+    """The flag decides how the log is projected: position by position (one projections file)
+    unless it is partitioned, so an embedded log refuses a worker's share."""
+    from projections.engine.projector import make_projector, projections_path
+    from projections.engine.workers import Worker
+
+    with Ledger.open(embedded.data_dir) as ledger:
+        assert not ledger.log.partitioned
+        assert projections_path(ledger, worker=Worker(1, 2)) == embedded.data_dir / "projections.duckdb"
+        with pytest.raises(UsageError, match="only a partitioned log"):
+            make_projector(ledger, None, worker=Worker(1, 2))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("url", ["ftp://x", "sqlite", "kafka2://h/t", ""])

@@ -37,7 +37,7 @@ from ledger.domain.vocabulary import (
 
 SUBJECTS, SEED = 400, 7
 START, END = date(2021, 1, 1), date(2026, 11, 1)
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[4] / "schemas"
 ENVELOPE = {"type", "event_id", "controller", "occurred_at", "source", "actor", "subject", "pii"}
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 PURPOSE_FIELDS = {("ConsentGiven", "purpose"), ("ConsentWithdrawn", "purpose"),
