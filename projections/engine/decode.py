@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 from fastavro import schemaless_reader
 
-from ledger.contracts.codec import HEADER_SIZE, SINGLE_OBJECT_MAGIC
+from ledger.contracts.codec import HEADER_SIZE, SINGLE_OBJECT_MAGIC, corrupt_body
 from ledger.contracts.schemas import SchemaRegistry, SchemaVersion
 from ledger.domain.chain import RecordPage
 from ledger.domain.errors import CodecError
@@ -129,7 +129,7 @@ class PageDecoder:
                     raise ValueError(f"{len(body) - stream.tell()} trailing bytes")
             except Exception as e:  # noqa: BLE001 - fastavro raises many types on corrupt input
                 result.errors.append(self._error(
-                    page, i, writer.type, f"corrupt {writer.type} body: {type(e).__name__}: {e}"))
+                    page, i, writer.type, corrupt_body(writer.type, e)))
                 continue
             records.append(record)  # type: ignore[arg-type]
             kept.append(i)
