@@ -18,15 +18,13 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ledger import bootstrap
 from ledger import config as cfg
 from ledger.adapters.dead_letters import DeadLetters, Reject
 from ledger.adapters.writer_lock import LOCK_FILE, WriterLock
-from ledger.app.export import export_subject
 from ledger.app.outcomes import PublishReport, RecordOutcome, conflict_reason
-from ledger.app.permits import PermitAnswer, permits, resolve_subject_in
 from ledger.app.preparation import (
     Prepared,
     Preparer,
@@ -58,6 +56,9 @@ from ledger.ports import (
     KeyRef,
     KeyVault,
 )
+
+if TYPE_CHECKING:  # the read side loads on first use: ledger and its CLI start without DuckDB
+    from ledger.app.permits import PermitAnswer
 
 CHUNK = 2000  # items a unit holds when the input does not come in batches of its own
 # Items one log transaction holds. Durable commits (fsync) and the random event-id index
@@ -570,6 +571,8 @@ class Ledger:
         """May ``purpose`` be pursued for the person ``who`` names (on ``channel``) now, or as
         known at ``as_of`` (UTC microseconds)? Raises UsageError for an unknown controller
         (UnknownController), purpose, channel or subject."""
+        from ledger.app.permits import permits  # the read side (DuckDB, Arrow) loads on use
+
         return permits(self, purpose, subject=who.subject_id, email=who.email_address,
                        account=who.account_id, controller=who.controller, channel=channel,
                        as_of=as_of)
@@ -579,10 +582,12 @@ class Ledger:
         """The register extract / portable copy of the person ``who`` names, as a JSON-ready
         dict; a pseudonymised subject's personal data (under its sealed keys) only with
         ``include_pseudonymised``."""
+        from ledger.app.export import export_subject  # the read side loads on use
+        from ledger.app.permits import resolve_subject_in
+
         if who.controller is None:  # a pseudonym alone: the one controller that knows it
             who = who.for_controller(resolve_subject_in(self, subject=who.subject_id).controller)
-        assert who.controller is not None
-        return export_subject(self, controller=who.controller, subject=who.subject_id,
+        return export_subject(self, controller=cast(str, who.controller), subject=who.subject_id,
                               email=who.email_address, account=who.account_id,
                               include_pseudonymised=include_pseudonymised)
 

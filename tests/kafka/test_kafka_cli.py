@@ -87,6 +87,7 @@ def test_kafka_commands_need_a_kafka_log() -> None:
     assert result.exit_code == 2 and "needs --log kafka://" in result.stderr
 
 
+@pytest.mark.slow  # waits out the client's timeouts by design
 def test_a_broker_that_is_down_is_one_line_and_exit_2(tmp_path: Path) -> None:
     data = str(tmp_path / "d")
     run("--data", data, "init")
@@ -102,6 +103,7 @@ def test_a_broker_that_is_down_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow  # waits out the client's timeouts by design
 def test_a_broker_that_stops_answering_mid_publish(
     tmp_path: Path, demo_file: tuple[Path, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -139,6 +141,7 @@ def test_a_broker_that_stops_answering_mid_publish(
         assert set(appended) <= stored  # every acknowledged event is there
 
 
+@pytest.mark.slow  # waits out the client's timeouts by design
 def test_a_frozen_broker_times_out_with_one_line(tmp_path: Path) -> None:
     data = str(tmp_path / "d")
     run("--data", data, "init")

@@ -73,11 +73,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fixture]:
     yield Fixture(data, replay, shards, secrets, snapshot(data, replays))
 
 
+def touched(*roots: Path) -> dict[str, tuple[int, int, int]]:
+    """(inode, size, mtime) of every file under the roots: cheap, for deciding to restore
+    (each test's own assertion compares the sha256 snapshot)."""
+    return {str(p): (s.st_ino, s.st_size, s.st_mtime_ns)
+            for root in roots for p in sorted(root.rglob("*")) if p.is_file() and (s := p.stat())}
+
+
 @pytest.fixture(autouse=True)
 def restore(world: Fixture) -> Iterator[None]:
     """Each test starts from the pristine files, so one damaging query fails only its test."""
+    before = touched(world.data, world.replay.parent)
     yield
-    if snapshot(world.data, world.replay.parent) != world.snapshot:
+    if touched(world.data, world.replay.parent) != before:
         for d in (world.data, world.replay.parent):
             shutil.rmtree(d)
             shutil.copytree(d.parent / "pristine" / d.name, d)
