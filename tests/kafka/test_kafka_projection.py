@@ -82,6 +82,7 @@ def twins(embedded_twin: tuple[Path, Path], tmp_path: Path, kafka_url: str) -> T
     return Twins(embedded, kafka, url)
 
 
+@pytest.mark.slow  # each twin test produces a demo history to its own topic
 def test_two_workers_together_equal_the_embedded_projection(twins: Twins, tmp_path: Path) -> None:
     data, url = twins.kafka, twins.url
     reports = []
@@ -110,7 +111,7 @@ def test_two_workers_together_equal_the_embedded_projection(twins: Twins, tmp_pa
     assert rows == [(0,)]
 
 
-@pytest.mark.slow  # the fast tier projects the twins with two workers and with poison
+@pytest.mark.slow  # each twin test produces a demo history to its own topic
 def test_a_worker_resumes_at_its_offsets(twins: Twins, tmp_path: Path) -> None:
     worker = Worker(0, 2)
     with Ledger.open(twins.kafka, log=twins.url) as ledger:
@@ -134,7 +135,7 @@ def test_a_worker_resumes_at_its_offsets(twins: Twins, tmp_path: Path) -> None:
     assert content_fingerprint([resumed]) == content_fingerprint([tmp_path / "fresh.duckdb"])
 
 
-@pytest.mark.slow  # the fast tier projects the twins with two workers and with poison
+@pytest.mark.slow  # each twin test produces a demo history to its own topic
 def test_an_event_produced_twice_is_projected_once(twins: Twins, kafka_bootstrap: str,
                                                    tmp_path: Path) -> None:
     with Ledger.open(twins.kafka, log=twins.url) as ledger:
@@ -154,6 +155,7 @@ def test_an_event_produced_twice_is_projected_once(twins: Twins, kafka_bootstrap
     assert content_fingerprint([tmp_path / "p.duckdb"]) == fp == content_fingerprint([tmp_path / "q.duckdb"])
 
 
+@pytest.mark.slow  # each twin test produces a demo history to its own topic
 def test_poison_leaves_the_projection_exact(twins: Twins, kafka_bootstrap: str, tmp_path: Path) -> None:
     settings = KafkaSettings.parse(twins.url)
     key = raw_messages(kafka_bootstrap, settings.topic)[0].key  # a subject with good records
@@ -170,7 +172,7 @@ def test_poison_leaves_the_projection_exact(twins: Twins, kafka_bootstrap: str, 
     assert query_shards(shards, "SELECT count(*) FROM projection_errors")[1] == [(0,)]
 
 
-@pytest.mark.slow  # the fast tier projects the twins with two workers and with poison
+@pytest.mark.slow  # each twin test produces a demo history to its own topic
 def test_replay_as_of_on_kafka_equals_the_embedded_replay(twins: Twins, tmp_path: Path) -> None:
     as_of = parse_timestamp("2025-12-31")
     with Ledger.open(twins.embedded) as ledger:
@@ -190,7 +192,7 @@ def test_workers_need_a_partitioned_log(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "0 <= I < N" in bad.stderr
 
 
-@pytest.mark.slow  # the fast tier projects the twins with two workers and with poison
+@pytest.mark.slow  # each twin test produces a demo history to its own topic
 def test_row14_a_worker_rebuilds_its_shard_into_a_new_file(twins: Twins) -> None:
     """Issue 9 row 14 on Kafka: `project --worker I/N --rebuild` builds a new shard file and
     renames it in when complete, as the embedded rebuild does; the content is the same."""
