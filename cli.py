@@ -35,6 +35,7 @@ from ledger.domain.errors import (
     LedgerError,
     NoEventLog,
     NoLedger,
+    PolicyUnavailable,
     SubjectProblem,
     TargetExists,
     UnknownController,
@@ -89,6 +90,10 @@ def cli_message(e: LedgerError) -> str:
     match e:
         case UnknownController():  # every command names its controller with --controller
             return f"--controller: {e}"
+        case PolicyUnavailable():
+            return (f"controller {e.controller!r}: its policy {e.policy[:200]!r} cannot be loaded "
+                    f"({e.cause}): run `ledger controller set-policy {e.controller} POLICY`, or "
+                    "give --controller OTHER to work on the other controllers")
         case InvalidSubject():
             return SUBJECT_PROBLEMS.get(e.problem, str(e))
         case TargetExists():
@@ -201,16 +206,71 @@ def controller() -> None:
     """Manage controllers (tenants)."""
 
 
+@contextmanager
+def controller_named(name: str) -> Iterator[None]:
+    """NAME is an argument of the controller commands: an unknown one is not --controller's,
+    and their POLICY argument is not --policy."""
+    try:
+        yield
+    except UnknownController as e:
+        raise Failure(str(e), 2) from None
+
+
 @controller.command("add")
 @click.argument("name")
-@click.option("--policy", help="Retention policy name [default: same as NAME].")
+@click.option("--policy", metavar="POLICY",
+              help="A shipped policy's name or a policy TOML file (stored as an absolute path) "
+                   "[default: the shipped policy named NAME].")
+@json_option
 @click.pass_context
 @handles_errors
-def controller_add(ctx: click.Context, name: str, policy: str | None) -> None:
-    """Add a controller with its own pseudonym secret."""
+def controller_add(ctx: click.Context, name: str, policy: str | None, as_json: bool) -> None:
+    """Add a controller with its own pseudonym secret and a validated policy."""
     with opened(ctx) as ledger:
         added = ledger.add_controller(name, policy)
-    click.echo(f"{'Added' if added else 'Already present:'} {name}")
+        setting = ledger.config.controllers[name].policy
+    if as_json:
+        emit_json({"controller": name, "policy": setting, "added": added})
+    else:
+        click.echo(f"{'Added' if added else 'Already present:'} {name}\tpolicy={setting}")
+
+
+@controller.command("set-policy")
+@click.argument("name")
+@click.argument("policy")
+@json_option
+@click.pass_context
+@handles_errors
+def controller_set_policy(ctx: click.Context, name: str, policy: str, as_json: bool) -> None:
+    """Give controller NAME another policy (a shipped name or a policy TOML file), validated
+    first; ledger.toml is replaced atomically."""
+    with opened(ctx) as ledger, controller_named(name):
+        try:
+            setting = ledger.set_policy(name, policy)
+        except UsageError as e:
+            if e.parameter != "policy":
+                raise
+            raise Failure(f"POLICY: {e.reason}", 2) from None
+    if as_json:
+        emit_json({"controller": name, "policy": setting})
+    else:
+        click.echo(f"Set {name}\tpolicy={setting}")
+
+
+@controller.command("remove")
+@click.argument("name")
+@json_option
+@click.pass_context
+@handles_errors
+def controller_remove(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Remove controller NAME from ledger.toml; refused while the log holds any of its
+    events."""
+    with opened(ctx) as ledger, controller_named(name):
+        policy = ledger.remove_controller(name)
+    if as_json:
+        emit_json({"controller": name, "policy": policy, "removed": True})
+    else:
+        click.echo(f"Removed {name}")
 
 
 @controller.command("list")

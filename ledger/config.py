@@ -188,13 +188,44 @@ def load_config(data_dir: Path) -> LedgerConfig:
     return LedgerConfig(controllers)
 
 
-def write_config(data_dir: Path, config: LedgerConfig) -> None:
+def toml_string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def config_text(config: LedgerConfig) -> str:
+    """ledger.toml's text for ``config``; it reads back as ``config`` (checked)."""
     lines = ["# consent-ledger configuration: controllers and the retention policy of each", ""]
     for c in config.controllers.values():
-        lines += [f"[controllers.{c.name}]", f'policy = "{c.policy}"', ""]
+        check_controller_name(c.name)
+        lines += [f"[controllers.{c.name}]", f"policy = {toml_string(c.policy)}", ""]
+    text = "\n".join(lines)
+    try:
+        text.encode("utf-8")
+        back = tomllib.loads(text).get("controllers", {})
+    except (UnicodeEncodeError, tomllib.TOMLDecodeError):
+        back = None
+    if back != {c.name: {"policy": c.policy} for c in config.controllers.values()}:
+        raise ConfigError("a controller's policy cannot be written to ledger.toml",
+                          parameter="policy")
+    return text
+
+
+def write_config(data_dir: Path, config: LedgerConfig) -> None:
+    """Replaces ledger.toml atomically (a new 0600 file renamed into place). Callers that
+    change a ledger's configuration hold its writer lock."""
+    text = config_text(config)
     from ledger.adapters.files import write_private_file
 
-    write_private_file(data_dir / CONFIG_FILE, "\n".join(lines), force=True, parameter=CONFIG_FILE)
+    write_private_file(data_dir / CONFIG_FILE, text, force=True, parameter=CONFIG_FILE)
 
 
 def _decode_master_key(text: str, origin: str) -> bytes:

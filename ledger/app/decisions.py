@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ledger.app.opened import OpenLedger
-from ledger.domain.errors import UnknownController, UsageError
+from ledger.domain.errors import ConfigError, PolicyUnavailable, UnknownController, UsageError
 from ledger.domain.retention.policy import Policy, load_policy
 from ledger.domain.retention.rules import Decision, count_actions, decide
 from projections.store.opener import open_read_model
@@ -40,14 +40,24 @@ class DecisionTable:
 def controller_policies(
     ledger: OpenLedger, controller: str | None = None, policy_path: str | None = None
 ) -> dict[str, Policy]:
-    """controller -> its policy (from the config), for one controller or all of them."""
+    """controller -> its policy (from the config), for one controller or all of them. A
+    configured policy that cannot be loaded is a PolicyUnavailable naming its controller: the
+    others still work, one at a time (``controller``)."""
     controllers = ledger.config.controllers
     if controller is not None and controller not in controllers:
         raise UnknownController(controller)
     if policy_path is not None and controller is None and len(controllers) > 1:
         raise UsageError("{policy} applies to one controller: give {controller} too")
     chosen = [controller] if controller else sorted(controllers)
-    return {c: load_policy(policy_path or controllers[c].policy) for c in chosen}
+    if policy_path is not None:
+        return {c: load_policy(policy_path) for c in chosen}
+    policies = {}
+    for c in chosen:
+        try:
+            policies[c] = load_policy(controllers[c].policy)
+        except ConfigError as e:  # ledger.toml edited by hand, a policy file moved or broken
+            raise PolicyUnavailable(c, controllers[c].policy, e.reason) from None
+    return policies
 
 
 @contextmanager

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, cast
 
+from ledger.app.decisions import controller_policies
 from ledger.app.opened import OpenLedger
 from ledger.domain.errors import UnknownController, UsageError
-from ledger.domain.retention.policy import load_policy
 from ledger.domain.subjects import SubjectSelector
 from ledger.domain.timeutil import format_day, format_micros, to_micros
 from ledger.domain.vocabulary import ALL, MARKETING_CHANNELS
@@ -350,7 +350,7 @@ def resolve_subject_in(ledger: OpenLedger, path: Path | None = None, *, subject:
 def purpose_basis(ledger: OpenLedger, controller: str, purpose: str) -> str:
     """The legal basis of a purpose under the controller's policy; a usage error if the policy
     does not know the purpose."""
-    policy = load_policy(ledger.config.controllers[controller].policy)
+    policy = controller_policies(ledger, controller)[controller]
     basis = policy.basis(purpose)
     if basis is None:
         raise UsageError(f"unknown purpose {purpose[:40]!r} for policy {policy.name!r} "

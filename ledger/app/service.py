@@ -40,6 +40,7 @@ from ledger.domain.blobs import blob_header, decrypt_blob
 from ledger.domain.chain import Conflict, LogRecord, PendingRecord
 from ledger.domain.clock import Clock, ledger_clock
 from ledger.domain.errors import (
+    ConfigError,
     InvalidEvent,
     KeyUnavailable,
     LedgerError,
@@ -49,6 +50,7 @@ from ledger.domain.errors import (
 from ledger.domain.events import Event
 from ledger.domain.intake import Intake
 from ledger.domain.pseudonyms import pseudonym
+from ledger.domain.retention.policy import Policy, builtin_policies, is_shipped, policy_setting
 from ledger.domain.subjects import SubjectSelector
 from ledger.ports import (
     EffectsDone,
@@ -188,12 +190,20 @@ class Ledger:
         if (path / cfg.CONFIG_FILE).exists():
             cfg.check_private(path)
             return path, False
+        # Checked before anything is created: a new controller needs a policy, and init
+        # gives each the shipped policy of its name (others are added with their own).
+        names = [cfg.check_controller_name(c) for c in controllers]
+        for name in names:
+            if not is_shipped(name):
+                raise UsageError(
+                    f"{name!r} has no shipped policy of its name (shipped: "
+                    f"{', '.join(builtin_policies())}): create the ledger with shipped ones, "
+                    "then add it with its policy file (controller add)", parameter="controller")
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(path, 0o700)  # an existing directory too, whatever the umask
         key = cfg.master_key(path, create=True)
         vault = bootstrap.open_vault(cfg.Settings(path), key)
         try:
-            names = [cfg.check_controller_name(c) for c in controllers]
             for name in names:
                 vault.secret(controller_secret_name(name), create=True)
         finally:
@@ -203,19 +213,96 @@ class Ledger:
         )
         return path, True
 
+    # controllers: each change re-reads ledger.toml and replaces it atomically under the
+    # writer lock, after the policy was loaded and validated (nothing changes on an error).
     def add_controller(self, name: str, policy: str | None = None) -> bool:
-        """Adds a controller with a fresh pseudonym secret; False if it already exists."""
+        """Adds a controller with a fresh pseudonym secret and its policy: a shipped policy's
+        name or a policy TOML's path (recorded absolute), by default the shipped policy of
+        the controller's name. False if it already exists (with that policy, when given)."""
         cfg.check_controller_name(name)
-        if name in self.config.controllers:
-            return False
-        self._secrets[name] = self.vault.secret(controller_secret_name(name), create=True)
-        controllers = dict(self.config.controllers)
-        controllers[name] = cfg.ControllerConfig(name, policy or name)
-        self.config = cfg.LedgerConfig(controllers)
-        cfg.write_config(self.data_dir, self.config)
+        with self.writer_lock:
+            self._reload_config()
+            existing = self.config.controllers.get(name)
+            if existing is not None:
+                if policy is not None and _setting(policy)[0] != existing.policy:
+                    raise UsageError(
+                        f"controller {name!r} exists with policy {existing.policy[:200]!r} "
+                        "(set-policy changes it)", parameter="policy")
+                return False
+            if policy is None and not is_shipped(name):
+                raise UsageError(
+                    f"controller {name!r} has no shipped policy of its name: give {{policy}}, "
+                    f"a shipped policy ({', '.join(builtin_policies())}) or a policy TOML file",
+                    parameter="policy")
+            setting, _ = _setting(policy or name)
+            controllers = dict(self.config.controllers)
+            controllers[name] = cfg.ControllerConfig(name, setting)
+            config = cfg.LedgerConfig(controllers)
+            cfg.config_text(config)  # writable, before the secret is made
+            secret = self.vault.secret(controller_secret_name(name), create=True)
+            cfg.write_config(self.data_dir, config)
+            self._secrets[name] = secret
+            self._use_config(config)
+        return True
+
+    def set_policy(self, name: str, policy: str) -> str:
+        """Gives a controller another policy (validated first); returns what ledger.toml now
+        records for it."""
+        with self.writer_lock:
+            self._reload_config()
+            if name not in self.config.controllers:
+                raise UnknownController(name)
+            setting, _ = _setting(policy)
+            controllers = dict(self.config.controllers)
+            controllers[name] = cfg.ControllerConfig(name, setting)
+            config = cfg.LedgerConfig(controllers)
+            cfg.write_config(self.data_dir, config)
+            self._use_config(config)
+        return setting
+
+    def remove_controller(self, name: str) -> str:
+        """Removes a controller the log holds no event of from ledger.toml (its pseudonym
+        secret stays in the key vault: adding it again gives the same pseudonyms). Refused
+        while the log holds any of its events: they stay its evidence. Returns the policy it
+        had."""
+        with self.writer_lock:
+            self._reload_config()
+            existing = self.config.controllers.get(name)
+            if existing is None:
+                raise UnknownController(name)
+            held = self.controller_events(name)
+            if held:
+                raise UsageError(
+                    f"controller {name!r} cannot be removed: the log holds {held:,} of its "
+                    f"event{'' if held == 1 else 's'} (kept as evidence)")
+            controllers = {c: v for c, v in self.config.controllers.items() if c != name}
+            config = cfg.LedgerConfig(controllers)
+            cfg.write_config(self.data_dir, config)
+            self._secrets.pop(name, None)
+            self._use_config(config)
+        return existing.policy
+
+    def controller_events(self, name: str) -> int:
+        """How many events of controller ``name`` the log holds (one scan; only records whose
+        bytes mention the name are decoded)."""
+        needle = name.encode()
+        return sum(1 for record in self.log.read()
+                   if needle in record.payload
+                   and self.codec.decode(record.payload).controller == name)
+
+    def _reload_config(self) -> None:
+        """ledger.toml as it is now (another process may have changed it); unchanged when
+        this ledger has no file (unit tests with in-memory adapters)."""
+        if (self.data_dir / cfg.CONFIG_FILE).exists():
+            self._use_config(cfg.load_config(self.data_dir))
+
+    def _use_config(self, config: cfg.LedgerConfig) -> None:
+        self.config = config
+        for c in config.controllers:
+            if c not in self._secrets:
+                self._secrets[c] = self.vault.secret(controller_secret_name(c), create=True)
         self.intake = Intake(self.registry, self.config.controllers)
         self._preparer = Preparer(self.intake, self._secrets, self.vault, self.registry)
-        return True
 
     def settle_effects(self) -> EffectsDone:
         """Record first, then act (SPEC §7a): shreds or seals the keys of sweep events that
@@ -592,3 +679,11 @@ class Ledger:
                               include_pseudonymised=include_pseudonymised)
 
 __all__ = ["KeyUnavailable", "Ledger", "PublishReport", "RecordOutcome"]
+
+
+def _setting(policy: str) -> tuple[str, Policy]:
+    """A policy named by an operator, loaded and validated; errors are about ``policy``."""
+    try:
+        return policy_setting(policy)
+    except ConfigError as e:
+        raise UsageError(e.reason, parameter="policy") from None

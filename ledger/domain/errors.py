@@ -73,6 +73,20 @@ class ConfigError(UsageError):
     """The data directory, its configuration or a setting is missing or wrong."""
 
 
+class PolicyUnavailable(ConfigError):
+    """A configured controller's policy cannot be loaded (``ledger.toml`` edited by hand, a
+    policy file moved or broken): the message names the controller, its policy and why."""
+
+    def __init__(self, controller: str, policy: str, reason: str) -> None:
+        self.controller = controller
+        self.policy = policy
+        self.cause = reason
+        super().__init__(
+            f"controller {controller!r}: its policy {policy[:200]!r} cannot be loaded "
+            f"({reason}); set a valid one (set-policy), or give {{controller}} to work on "
+            "another controller")
+
+
 class TargetExists(UsageError):
     """An output file exists and the caller did not ask to replace it (``force``)."""
 

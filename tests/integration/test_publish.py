@@ -94,7 +94,7 @@ def test_record_raises_invalid_event_naming_the_field(ledger: Ledger) -> None:
 
 
 def test_an_unknown_controller_becomes_known_after_it_is_added(ledger: Ledger, data_dir: Path) -> None:
-    assert ledger.add_controller("acme")
+    assert ledger.add_controller("acme", "cowrite")
     assert not ledger.add_controller("acme")
     ledger.record(make_event(controller="acme"))
     with Ledger.open(data_dir) as reopened:

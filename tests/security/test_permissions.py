@@ -124,6 +124,7 @@ def test_row10_a_loose_master_key_is_refused(tmp_path: Path) -> None:
 def test_row10_ledger_toml_is_private_under_umask_000(tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert ledger("--data", str(data), "init", umask=0).returncode == 0
-    assert ledger("--data", str(data), "controller", "add", "newco", umask=0).returncode == 0
+    assert ledger("--data", str(data), "controller", "add", "newco", "--policy", "coegi",
+                  umask=0).returncode == 0
     assert stat.S_IMODE((data / "ledger.toml").stat().st_mode) == 0o600
     assert_private(data)

@@ -27,7 +27,9 @@ KAFKA = "kafka://127.0.0.1:9/topic-a?timeout=1"
 
 @pytest.fixture
 def embedded(tmp_path: Path) -> Settings:
-    Ledger.init(tmp_path / "data", ["acme"])
+    Ledger.init(tmp_path / "data", ["cowrite"])
+    with Ledger.open(tmp_path / "data") as ledger:  # a controller without a shipped policy
+        ledger.add_controller("acme", "cowrite")
     return Settings(tmp_path / "data")
 
 
@@ -79,7 +81,7 @@ def test_the_vault_factory_opens_the_ledgers_vault(embedded: Settings) -> None:
     vault = bootstrap.open_vault(embedded, master_key(embedded.data_dir))
     try:
         assert type(vault) is SQLiteKeyVault
-        assert vault.secret(controller_secret_name("acme"))  # made by Ledger.init
+        assert vault.secret(controller_secret_name("acme"))  # made by add_controller
     finally:
         vault.close()
 

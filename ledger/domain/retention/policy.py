@@ -7,7 +7,9 @@ from __future__ import annotations
 import calendar
 import hashlib
 import json
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -192,17 +194,65 @@ def builtin_policies() -> list[str]:
                   if p.name.endswith(".toml"))
 
 
+MAX_POLICY_BYTES = 1 << 20  # a policy is a page of TOML; anything larger is not one
+
+
+def is_shipped(name: str) -> bool:
+    return name in builtin_policies()
+
+
 def load_policy(name_or_path: str) -> Policy:
-    """A shipped policy by name (``coegi``, ``cowrite``) or any TOML file by path."""
+    """A shipped policy by name (``coegi``, ``cowrite``) or any TOML file by path. A shipped
+    name wins over a file of the same name in the working directory."""
+    if is_shipped(name_or_path):
+        text = resources.files("ledger.domain.retention.policies").joinpath(
+            f"{name_or_path}.toml").read_text("utf-8")
+        return parse_policy(text, name_or_path)
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read policy {name_or_path}: {e}") from None
-        return parse_policy(text, str(path))
-    if name_or_path not in builtin_policies():
-        raise ConfigError(f"unknown policy {name_or_path[:40]!r} (shipped: "
-                          f"{', '.join(builtin_policies())}; or give a .toml path)")
-    text = resources.files("ledger.domain.retention.policies").joinpath(f"{name_or_path}.toml").read_text("utf-8")
-    return parse_policy(text, name_or_path)
+        return parse_policy(_read_policy_file(path), str(path))
+    raise ConfigError(f"unknown policy {name_or_path[:40]!r} (shipped: "
+                      f"{', '.join(builtin_policies())}; or give a .toml path)")
+
+
+def _read_policy_file(path: Path) -> str:
+    """The text of a policy file: a regular file of at most MAX_POLICY_BYTES of UTF-8."""
+    shown = repr(str(path))
+    try:
+        with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ConfigError(f"cannot read policy {shown}: not a regular file")
+            data = f.read(MAX_POLICY_BYTES + 1)
+    except IsADirectoryError:
+        raise ConfigError(f"cannot read policy {shown}: it is a directory") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read policy {shown}: {e.strerror or e}") from None
+    if len(data) > MAX_POLICY_BYTES:
+        raise ConfigError(f"policy {shown} is larger than {MAX_POLICY_BYTES // 1024} KiB: "
+                          "not a policy file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"policy {shown} is not UTF-8 text: not a policy file") from None
+
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def policy_setting(name_or_path: str) -> tuple[str, Policy]:
+    """What ``ledger.toml`` records for a policy an operator names, and the policy, loaded and
+    validated: a shipped name as it is; a path made absolute (against the working directory,
+    so every later command finds the same file). Raises ConfigError if it cannot be used."""
+    if is_shipped(name_or_path):
+        return name_or_path, load_policy(name_or_path)
+    if not name_or_path or _UNSAFE.search(name_or_path):
+        raise ConfigError(f"policy {name_or_path[:40]!r}: not a policy name or a file path")
+    try:
+        name_or_path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"policy {name_or_path[:40]!r}: the path is not UTF-8") from None
+    path = Path(name_or_path)
+    if path.suffix != ".toml" and not path.exists():
+        load_policy(name_or_path)  # raises: unknown policy
+    setting = os.path.abspath(path)
+    return setting, load_policy(setting)
