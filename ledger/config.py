@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import os
 import re
@@ -192,9 +193,25 @@ def write_config(data_dir: Path, config: LedgerConfig) -> None:
     lines = ["# consent-ledger configuration: controllers and the retention policy of each", ""]
     for c in config.controllers.values():
         lines += [f"[controllers.{c.name}]", f'policy = "{c.policy}"', ""]
+    lines += _kept_audit_table(data_dir / CONFIG_FILE)
     from ledger.adapters.files import write_private_file
 
     write_private_file(data_dir / CONFIG_FILE, "\n".join(lines), force=True, parameter=CONFIG_FILE)
+
+
+def _kept_audit_table(path: Path) -> list[str]:
+    """The ``[audit]`` table of the configuration being replaced (its checkpoint key, set by
+    hand: see docs/checkpoints.md), so rewriting the controllers keeps it."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    table = raw.get("audit")
+    if not isinstance(table, dict):
+        return []
+    kept = [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in table.items()
+            if isinstance(v, str) and re.fullmatch(r"[a-z_]+", k)]
+    return ["[audit]", *kept, ""] if kept else []
 
 
 def _decode_master_key(text: str, origin: str) -> bytes:
