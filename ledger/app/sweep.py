@@ -129,6 +129,7 @@ def sweep(ledger: OpenLedger, *, dry_run: bool = False, controller: str | None =
     save_decisions(projections_path(ledger), policies, now)
     report.dead_letters_purged = purge_expired(ledger, policies, now)
     if key is not None:  # record first, then act: a failure to sign undoes nothing
+        killpoints.reached("sweep:signing")
         report.checkpoint = sign_after_sweep(ledger.settings, key)
     return report
 
