@@ -71,6 +71,7 @@ FLAGS: dict[str, str] = {
     "as_of": "--as-of", "before": "--before", "channel": "--channel",
     "controller": "--controller", "policy": "--policy", "rebuild": "--rebuild",
     "sign": "--sign", "key": "--key", "checkpoint": "--checkpoint", "origin": "--origin",
+    "checkpoint_key": "ledger.toml audit.checkpoint_key",
 }
 # How the CLI has always worded a subject named wrongly (InvalidSubject.problem).
 SUBJECT_PROBLEMS: dict[SubjectProblem, str] = {
@@ -718,6 +719,8 @@ def sweep(ctx: click.Context, dry_run: bool, controller: str | None, policy_path
         report = run_sweep(ledger, dry_run=dry_run, controller=controller, policy_path=policy_path)
     if as_json:
         emit_json(report.as_dict())
+        if report.checkpoint is not None and report.checkpoint.error is not None:
+            ctx.exit(1)
         return
     d = report.as_dict()
     click.echo(f"{'Dry run: due' if dry_run else 'Swept'} at {d['as_of']}: "
@@ -727,6 +730,14 @@ def sweep(ctx: click.Context, dry_run: bool, controller: str | None, policy_path
         click.echo(f"  appended: {appended}; keys destroyed: {d['keys_shredded']}; "
                    f"subjects sealed: {d['subjects_sealed']}; "
                    f"dead letters purged: {d['dead_letters_purged']}")
+    cp = report.checkpoint
+    if cp is not None and cp.error is None:
+        done = "written to" if cp.written else "already in"
+        click.echo(f"  checkpoint of {cp.size:,} records signed by {cp.signed_by} {done} {cp.path}")
+    if cp is not None and cp.error is not None:
+        click.echo(f"checkpoint not signed: {cp.error}; the sweep's effects stand, the next "
+                   "sweep signs again", err=True)
+        ctx.exit(1)
 
 
 @main.command()
@@ -1209,29 +1220,43 @@ def audit_erasures(ctx: click.Context, as_json: bool) -> None:
               type=click.Path(dir_okay=False, path_type=Path),
               help="Write the page here (a new file, mode 0600).")
 @force_option
+@json_option
 @click.pass_context
 @handles_errors
 def audit_report(ctx: click.Context, subject: str | None, email: str | None, controller: str | None,
                  as_of: str | None, policy_paths: tuple[str, ...], html_file: Path,
-                 force: bool) -> None:
+                 force: bool, as_json: bool) -> None:
     """A self-contained HTML page about one subject for an auditor: timeline chart, consents
     with evidence, the retention decision and its rule chain, each sweep event with its
     justification, and the chain status. No personal data: nothing is decrypted."""
-    from ledger.app.audit_report import build, write
+    from ledger.app.audit_report import build, check_chain, write
     from ledger.app.permits import resolve_subject_in
 
     check_target(html_file, force, "html")  # refuse before any work
-    with _auditor(ctx.obj) as auditor:
-        chain = auditor.chain_status()
     with opened(ctx) as ledger:
         ref = resolve_subject_in(ledger, subject=subject, email=email, controller=controller)
         ctrl, pid = ref.controller, ref.subject
-        report = build(ledger, ctrl, pid, _clock(as_of), policy_paths, chain)
+        report = build(ledger, ctrl, pid, _clock(as_of), policy_paths)
+    with _auditor(ctx.obj) as auditor:
+        report = check_chain(report, auditor)
     write(report, html_file, force=force)
+    if as_json:
+        emit_json(report.summary() | {"html": str(html_file)})
+        return
     s = report.sweeps.summary()
+    chain_ok = report.chain is not None and report.chain.ok
     click.echo(f"report on {ctrl} subject {pid[:16]}… written to {html_file} "
                f"({len(report.explained['timeline'])} events, {s['justified']}/{s['events']} sweep "
-               f"events justified, chain {'intact' if chain.ok else 'BROKEN'})")
+               f"events justified, chain {'intact' if chain_ok else 'BROKEN'})")
+    cited = report.checkpoint
+    if cited is None:
+        click.echo("  no signed checkpoint covers it")
+    else:
+        c = cited.checkpoint
+        agrees = {True: "the log matches it", False: "the log does NOT match it",
+                  None: "not compared"}[report.checkpoint_matches]
+        click.echo(f"  cites the checkpoint of {c.size:,} records of {c.checkpoint.origin} signed "
+                   f"by {', '.join(s.label for s in c.verified)} ({cited.path}): {agrees}")
 
 
 # --- Kafka (issue 6) ---------------------------------------------------------------------

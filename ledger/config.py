@@ -222,10 +222,25 @@ def config_text(config: LedgerConfig) -> str:
 def write_config(data_dir: Path, config: LedgerConfig) -> None:
     """Replaces ledger.toml atomically (a new 0600 file renamed into place). Callers that
     change a ledger's configuration hold its writer lock."""
-    text = config_text(config)
+    text = config_text(config) + "\n".join(_kept_audit_table(data_dir / CONFIG_FILE))
     from ledger.adapters.files import write_private_file
 
     write_private_file(data_dir / CONFIG_FILE, text, force=True, parameter=CONFIG_FILE)
+
+
+def _kept_audit_table(path: Path) -> list[str]:
+    """The ``[audit]`` table of the configuration being replaced (its checkpoint key, set by
+    hand: see docs/checkpoints.md), so rewriting the controllers keeps it."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    table = raw.get("audit")
+    if not isinstance(table, dict):
+        return []
+    kept = [f"{k} = {toml_string(v)}" for k, v in table.items()
+            if isinstance(v, str) and re.fullmatch(r"[a-z_]+", k)]
+    return ["[audit]", *kept, ""] if kept else []
 
 
 def _decode_master_key(text: str, origin: str) -> bytes:

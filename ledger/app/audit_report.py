@@ -8,6 +8,7 @@ alike. No JavaScript and no external resources: it opens the same way offline in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from ledger.app.audit_decisions import DecisionAudit, audit
-from ledger.app.auditing import ChainStatus
+from ledger.app.auditing import Auditor, ChainStatus
 from ledger.app.decisions import controller_policies, projections_as_of
 from ledger.app.explain import explain
 from ledger.app.opened import OpenLedger
+from ledger.app.sweep_checkpoints import CitedCheckpoint, latest_checkpoint
 from ledger.domain.timeutil import (
     day_of_iso,
     format_day,
@@ -53,6 +55,22 @@ class SubjectReport:
     status: str  # pseudonymisation_status: active, restricted, pseudonymised, erased
     sweeps: DecisionAudit
     chain: ChainStatus | None
+    position: int = 0  # the last log position the report shows
+    checkpoint: CitedCheckpoint | None = None  # the latest signed checkpoint covering it
+    checkpoint_matches: bool | None = None  # the log's first size records are the checkpoint's
+
+    def summary(self) -> dict[str, Any]:
+        s = self.sweeps.summary()
+        cited = None if self.checkpoint is None else (
+            self.checkpoint.as_dict() | {"consistent": self.checkpoint_matches})
+        return {"controller": self.controller, "subject": self.subject,
+                "as_of": format_micros(self.as_of), "status": self.status,
+                "events": len(self.explained["timeline"]), "position": self.position,
+                "sweep_events": s["events"], "sweep_events_justified": s["justified"],
+                "chain": None if self.chain is None else {
+                    "ok": self.chain.ok, "records": self.chain.records,
+                    "head_hash": self.chain.head_hash, "detail": self.chain.detail},
+                "checkpoint": cited}
 
 
 def build(ledger: OpenLedger, controller: str, subject: str, as_of: int | None = None,
@@ -64,8 +82,18 @@ def build(ledger: OpenLedger, controller: str, subject: str, as_of: int | None =
         subscriptions = table_rows(con, "subscriptions", controller, subject)
         status = table_rows(con, "pseudonymisation_status", controller, subject)
     sweeps = audit(ledger, as_of, policy_paths, subject=(controller, subject))
+    position = max((int(e["position"]) for e in explained["timeline"]), default=0)
     return SubjectReport(controller, subject, now, explained, consents, subscriptions,
-                         status[0]["status"] if status else "active", sweeps, chain)
+                         status[0]["status"] if status else "active", sweeps, chain, position,
+                         latest_checkpoint(ledger.settings, position))
+
+
+def check_chain(report: SubjectReport, auditor: Auditor) -> SubjectReport:
+    """The report with its chain verified, against the checkpoint it cites if any."""
+    cited = None if report.checkpoint is None else report.checkpoint.checkpoint.checkpoint
+    result = auditor.verify(cited)
+    return dataclasses.replace(report, chain=ChainStatus.of(result),
+                               checkpoint_matches=result.digest_matches)
 
 
 # --- rendering ---------------------------------------------------------------------------------
@@ -183,6 +211,26 @@ def _fields(body: Mapping[str, Any]) -> str:
                      for k, v in body.items() if v not in (None, "", []))
 
 
+def checkpoint_html(r: SubjectReport) -> str:
+    cited = r.checkpoint
+    if cited is None:
+        return (f'<p class="muted">No signed checkpoint covers this report (log position '
+                f'{r.position:,}): none is configured (<code>[audit] checkpoint_key</code> in '
+                'ledger.toml) or the sweep has not signed one since.</p>')
+    c = cited.as_dict()
+    match = {True: ('ok', 'the log still holds exactly these records'),
+             False: ('bad', 'the log NO LONGER matches it'),
+             None: ('muted', 'not compared with the log')}[r.checkpoint_matches]
+    rows = [["origin", _e(c["origin"])], ["tree size", f'{_e(c["size"])} records (covers position '
+                                                      f'{r.position:,})'],
+            ["root hash", f'<span class="mono">{_e(c["root"])}</span>'],
+            ["signed by", _e(", ".join(k.label for k in cited.checkpoint.verified)) +
+             " (signature verified with the configured key)"],
+            ["file", f'<span class="mono">{_e(c["file"])}</span>'],
+            ["against the log", f'<span class="{match[0]}">{_e(match[1])}</span>']]
+    return _table(["", ""], rows, "")
+
+
 def render(r: SubjectReport) -> str:
     x = r.explained
     timeline: list[Mapping[str, Any]] = x["timeline"]
@@ -273,6 +321,8 @@ the position shown), under the policy whose hash the event recorded.</p>
 
 <h2>Hash chain</h2>
 {chain_html}
+<h2>Signed checkpoint</h2>
+{checkpoint_html(r)}
 <footer>Generated by <code>ledger audit report</code>. Self-contained: no scripts, no external
 resources.</footer>
 </body></html>

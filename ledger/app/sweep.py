@@ -18,6 +18,12 @@ from typing import Any
 from ledger.adapters import killpoints
 from ledger.app.decisions import controller_policies
 from ledger.app.opened import OpenLedger
+from ledger.app.sweep_checkpoints import (
+    SweepCheckpoint,
+    configured_key,
+    configured_signer,
+    sign_after_sweep,
+)
 from ledger.domain.clock import FixedClock
 from ledger.domain.errors import ClockError
 from ledger.domain.events import Event
@@ -55,12 +61,14 @@ class SweepReport:
     keys_shredded: int = 0
     sealed: int = 0
     dead_letters_purged: int = 0  # rejected input past the policy's dead_letter_retention
+    checkpoint: SweepCheckpoint | None = None  # signed after the run when a key is configured
 
     def as_dict(self) -> dict[str, Any]:
         return {"as_of": format_micros(self.as_of), "dry_run": self.dry_run,
                 "decisions": self.decisions, "appended": self.appended,
                 "keys_shredded": self.keys_shredded, "subjects_sealed": self.sealed,
-                "dead_letters_purged": self.dead_letters_purged}
+                "dead_letters_purged": self.dead_letters_purged,
+                "checkpoint": None if self.checkpoint is None else self.checkpoint.as_dict()}
 
 
 DUE = ("notify", "pseudonymise", "erase")
@@ -80,12 +88,20 @@ def sweep(ledger: OpenLedger, *, dry_run: bool = False, controller: str | None =
     against the log, the keys the due decisions will shred or seal are noted in the vault, the
     events are appended durably, and only then are exactly those keys shredded or sealed. A
     crash anywhere leaves either nothing recorded and nothing done (the decision stays due) or
-    the record with its effect noted, which the next open of the ledger completes."""
+    the record with its effect noted, which the next open of the ledger completes.
+
+    With a checkpoint key configured (``ledger.toml`` ``[audit] checkpoint_key``) the key is
+    checked before anything is done, and after the run the log's signed checkpoint is written
+    to DATA/checkpoints (``ledger.app.sweep_checkpoints``); ``report.checkpoint`` says which
+    file, or why it could not be signed."""
     policies = controller_policies(ledger, controller, policy_path)
     project(ledger)  # catch up before taking the lock: under it only the tail is left
     if dry_run:
         report, *_ = _decide(ledger, policies, ledger.clock.now(), dry_run=True)
         return report
+    key = configured_key(ledger.data_dir)
+    if key is not None:
+        configured_signer(ledger.settings)  # a bad or world-readable key: refused, no effect
     with ledger.writer_lock:
         now = sweep_clock(ledger)  # an explicit --now behind the log: ClockError, no effect
         ledger.settle_effects()
@@ -112,6 +128,9 @@ def sweep(ledger: OpenLedger, *, dry_run: bool = False, controller: str | None =
     # retention_decisions holds the decisions as of the last sweep (after it was applied).
     save_decisions(projections_path(ledger), policies, now)
     report.dead_letters_purged = purge_expired(ledger, policies, now)
+    if key is not None:  # record first, then act: a failure to sign undoes nothing
+        killpoints.reached("sweep:signing")
+        report.checkpoint = sign_after_sweep(ledger.settings, key)
     return report
 
 
