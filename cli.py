@@ -346,6 +346,8 @@ def dead_letters(ctx: click.Context, as_json: bool, limit: int, decrypt: bool) -
         entries = list(ledger.dead_letters.read(decrypt=decrypt))[-limit:]
     if as_json:
         emit_json(entries)
+    elif not entries:
+        click.echo("no dead letters")
     else:
         for e in entries:
             click.echo(f"{e['rejected_at']}  {e['origin']}:{e['line']}  {e['reason']}")

@@ -721,6 +721,12 @@ def test_dead_letters_list(data: str) -> None:
            "(same id, different content)\n")
 
 
+def test_no_dead_letters_says_so(base: str) -> None:
+    expect(run("--data", base, "dead-letters"), 0, "no dead letters\n")
+    expect(run("--data", base, "dead-letters", "--decrypt"), 0, "no dead letters\n")
+    expect(run("--data", base, "dead-letters", "--json"), 0, "[]\n")
+
+
 def test_dead_letters_json(data: str, ids: dict[str, str]) -> None:
     expect(run("--data", data, "dead-letters", "--json"), 0, """\
 [
