@@ -160,7 +160,54 @@ def progress_bar(total: int | None, label: str) -> Iterator[Callable[[int], None
         yield bar.update
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# The options of `ledger` itself (given before the command) and their metavars.
+GLOBAL_OPTIONS = {"--data": "DIR", "--log": "URL", "--now": "T", "--schema-registry": "URL"}
+
+
+def command_path(ctx: click.Context | None) -> str:
+    """'ledger audit prove': the command as typed, whatever name the process was run by."""
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(["ledger", *reversed(names)])
+
+
+def usage_line(e: click.UsageError) -> str:
+    """A click usage error as one line (no usage block), with a hint for a global option given
+    after the command."""
+    if (isinstance(e, click.NoSuchOption) and e.option_name in GLOBAL_OPTIONS
+            and e.ctx is not None and e.ctx.parent is not None):
+        command = command_path(e.ctx).removeprefix("ledger ")
+        return (f"{e.option_name} is a global option: put it before the command "
+                f"(ledger {e.option_name} {GLOBAL_OPTIONS[e.option_name]} {command} ...)")
+    message = " ".join(e.format_message().split()).rstrip(".")
+    return f"{message} (see '{command_path(e.ctx)} --help')"
+
+
+class LedgerGroup(click.Group):
+    """The top-level group: every click usage error, of any command, is one line on stderr
+    and exit 2 (a bare `ledger` or group still prints its help)."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            raise Failure(usage_line(e), 2) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            raise Failure(usage_line(e), 2) from None
+
+
+@click.group(cls=LedgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ledger")
 @click.option("--data", "data_dir", metavar="DIR", envvar="LEDGER_DATA",
               help="Data directory [env LEDGER_DATA; default ./ledger-data].")

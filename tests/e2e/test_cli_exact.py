@@ -754,3 +754,53 @@ def test_dead_letters_json(data: str, ids: dict[str, str]) -> None:
   }
 ]
 """, **ids)
+
+
+# --- click usage errors: one line on stderr, exit 2 ---------------------------------------
+
+USAGE_MISTAKES = [
+    (["query", "--frobnicate", "select 1"],
+     "Error: No such option '--frobnicate' (see 'ledger query --help')\n"),
+    (["query"], "Error: Missing argument 'SQL' (see 'ledger query --help')\n"),
+    (["dead-letters", "--limit", "x"],
+     "Error: Invalid value for '--limit': 'x' is not a valid integer range "
+     "(see 'ledger dead-letters --help')\n"),
+    (["dead-letters", "--limit", "0"],
+     "Error: Invalid value for '--limit': 0 is not in the range x>=1 "
+     "(see 'ledger dead-letters --help')\n"),
+    (["dead-letters", "purge"],
+     "Error: Missing option '--before' (see 'ledger dead-letters purge --help')\n"),
+    (["decisions", "--action", "nope"],
+     "Error: Invalid value for '--action': 'nope' is not one of 'keep', 'notify', "
+     "'pseudonymise', 'erase', 'hold' (see 'ledger decisions --help')\n"),
+    (["audit", "prove"], "Error: Missing argument 'EVENT_ID' (see 'ledger audit prove --help')\n"),
+    (["controller", "set-policy", "cowrite"],
+     "Error: Missing argument 'POLICY' (see 'ledger controller set-policy --help')\n"),
+    (["frob"], "Error: No such command 'frob' (see 'ledger --help')\n"),
+    (["audit", "frob"], "Error: No such command 'frob' (see 'ledger audit --help')\n"),
+    (["--frob", "query", "select 1"], "Error: No such option '--frob' (see 'ledger --help')\n"),
+    (["demo", "--subjects", "many"],
+     "Error: Invalid value for '--subjects': 'many' is not a valid integer range "
+     "(see 'ledger demo --help')\n"),
+]
+
+
+@pytest.mark.parametrize(("args", "stderr"), USAGE_MISTAKES, ids=[" ".join(a) for a, _ in USAGE_MISTAKES])
+def test_a_usage_mistake_is_one_line(tmp_path: Path, args: list[str], stderr: str) -> None:
+    result = run("--data", str(tmp_path / "d"), *args)
+    expect(result, 2, "", stderr)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize(("option", "metavar", "value"), [
+    ("--data", "DIR", "/tmp/ledger-data"), ("--log", "URL", "kafka://localhost:9092/t"),
+    ("--now", "T", "2026-03-02"), ("--schema-registry", "URL", "http://localhost:8081"),
+])
+def test_a_global_option_after_the_command_gets_a_hint(tmp_path: Path, option: str, metavar: str,
+                                                       value: str) -> None:
+    for args, command in ([["query", option, value, "select 1"], "query"],
+                          [["audit", "prove", option, value, eid(1)], "audit prove"],
+                          [["dead-letters", "purge", f"{option}={value}"], "dead-letters purge"]):
+        expect(run("--data", str(tmp_path / "d"), *args), 2, "",
+               f"Error: {option} is a global option: put it before the command "
+               f"(ledger {option} {metavar} {command} ...)\n")
