@@ -1068,19 +1068,24 @@ def audit_digest(ctx: click.Context, out: Path | None, force: bool, jobs: int,
 @key_option
 @out_option
 @force_option
+@json_option
 @click.pass_context
 @handles_errors
 def audit_prove(ctx: click.Context, event_id: str, digest_file: Path | None,
                 checkpoint_file: Path | None, keys: tuple[str, ...], out: Path | None,
-                force: bool) -> None:
+                force: bool, as_json: bool) -> None:
     """Print a JSON proof that EVENT_ID is in the log the digest covers: the event's record
     and its RFC 6962 audit path to the digest's Merkle root. `ledger audit check-proof`
-    verifies it without the log.
+    verifies it without the log. With --out and --json, the summary of what was written.
     """
     held = _held(digest_file, checkpoint_file, keys, need_key=False, required=True)
     with _auditor(ctx.obj) as auditor:
         proof = auditor.prove(event_id, getattr(held, "checkpoint", held))
-    _write_or_print(proof.as_dict(), out, f"inclusion proof of position {proof.position}", force)
+    made = proof.as_dict()
+    _write_or_print(made, out, f"inclusion proof of position {proof.position}", force)
+    if as_json and out is not None:
+        emit_json({"written": str(out), **{k: made[k] for k in (
+            "format", "event_id", "position", "leaf_index", "tree_size", "merkle_root")}})
 
 
 @audit.command("consistency")
@@ -1091,19 +1096,24 @@ def audit_prove(ctx: click.Context, event_id: str, digest_file: Path | None,
 @key_option
 @out_option
 @force_option
+@json_option
 @click.pass_context
 @handles_errors
 def audit_consistency(ctx: click.Context, digest_file: Path | None, checkpoint_file: Path | None,
-                      keys: tuple[str, ...], out: Path | None, force: bool) -> None:
+                      keys: tuple[str, ...], out: Path | None, force: bool, as_json: bool) -> None:
     """Print a JSON RFC 6962 proof that today's log extends an earlier digest (its records
     unchanged, only appended to). `ledger audit check-proof` verifies it without the log.
+    With --out and --json, the summary of what was written.
     """
     held = _held(digest_file, checkpoint_file, keys, need_key=False, required=True)
     with _auditor(ctx.obj) as auditor:
         proof = auditor.consistency(getattr(held, "checkpoint", held),
                                     ledger_clock(ctx.obj.now).now())
-    _write_or_print(proof.as_dict(), out, f"consistency proof {proof.old_size:,} -> {proof.new_size:,}",
-                    force)
+    made = proof.as_dict()
+    _write_or_print(made, out, f"consistency proof {proof.old_size:,} -> {proof.new_size:,}", force)
+    if as_json and out is not None:
+        emit_json({"written": str(out), **{k: made[k] for k in (
+            "format", "old_size", "old_root", "new_size", "new_root", "new_head_hash")}})
 
 
 @audit.command("check-proof")

@@ -616,6 +616,55 @@ def test_audit_verify_a_truncated_log_against_its_digest_exits_1(
            reason=f'"{reason}"', consistent="false", head=head[0], root=digest["root"])
 
 
+def test_audit_prove_out_text_and_json(data: str, digest: dict[str, Any], tmp_path: Path) -> None:
+    proof = tmp_path / "proof.json"
+    prove = ["--data", data, "audit", "prove", eid(5), "--digest", digest["path"]]
+    expect(run(*prove, "--out", str(proof)), 0, "",
+           f"inclusion proof of position 5 written to {proof}\n")
+    written = json.loads(proof.read_text())
+    expect(run(*prove, "--out", str(proof), "--force", "--json"), 0, f"""\
+{{
+  "written": "{proof}",
+  "format": "consent-ledger/inclusion-proof/1",
+  "event_id": "{eid(5)}",
+  "position": 5,
+  "leaf_index": 4,
+  "tree_size": 8,
+  "merkle_root": "$root"
+}}
+""", f"inclusion proof of position 5 written to {proof}\n", **digest)
+    assert json.loads(proof.read_text()) == written  # --json changes what is printed, not the file
+    printed = run(*prove, "--json")  # no --out: the proof itself, as without --json
+    assert (printed.exit_code, printed.stderr, json.loads(printed.stdout)) == (0, "", written)
+
+
+def test_audit_consistency_out_text_and_json(data: str, digest: dict[str, Any],
+                                             tmp_path: Path) -> None:
+    expect(run("--data", data, "--now", "2026-03-03", "publish", "-",
+               input=jsonl([event("LoggedIn", 9, BO, "2026-03-03T08:00:00Z")])), 0,
+           "accepted 1, duplicates 0, rejected 0\n")
+    proof = tmp_path / "grown.json"
+    consistency = ["--data", data, "audit", "consistency", "--digest", digest["path"]]
+    expect(run(*consistency, "--out", str(proof)), 0, "",
+           f"consistency proof 8 -> 9 written to {proof}\n")
+    written = json.loads(proof.read_text())
+    expect(run(*consistency, "--out", str(proof), "--force", "--json"), 0, f"""\
+{{
+  "written": "{proof}",
+  "format": "consent-ledger/consistency-proof/1",
+  "old_size": 8,
+  "old_root": "$root",
+  "new_size": 9,
+  "new_root": "$new_root",
+  "new_head_hash": "$new_head"
+}}
+""", f"consistency proof 8 -> 9 written to {proof}\n", new_root=written["new_root"],
+           new_head=written["new_head_hash"], **digest)
+    assert written["old_root"] == digest["root"]
+    printed = run(*consistency, "--json")
+    assert (printed.exit_code, printed.stderr, json.loads(printed.stdout)) == (0, "", written)
+
+
 def _tamper(data: str, sql: str, *params: object) -> None:
     """Edits log.sqlite with plain SQL, as tests/integration/test_audit.py's Tamper does."""
     db = sqlite3.connect(Path(data) / "log.sqlite", isolation_level=None)
