@@ -501,6 +501,8 @@ def demo(ctx: click.Context, subjects: int, seed: int, years: int, workers: int,
 
 
 def format_summary(summary: dict[str, Any]) -> str:
+    if summary.get("already_published"):
+        return "\n".join(format_republished(summary))
     lines = [
         f"Demo history {summary['from']} .. {summary['to']} in {summary['data_dir']}",
         f"  events: accepted {summary['accepted']}, duplicates {summary['duplicates']}, "
@@ -511,13 +513,29 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append("  by type: " + ", ".join(f"{t} {n}" for t, n in summary["by_type"].items()))
     if "projections" in summary:
         lines.extend(format_projection_summary(summary["projections"]))
-    if "sweep" in summary:
-        sweep = summary["sweep"]
-        lines.append(f"Retention sweep at {sweep['as_of']}: decisions "
-                     + ", ".join(f"{a} {n}" for a, n in sweep["decisions"].items()))
-        lines.append("  appended: " + (", ".join(f"{t} {n}" for t, n in sweep["appended"].items())
-                                       or "nothing") + f"; keys destroyed: {sweep['keys_shredded']}")
+    lines.extend(format_sweep_summary(summary))
     return "\n".join(lines)
+
+
+def format_republished(summary: dict[str, Any]) -> list[str]:
+    """The demo run again into the same directory: no rate, and one subject count (the
+    projected tables')."""
+    lines = [f"Demo history {summary['from']} .. {summary['to']} in {summary['data_dir']}: "
+             f"already published: 0 accepted, {summary['duplicates']:,} duplicates"]
+    if "projections" in summary:
+        lines.extend(format_projection_summary(summary["projections"])[1:])
+    lines.extend(format_sweep_summary(summary))
+    return lines
+
+
+def format_sweep_summary(summary: dict[str, Any]) -> list[str]:
+    if "sweep" not in summary:
+        return []
+    sweep = summary["sweep"]
+    return [f"Retention sweep at {sweep['as_of']}: decisions "
+            + ", ".join(f"{a} {n}" for a, n in sweep["decisions"].items()),
+            "  appended: " + (", ".join(f"{t} {n}" for t, n in sweep["appended"].items())
+                              or "nothing") + f"; keys destroyed: {sweep['keys_shredded']}"]
 
 # --- projections (SPEC §4): project, replay, query ---------------------------------------
 

@@ -58,6 +58,8 @@ def run_demo(
         "duplicates": report.duplicates,
         "rejected": report.rejected,
         "events_per_second": round(total / elapsed) if elapsed else 0,
+        # a second run into the same directory (same seed and clock): every event a duplicate
+        "already_published": report.accepted == 0 and report.rejected == 0 and report.duplicates > 0,
         "subjects": {c: len(s) for c, s in sorted(people.items())},
         "by_type": dict(by_type.most_common()),
     }

@@ -81,3 +81,27 @@ def test_the_demo_log_verifies(demo_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["ok"] and report["decode_checked"] and report["records"] > SUBJECTS * 5
+
+
+def test_a_second_demo_into_the_same_directory_says_already_published(tmp_path: Path) -> None:
+    data = str(tmp_path / "d")
+    args = ["--data", data, "--now", "2026-11-01", "demo", "--subjects", "20"]
+    first = CliRunner().invoke(cli.main, args)
+    assert first.exit_code == 0, first.output
+    assert "accepted 781, duplicates 0" in first.stdout and "already published" not in first.stdout
+    again = CliRunner().invoke(cli.main, args)
+    assert (again.exit_code, again.stderr) == (0, "")
+    assert again.stdout == (
+        f"Demo history 2021-11-01 .. 2026-11-01 in {data}: already published: 0 accepted, "
+        "781 duplicates\n"
+        "  coegi: 8 subjects, 7 active / 1 inactive (no activity for P3Y); consents 5 granted, "
+        "0 withdrawn, 0 objections\n"
+        "  cowrite: 11 subjects, 1 active / 10 inactive (no activity for P6M); consents 12 granted, "
+        "1 withdrawn, 0 objections\n"
+        "Retention sweep at 2026-11-01T00:00:00.000000Z: decisions keep 19, notify 0, "
+        "pseudonymise 0, erase 0, hold 0\n"
+        "  appended: nothing; keys destroyed: 0\n")
+    as_json = CliRunner().invoke(cli.main, [*args, "--json"])
+    summary = json.loads(as_json.stdout)
+    assert (as_json.exit_code, summary["already_published"], summary["accepted"],
+            summary["duplicates"]) == (0, True, 0, 781)
