@@ -181,7 +181,11 @@ def usage_line(e: click.UsageError) -> str:
         command = command_path(e.ctx).removeprefix("ledger ")
         return (f"{e.option_name} is a global option: put it before the command "
                 f"(ledger {e.option_name} {GLOBAL_OPTIONS[e.option_name]} {command} ...)")
-    message = " ".join(e.format_message().split()).rstrip(".")
+    message = e.message if isinstance(e, click.NoSuchOption | click.NoSuchCommand) else e.format_message()
+    message = " ".join(message.split()).rstrip(".")
+    possibilities = getattr(e, "possibilities", None)
+    if possibilities:
+        message += f"; did you mean {' or '.join(repr(p) for p in possibilities)}?"
     return f"{message} (see '{command_path(e.ctx)} --help')"
 
 

@@ -825,6 +825,9 @@ USAGE_MISTAKES = [
     (["audit", "prove"], "Error: Missing argument 'EVENT_ID' (see 'ledger audit prove --help')\n"),
     (["controller", "set-policy", "cowrite"],
      "Error: Missing argument 'POLICY' (see 'ledger controller set-policy --help')\n"),
+    (["query", "--jsn", "select 1"], "Error: No such option '--jsn'; did you mean '--json' or "
+     "'--csv'? (see 'ledger query --help')\n"),
+    (["qery", "select 1"], "Error: No such command 'qery'; did you mean 'query'? (see 'ledger --help')\n"),
     (["frob"], "Error: No such command 'frob' (see 'ledger --help')\n"),
     (["audit", "frob"], "Error: No such command 'frob' (see 'ledger audit --help')\n"),
     (["--frob", "query", "select 1"], "Error: No such option '--frob' (see 'ledger --help')\n"),
