@@ -7,6 +7,10 @@ from typing import Any
 
 from ledger.domain.timeutil import format_micros
 
+# The envelope's fields, as the Avro record nests them (body fields are flat beside it).
+ENVELOPE_FIELDS = ("event_id", "controller", "subject", "occurred_at", "recorded_at", "source",
+                   "actor", "pii")
+
 
 @dataclass(frozen=True, slots=True)
 class Event:

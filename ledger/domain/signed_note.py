@@ -24,7 +24,7 @@ import base64
 import binascii
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -102,6 +102,23 @@ def _name(name: str, what: str) -> str:
     return name
 
 
+def _key_fields(text: str, what: str, form: str,
+                public_of: Callable[[bytes], bytes]) -> tuple[str, int, bytes]:
+    """(name, key id, key material) of ``name+keyid+base64key``, the id checked against the
+    name and the public key (``public_of`` the material)."""
+    parts = text.split("+", 2)
+    if len(parts) != 3:
+        raise NoteError(f"{what}: not a {'signer' if form.startswith('PRIVATE') else 'verifier'} "
+                        f"key ({form})")
+    name, hex_id, material = parts
+    _name(name, what)
+    kid = _hex_id(hex_id, what)
+    key = _key_material(material, what)
+    if key_id(name, public_of(key)) != kid:
+        raise NoteError(f"{what}: the key id {hex_id} does not match the name and key")
+    return name, kid, key
+
+
 @dataclass(frozen=True, slots=True)
 class VerifierKey:
     """A public key that verifies a note's signatures: its name, id and Ed25519 key."""
@@ -116,15 +133,7 @@ class VerifierKey:
         if text.startswith(SIGNER_PREFIX):
             raise NoteError(f"{what}: this is a private signer key (PRIVATE+KEY+…), not a "
                             "verifier key: never hand it out")
-        parts = text.split("+", 2)
-        if len(parts) != 3:
-            raise NoteError(f"{what}: not a verifier key (name+keyid+base64key)")
-        name, hex_id, material = parts
-        _name(name, what)
-        kid = _hex_id(hex_id, what)
-        public = _key_material(material, what)
-        if key_id(name, public) != kid:
-            raise NoteError(f"{what}: the key id {hex_id} does not match the name and key")
+        name, kid, public = _key_fields(text, what, "name+keyid+base64key", lambda m: m)
         return cls(name, kid, public)
 
     def encode(self) -> str:
@@ -154,7 +163,7 @@ class SignerKey:
 
     @classmethod
     def generate(cls, name: str) -> SignerKey:
-        _name(name, "--name")
+        _name(name, "{name}")  # the CLI shows its flag
         seed = os.urandom(32)
         return cls(name, key_id(name, _public_key(seed)), seed)
 
@@ -163,15 +172,8 @@ class SignerKey:
         _check_key_text(text, what)
         if not text.startswith(SIGNER_PREFIX):
             raise NoteError(f"{what}: not a signer key (it starts with PRIVATE+KEY+)")
-        parts = text[len(SIGNER_PREFIX):].split("+", 2)
-        if len(parts) != 3:
-            raise NoteError(f"{what}: not a signer key (PRIVATE+KEY+name+keyid+base64key)")
-        name, hex_id, material = parts
-        _name(name, what)
-        kid = _hex_id(hex_id, what)
-        seed = _key_material(material, what)
-        if key_id(name, _public_key(seed)) != kid:
-            raise NoteError(f"{what}: the key id {hex_id} does not match the name and key")
+        name, kid, seed = _key_fields(text[len(SIGNER_PREFIX):], what,
+                                      "PRIVATE+KEY+name+keyid+base64key", _public_key)
         return cls(name, kid, seed)
 
     def encode(self) -> str:

@@ -20,6 +20,7 @@ from ledger.contracts.codec import HEADER_SIZE, SINGLE_OBJECT_MAGIC, corrupt_bod
 from ledger.contracts.schemas import SchemaRegistry, SchemaVersion
 from ledger.domain.chain import RecordPage
 from ledger.domain.errors import CodecError
+from ledger.domain.events import ENVELOPE_FIELDS
 from projections.engine import columnar_avro
 from projections.engine.fold import EventColumns
 
@@ -145,8 +146,6 @@ class PageDecoder:
 def _columns_from_arrays(
     writer: SchemaVersion, positions: pa.Array, arrays: dict[str, Any]
 ) -> EventColumns:
-    envelope = {"event_id", "controller", "subject", "occurred_at", "recorded_at", "source",
-                "actor", "pii"}
     return EventColumns(
         type=writer.type,
         version=writer.version,
@@ -159,7 +158,7 @@ def _columns_from_arrays(
         source=arrays["source"],
         actor=arrays["actor"],
         has_pii=arrays["pii"],
-        body={k: v for k, v in arrays.items() if k not in envelope},
+        body={k: v for k, v in arrays.items() if k not in ENVELOPE_FIELDS},
     )
 
 
