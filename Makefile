@@ -20,8 +20,11 @@ demo: $(BIN)/ledger
 # In parallel, one worker per core (pytest-xdist); PYTEST_ARGS='-m "not slow"' for the fast tier.
 PYTEST_WORKERS ?= auto
 PYTEST_ARGS ?=
+# Bytecode is cached even where the environment sets PYTHONDONTWRITEBYTECODE (this machine
+# does): hundreds of tests start `ledger` processes, and each would compile the package again.
 test: $(BIN)/ledger test-deps
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	$(BIN)/python -m compileall -q ledger projections cli.py
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # The HTML audit report is rendered in Debian's headless Chromium; installed when missing and
 # this runs as root (CI); elsewhere that one test says why it is skipped.
