@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -34,6 +35,7 @@ MAX_BODY: Final = 16 * 1024 * 1024
 MAX_SMALL_BODY: Final = 1024 * 1024  # permits, export, sweep bodies
 MAX_QUESTIONS: Final = 1_000
 BODY_TIMEOUT: Final = 10.0  # seconds a client may take between two chunks of its body
+BODY_TIMEOUT_ENV: Final = "LEDGER_HTTP_BODY_TIMEOUT"  # overrides it (seconds)
 MAX_DEPTH: Final = 32  # nesting of a JSON body
 
 
@@ -68,6 +70,13 @@ class Metrics:
 # --- parsing --------------------------------------------------------------------------------
 
 
+def body_timeout() -> float:
+    try:
+        return max(0.1, float(os.environ.get(BODY_TIMEOUT_ENV, BODY_TIMEOUT)))
+    except ValueError:
+        return BODY_TIMEOUT
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, at most ``limit`` bytes (else 413), each chunk within BODY_TIMEOUT (else 408)."""
     declared = request.headers.get("content-length")
@@ -81,7 +90,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     stream = request.stream().__aiter__()
     while True:
         try:
-            chunk = await asyncio.wait_for(stream.__anext__(), BODY_TIMEOUT)
+            chunk = await asyncio.wait_for(stream.__anext__(), body_timeout())
         except StopAsyncIteration:
             break
         except TimeoutError:

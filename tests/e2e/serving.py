@@ -50,7 +50,7 @@ class Server:
         if self.now:
             args += ["--now", self.now]
         args += ["serve", "--port", str(self.port), *self.extra]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "LEDGER_HTTP_BODY_TIMEOUT": "2"}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=log, env=env)
         deadline = time.monotonic() + timeout
