@@ -152,6 +152,10 @@ def test_export_decisions_and_sweep(env: Env) -> None:
     assert 0 < len(decisions) <= 3 and {"subject", "action", "policy_hash"} <= decisions[0].keys()
     only = env.get("/v1/decisions", action="keep", controller="coegi").json()["decisions"]
     assert only and {d["action"] for d in only} == {"keep"} and {d["controller"] for d in only} == {"coegi"}
+
+
+@pytest.mark.slow
+def test_sweep_dry_run_and_real(env: Env) -> None:
     dry = env.post("/v1/sweep", {"dry_run": True})
     assert dry.status_code == 200 and dry.json()["dry_run"] is True
     real = env.post("/v1/sweep", {"dry_run": False})
@@ -301,9 +305,10 @@ def test_a_slow_client_times_out_with_408(env: Env) -> None:
 # --- semantics ------------------------------------------------------------------------------
 
 
-RYW_FAST = 10  # the slow tier's test_serve_load runs the loop 1,000 times
+RYW_FAST = 10  # test_serve_load runs the loop 1,000 times; the fast tier's publish test asks too
 
 
+@pytest.mark.slow
 def test_read_your_writes_unsubscribe_then_ask(env: Env) -> None:
     """Each unsubscribe recorded through the API is seen by the very next question."""
     read_your_writes(env.client, env.token, "ryw.person@example.org", RYW_FAST)
