@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 
 from ledger.app.decisions import controller_policies, decisions_at
 from ledger.app.outcomes import ItemResult
-from ledger.app.permits import PermitAnswer
+from ledger.app.permits import PermitAnswer, PermitQuestion, permits_many
 from ledger.app.service import Ledger
 from ledger.app.sweep import SweepReport
 from ledger.app.sweep import sweep as run_sweep
+from ledger.domain.errors import UsageError
 from ledger.domain.retention.policy import Duration
 from ledger.domain.subjects import SubjectSelector
 from projections.engine.projector import project, projections_path, stored_position
@@ -124,6 +125,10 @@ class LedgerService:
                 as_of: int | None = None) -> PermitAnswer:
         return self._locked(lambda: self.ledger.permits(purpose, who, channel=channel,
                                                         as_of=as_of))
+
+    def permits_many(self, questions: list[PermitQuestion]) -> list[PermitAnswer | UsageError]:
+        """A batch from one catch-up of the read model (see ``permits_many``)."""
+        return self._locked(lambda: permits_many(self.ledger, questions))
 
     def policy_of(self, controller: str) -> dict[str, str]:
         def read() -> dict[str, str]:

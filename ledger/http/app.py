@@ -24,6 +24,7 @@ from prometheus_client import (
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ledger.app.permits import PermitAnswer, PermitQuestion
 from ledger.app.serving import LedgerService
 from ledger.app.tokens import TokenStore
 from ledger.domain.errors import ClockError, InvalidEvent, LedgerError, UsageError
@@ -287,8 +288,8 @@ def create_app(service: LedgerService, tokens: TokenStore,
         return {"accepted": counts["accepted"], "duplicates": counts["duplicate"],
                 "rejected": counts["rejected"], "results": out}
 
-    def answer(raw: Any) -> dict[str, Any]:
-        """One question answered (runs in a worker thread)."""
+    def question_of(raw: Any) -> PermitQuestion:
+        """A question from its JSON (an ApiError names what is wrong)."""
         if not isinstance(raw, dict):
             raise ApiError(400, "a question is a JSON object")
         extra = set(raw) - QUESTION_KEYS
@@ -298,15 +299,16 @@ def create_app(service: LedgerService, tokens: TokenStore,
         purpose = _text(raw.get("purpose"), "purpose")
         channel = _text(raw.get("channel"), "channel", required=False)
         assert controller is not None and purpose is not None
-        who = subject_of(raw.get("subject"), controller)
-        as_of = as_of_of(raw.get("as_of"))
-        try:
-            result = service.permits(purpose, who, channel=channel, as_of=as_of)
-            policy = service.policy_of(result.controller)
-        except ClockError as e:
-            raise ApiError(409, str(e)) from None
-        except (UsageError, InvalidEvent) as e:
-            raise ApiError(404 if type(e).__name__ == "UnknownSubject" else 400, str(e)) from None
+        return PermitQuestion(purpose, subject_of(raw.get("subject"), controller), channel,
+                              as_of_of(raw.get("as_of")))
+
+    def rendered(result: PermitAnswer | UsageError, policies: dict[str, dict[str, str]]
+                 ) -> dict[str, Any]:
+        if isinstance(result, UsageError):
+            raise ApiError(404 if type(result).__name__ == "UnknownSubject" else 400,
+                           str(result))
+        if result.controller not in policies:
+            policies[result.controller] = service.policy_of(result.controller)
         d = result.as_dict()
         evidence = d["evidence"]
         return {"permitted": d["permitted"], "reason": d["reason"],
@@ -315,16 +317,42 @@ def create_app(service: LedgerService, tokens: TokenStore,
                 "evidence": None if evidence is None else
                 {"event_id": evidence["event_id"], "type": evidence["type"],
                  "at": evidence["at"]},
-                "policy": policy}
+                "policy": policies[result.controller]}
 
-    def answer_all(questions: list[Any]) -> dict[str, Any]:
-        answers: list[dict[str, Any]] = []
-        for q in questions:
+    def answer_all(raw: list[Any]) -> list[dict[str, Any]]:
+        """Every question answered in order (in a worker thread): the valid ones in one batch,
+        a question that fails is an answer with "error" and "status"."""
+        answers: list[dict[str, Any] | None] = [None] * len(raw)
+        valid: list[tuple[int, PermitQuestion]] = []
+        for i, q in enumerate(raw):
             try:
-                answers.append(answer(q))
+                valid.append((i, question_of(q)))
             except ApiError as e:
-                answers.append({"error": e.message, "status": e.status})
-        return {"answers": answers}
+                answers[i] = {"error": e.message, "status": e.status}
+        try:
+            results = service.permits_many([q for _, q in valid]) if valid else []
+        except ClockError as e:
+            raise ApiError(409, str(e)) from None
+        except LedgerError as e:  # e.g. the projections cannot be read: no answer at all
+            raise ApiError(500, str(e)) from None
+        policies: dict[str, dict[str, str]] = {}
+        for (i, _), result in zip(valid, results, strict=True):
+            try:
+                answers[i] = rendered(result, policies)
+            except ApiError as e:
+                answers[i] = {"error": e.message, "status": e.status}
+        return [a for a in answers if a is not None]
+
+    def answer(raw: Any) -> dict[str, Any]:
+        """One question answered; its failure is the response's status."""
+        question = question_of(raw)
+        try:
+            (result,) = service.permits_many([question])
+        except ClockError as e:
+            raise ApiError(409, str(e)) from None
+        except LedgerError as e:
+            raise ApiError(500, str(e)) from None
+        return rendered(result, {})
 
     @app.post("/v1/permits")
     async def permits_post(request: Request) -> dict[str, Any]:
@@ -337,7 +365,7 @@ def create_app(service: LedgerService, tokens: TokenStore,
                 raise ApiError(400, 'a batch is {"questions": [...]}')
             if len(questions) > MAX_QUESTIONS:
                 raise ApiError(413, f"at most {MAX_QUESTIONS} questions per request")
-            return dict(await run_in_threadpool(answer_all, questions))
+            return {"answers": await run_in_threadpool(answer_all, questions)}
         return dict(await run_in_threadpool(answer, value))
 
     @app.get("/v1/permits")
