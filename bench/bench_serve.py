@@ -98,6 +98,15 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(len(values) * p))] * 1000 if values else float("nan")
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:  # requests still in flight after a client timed out
+        proc.kill()
+        proc.wait(60)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--subjects", type=int, default=500)
@@ -143,8 +152,7 @@ def main() -> None:
                   f"ratio to trivial {rate_p / rate_t:.4f}")
             print(f"permits, batches of 1,000 questions, 2 connections: {rate_b:,.0f} answers/s")
         finally:
-            proc.terminate()
-            proc.wait(60)
+            stop(proc)
 
         # publishing: the same demo events through the API and through `ledger publish`
         events: list[dict[str, Any]] = []
@@ -189,8 +197,7 @@ def main() -> None:
                 th.join()
             api_s = time.perf_counter() - t
         finally:
-            proc.terminate()
-            proc.wait(60)
+            stop(proc)
         print(f"POST /v1/events, 8 clients x 500: {len(events) / api_s:,.0f} events/s; "
               f"`ledger publish` (process start included): {len(events) / cli_s:,.0f} events/s; "
               f"ratio {cli_s / api_s:.2f}")
