@@ -1479,5 +1479,82 @@ def kafka_rejected(settings: Settings, limit: int, as_json: bool) -> None:
             click.echo(f"{e['source']}\t{e['reason']}")
 
 
+# --- the service (ledger serve) and its tokens ---------------------------------------------
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True,
+              help="The TCP port (0: any free port).")
+@click.option("--sweep-every", "sweep_every", metavar="DURATION", default=None,
+              help="Run the sweep on this schedule, an ISO-8601 duration such as P1D.")
+@click.pass_context
+@handles_errors
+def serve(ctx: click.Context, host: str, port: int, sweep_every: str | None) -> None:
+    """Serve the HTTP API (docs/service.md) until stopped: one process owns the data
+    directory, groups concurrent publishes into one durable append, follows the log with the
+    projector and answers permits with read-your-writes."""
+    from ledger.domain.retention.policy import Duration
+    from ledger.http.server import serve as run_server
+
+    period = None
+    if sweep_every is not None:
+        try:
+            period = Duration.parse(sweep_every)
+        except ValueError as e:
+            raise Failure(f"--sweep-every: {e}", 2) from None
+    run_server(ctx.obj, host=host, port=port, sweep_every=period)
+
+
+@main.group()
+def token() -> None:
+    """API tokens for `ledger serve` (only a hash is stored, in DATA/tokens.json)."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option("--scope", "scopes", required=True,
+              help="Comma-separated: publish, permits, export, decisions, sweep, metrics, notify.")
+@click.pass_context
+@handles_errors
+def token_create(ctx: click.Context, name: str, scopes: str) -> None:
+    """Create a token; it is printed once and cannot be shown again."""
+    from ledger.app.tokens import TokenStore, parse_scopes
+
+    settings: Settings = ctx.obj
+    if not (settings.data_dir / "ledger.toml").exists():
+        raise Failure(f"no ledger in {settings.data_dir} (run `ledger init`)", 2)
+    click.echo(TokenStore(settings.data_dir).create(name, parse_scopes(scopes)))
+
+
+@token.command("list")
+@json_option
+@click.pass_context
+@handles_errors
+def token_list(ctx: click.Context, as_json: bool) -> None:
+    """The tokens' names, scopes and creation times (never the tokens)."""
+    from ledger.app.tokens import TokenStore
+
+    found = TokenStore(ctx.obj.data_dir).list()
+    if as_json:
+        emit_json([t.as_dict() for t in found])
+        return
+    if not found:
+        click.echo("no tokens")
+    for t in found:
+        click.echo(f"{t.name}\t{','.join(t.scopes)}\t{t.created_at}")
+
+
+@token.command("revoke")
+@click.argument("name")
+@click.pass_context
+@handles_errors
+def token_revoke(ctx: click.Context, name: str) -> None:
+    """Revoke a token: the server refuses it from the next request on."""
+    from ledger.app.tokens import TokenStore
+
+    if not TokenStore(ctx.obj.data_dir).revoke(name):
+        raise Failure(f"no token named {name[:64]!r}", 2)
+    click.echo(f"revoked {name}")
+
+
 if __name__ == "__main__":
     main()

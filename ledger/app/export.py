@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from ledger.adapters.files import write_private_file
 from ledger.app.opened import OpenLedger
-from ledger.app.permits import resolve_subject
+from ledger.app.permits import UnknownSubject, resolve_subject
 from ledger.domain.errors import (
     KeyUnavailable,
     LedgerError,
@@ -125,8 +125,8 @@ def export_subject(
                               controller=controller)
         activity = subject_row(con, "activity_clock", ref.controller, ref.subject)
         if activity is None:
-            raise UsageError(f"unknown subject {ref.subject[:16]}… for controller "
-                             f"{ref.controller!r}: no events recorded, nothing is held")
+            raise UnknownSubject(f"unknown subject {ref.subject[:16]}… for controller "
+                                 f"{ref.controller!r}: no events recorded, nothing is held")
         status = subject_row(con, "pseudonymisation_status", ref.controller,
                              ref.subject) or {"status": "active"}
         rel = relationship(con, ref.controller, ref.subject)

@@ -36,6 +36,7 @@ class PublishReport:
 
 
 OutcomeStatus = Literal["accepted", "duplicate", "conflict"]
+ItemStatus = Literal["accepted", "duplicate", "conflict", "rejected"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,3 +49,14 @@ class RecordOutcome:
 
 def conflict_reason(position: int) -> str:
     return f"event_id: conflicts with the event at position {position} (same id, different content)"
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """What became of one item of a grouped append (the HTTP API's per-event result)."""
+
+    number: int  # 1-based, in the caller's input
+    event_id: str | None  # None when the item was rejected before an id was read
+    status: ItemStatus
+    position: int | None
+    reason: str | None = None

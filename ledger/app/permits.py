@@ -417,3 +417,56 @@ def permits(
     permission = decide(facts, purpose, basis, channel)
     return PermitAnswer(ref.controller, ref.subject,
                         as_of if as_of is not None else ledger.clock.now(), permission)
+
+
+@dataclass(frozen=True, slots=True)
+class PermitQuestion:
+    """One question of a batch: may ``purpose`` be pursued for ``who`` (on ``channel``)?"""
+
+    purpose: str
+    who: SubjectSelector
+    channel: str | None = None
+    as_of: int | None = None
+
+
+def permits_many(ledger: OpenLedger, questions: list[PermitQuestion]
+                 ) -> list[PermitAnswer | UsageError]:
+    """Answers a batch, in order: the questions about now from ONE read model brought up to
+    date once (a batch costs one catch-up, not one per question); a question as of a time
+    goes through ``permits``. A question that cannot be answered (unknown controller,
+    purpose, channel or subject) is its UsageError in place of the answer."""
+    results: list[PermitAnswer | UsageError | None] = [None] * len(questions)
+    current = [(i, q) for i, q in enumerate(questions) if q.as_of is None]
+    if current:
+        with open_read_model(ledger) as con:
+            now = ledger.clock.now()
+            for i, q in current:
+                try:
+                    results[i] = _answer_in(ledger, con, q, now)
+                except UsageError as e:
+                    results[i] = e
+    for i, q in enumerate(questions):
+        if q.as_of is not None:
+            try:
+                results[i] = permits(ledger, q.purpose, subject=q.who.subject_id,
+                                     email=q.who.email_address, account=q.who.account_id,
+                                     controller=q.who.controller, channel=q.channel,
+                                     as_of=q.as_of)
+            except UsageError as e:
+                results[i] = e
+    return [r for r in results if r is not None]
+
+
+def _answer_in(ledger: OpenLedger, con: ReadConnection, q: PermitQuestion, now: int
+               ) -> PermitAnswer:
+    """``permits`` for a question about now, on an open read model (the same steps)."""
+    check_channel(q.channel)
+    if q.who.controller is not None:
+        if q.who.controller not in ledger.config.controllers:
+            raise UnknownController(q.who.controller)
+        purpose_basis(ledger, q.who.controller, q.purpose)
+    ref = resolve_subject(ledger, con, subject=q.who.subject_id, email=q.who.email_address,
+                          account=q.who.account_id, controller=q.who.controller)
+    basis = purpose_basis(ledger, ref.controller, q.purpose)
+    facts = gather(con, ref.controller, ref.subject)
+    return PermitAnswer(ref.controller, ref.subject, now, decide(facts, q.purpose, basis, q.channel))

@@ -24,7 +24,7 @@ from ledger import bootstrap
 from ledger import config as cfg
 from ledger.adapters.dead_letters import DeadLetters, Reject
 from ledger.adapters.writer_lock import LOCK_FILE, WriterLock
-from ledger.app.outcomes import PublishReport, RecordOutcome, conflict_reason
+from ledger.app.outcomes import ItemResult, PublishReport, RecordOutcome, conflict_reason
 from ledger.app.preparation import (
     Prepared,
     Preparer,
@@ -386,6 +386,30 @@ class Ledger:
         """Validates and appends JSON lines; blank lines are skipped."""
         numbered = ((n, line.rstrip(b"\r\n")) for n, line in enumerate(lines, 1) if line.strip())
         return self._execute(self._units(numbered), origin, progress, workers)
+
+    def record_groups(self, groups: Sequence[Sequence[Any]], *, origin: str = "http"
+                      ) -> list[list[ItemResult]]:
+        """Appends several callers' inputs (each a list of dicts or JSON lines) in ONE durable
+        append: the service groups concurrent requests here. Returns, per group, one result per
+        item in input order (its 1-based number): accepted, duplicate, rejected or conflict."""
+        units = [Unit(self.clock.now(), list(enumerate(g, 1))) for g in groups]
+        package = self._preparer.prepare_all(units, origin)
+        outcomes = iter(self._commit(package, units, origin))
+        results: list[list[ItemResult]] = []
+        for p, unit in zip(package, units, strict=True):
+            by_number: dict[int, ItemResult] = {}
+            for number in p.numbers:
+                o = next(outcomes)
+                by_number[number] = ItemResult(number, o.event_id, o.status, o.position)
+            for reject in p.rejects:
+                found = by_number.get(reject.line)
+                if found is not None:  # a conflict: it has an outcome and a reason
+                    by_number[reject.line] = dataclasses.replace(found, reason=reject.reason)
+                else:
+                    by_number[reject.line] = ItemResult(reject.line, None, "rejected", None,
+                                                        reject.reason)
+            results.append([by_number[n] for n, _ in unit.items if n in by_number])
+        return results
 
     def _units(self, items: Iterable[tuple[int, Any]]) -> Iterator[Unit]:
         chunk: list[tuple[int, Any]] = []

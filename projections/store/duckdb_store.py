@@ -56,6 +56,13 @@ class ProjectionStoreError(LedgerError):
     """The projections file cannot be opened, read or written."""
 
 
+class ProjectionsLocked(ProjectionStoreError):
+    """Another process holds the projections file: a condition of the setup (exit 2), not a
+    finding (exit 1 means "not permitted" for ``ledger permits``)."""
+
+    exit_code = 2
+
+
 REBUILD_ADVICE: Final = "run `ledger project --rebuild`"
 _HEADER_BYTES: Final = 3 * 4096  # DuckDB's file header and its two database headers
 IN_MEMORY: Final = ":memory:"  # DuckDB's name for a database with no file
@@ -282,7 +289,7 @@ class DuckDBStore(TrackingRecorder):
                 self.con = duckdb.connect(str(path), read_only=read_only, config=config)
             except duckdb.Error as e:
                 if is_lock_error(e):
-                    raise ProjectionStoreError(f"cannot open {path}: {_one_line(e)}") from None
+                    raise ProjectionsLocked(f"cannot open {path}: {_one_line(e)}") from None
                 raise store_error(path, e, "opening") from None
             try:
                 check_not_truncated(self.con, path)

@@ -21,7 +21,7 @@ from projections.store.duckdb_store import (
     IN_MEMORY,
     DuckDBStore,
     GuardedConnection,
-    ProjectionStoreError,
+    ProjectionsLocked,
     _one_line,
     check_not_truncated,
     is_lock_error,
@@ -58,7 +58,7 @@ def read_only_connection(path: str | Path) -> ReadConnection:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as e:
         if is_lock_error(e):
-            raise ProjectionStoreError(f"cannot open {path}: {_one_line(e)}") from None
+            raise ProjectionsLocked(f"cannot open {path}: {_one_line(e)}") from None
         raise store_error(path, e, "opening") from None
     try:
         check_not_truncated(con, path)

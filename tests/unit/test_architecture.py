@@ -7,6 +7,8 @@
     ledger/adapters    behind the ports: never the application layer
     ledger/app         the only layer that uses both the write side and the read side
     projections/       the read side: never the application layer
+    ledger/http        the HTTP entry point: the application layer and the bootstrap only,
+                       imported by cli.py alone; the only user of the web libraries
     cli.py             imported by nothing
 
 and the module graph has no cycle. DuckDB is imported only by the projection engine and the
@@ -22,7 +24,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("ledger", "projections")
-LIBRARIES = ("duckdb", "sqlite3", "kafka", "click", "confluent_kafka", "uvicorn", "fastapi")
+LIBRARIES = ("duckdb", "sqlite3", "kafka", "click", "confluent_kafka", "uvicorn", "fastapi",
+             "starlette", "prometheus_client")
+HTTP_LIBRARIES = ("uvicorn", "fastapi", "starlette", "prometheus_client")
 
 
 def module_name(path: Path) -> str:
@@ -89,6 +93,8 @@ RULES = [
     ("projections", "ledger.app", "the read side never imports the application layer"),
     ("projections", "ledger.bootstrap", "the read side is handed its adapters"),
     ("projections", "ledger.demo", "the read side knows no demo"),
+    ("ledger.http", "ledger.adapters", "the HTTP API calls the application layer, not adapters"),
+    ("ledger.http", "projections", "the HTTP API calls the application layer, not the read side"),
 ]
 
 
@@ -98,6 +104,11 @@ def violations(imports: dict[str, set[str]]) -> list[str]:
         for target in sorted(targets):
             if target == "cli":
                 found.append(f"{module} imports cli: nothing imports the command line")
+            if in_layer(target, "ledger.http") and module != "cli" \
+                    and not in_layer(module, "ledger.http"):
+                found.append(f"{module} imports {target}: only cli.py starts the HTTP service")
+            if target in HTTP_LIBRARIES and not in_layer(module, "ledger.http"):
+                found.append(f"{module} imports {target}: only ledger/http uses the web stack")
             if target == "duckdb" and not (in_layer(module, "projections.engine")
                                            or in_layer(module, "projections.store")):
                 found.append(f"{module} imports duckdb: only the projection engine and the "
@@ -162,12 +173,20 @@ def test_the_checks_see_what_they_forbid() -> None:
         "ledger.app.y": {"ledger.domain.a"},
         "projections.engine.p": {"duckdb", "ledger.app.y"},
         "projections.q": {"duckdb", "cli"},
+        "ledger.http.app": {"ledger.adapters.x", "projections.q", "fastapi"},
+        "ledger.app.z": {"ledger.http.app", "uvicorn"},
     }
     assert violations(imports) == [
         "ledger.adapters.x imports ledger.app.y: adapters sit below the application layer",
+        "ledger.app.z imports ledger.http.app: only cli.py starts the HTTP service",
+        "ledger.app.z imports uvicorn: only ledger/http uses the web stack",
         "ledger.domain.a imports duckdb: only the projection engine and the read-side store do",
         "ledger.domain.a imports duckdb: the domain is pure",
         "ledger.domain.a imports ledger.adapters.x: the domain is pure",
+        "ledger.http.app imports ledger.adapters.x: the HTTP API calls the application layer, "
+        "not adapters",
+        "ledger.http.app imports projections.q: the HTTP API calls the application layer, not "
+        "the read side",
         "projections.engine.p imports ledger.app.y: the read side never imports the "
         "application layer",
         "projections.q imports cli: nothing imports the command line",

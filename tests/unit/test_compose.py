@@ -45,7 +45,8 @@ def parse_cli(args: list[str]) -> click.Command:
 
 
 def test_the_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"kafka", "schema-registry", "ledger-init", "ledger"}
+    assert set(compose["services"]) == {"kafka", "schema-registry", "ledger-init", "ledger",
+                                        "ledger-serve"}
     assert "zookeeper" not in str(compose).lower()
 
 
@@ -74,7 +75,7 @@ def test_the_schema_registry_stores_in_this_kafka(compose: dict[str, Any]) -> No
     assert f"{port}:{port}" in registry["ports"]
 
 
-@pytest.mark.parametrize("service", ["ledger-init", "ledger"])
+@pytest.mark.parametrize("service", ["ledger-init", "ledger", "ledger-serve"])
 def test_the_ledger_services_point_at_kafka_and_the_registry(compose: dict[str, Any], service: str) -> None:
     spec = compose["services"][service]
     env = spec["environment"]
@@ -103,6 +104,13 @@ def test_the_projector_command(compose: dict[str, Any]) -> None:
     if "project" not in cli.main.commands:
         pytest.xfail("`ledger project` arrives with the projections branch (issue 6 part 2)")
     assert parse_cli(command).name == "project"
+
+
+def test_the_service_command(compose: dict[str, Any]) -> None:
+    spec = compose["services"]["ledger-serve"]
+    assert parse_cli(spec["command"]).name == "serve"
+    port = spec["command"][spec["command"].index("--port") + 1]
+    assert f"{port}:{port}" in spec["ports"]
 
 
 def test_the_image_runs_the_cli() -> None:
