@@ -611,11 +611,13 @@ def project(ctx: click.Context, rebuild: bool, follow: bool, show_fingerprint: b
     stop the projector. On Kafka, N workers (--worker 0/N .. N-1/N) share the partitions,
     each with its own shard; `ledger query --shards` reads the shards as one.
     """
+    from ledger.app.sweep import last_sweep_decisions
     from projections.engine.workers import Worker
 
     worker = Worker.parse(worker_spec) if worker_spec else None
     with opened(ctx) as ledger:
         path = projections.projections_path(ledger, db, worker)
+        redecide = last_sweep_decisions(ledger)
         # A partitioned log's positions are not a count: no total for the progress bar.
         total = 0 if ledger.log.partitioned else ledger.log.head().position
         report: Any
@@ -623,7 +625,8 @@ def project(ctx: click.Context, rebuild: bool, follow: bool, show_fingerprint: b
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             if rebuild:
-                projections.project(ledger, path=path, rebuild=True, worker=worker)
+                projections.project(ledger, path=path, rebuild=True, worker=worker,
+                                    redecide=redecide)
             try:
                 report = projections.follow(
                     ledger, path=path, stop=stop, worker=worker,
@@ -635,7 +638,7 @@ def project(ctx: click.Context, rebuild: bool, follow: bool, show_fingerprint: b
             pending = max(0, total - (0 if rebuild else projections.stored_position(path)))
             with rate_bar(pending, "Projecting") as progress:
                 report = projections.project(ledger, path=path, rebuild=rebuild,
-                                             progress=progress, worker=worker)
+                                             progress=progress, worker=worker, redecide=redecide)
         fp = projections.fingerprint(path, ledger.registry) if show_fingerprint else None
     if as_json:
         emit_json({**report.as_dict(), "file": str(path),
