@@ -12,7 +12,6 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-
 from ledger.app.permissions import refresh_permissions
 from ledger.app.permits import permits
 from ledger.app.service import Ledger
@@ -98,3 +97,13 @@ def test_erased_restricted_and_unsubscribed_subjects_are_not_permitted(ledger: L
         assert row[0] is permitted
     # Purposes no channel changes have one row, channel '*'.
     assert ("cowrite", ledger.subject_id("cowrite", email="a@example.org"), "service", "*") in rows
+
+
+def test_project_permissions_fills_the_table_and_refuses_follow(data_dir: Path) -> None:
+    data = str(data_dir)
+    result = CliRunner().invoke(cli.main, ["--data", data, "project", "--follow", "--permissions"])
+    assert (result.exit_code, result.stderr.count("\n")) == (2, 1), result.output
+    result = CliRunner().invoke(cli.main, ["--data", data, "project", "--permissions"])
+    assert result.exit_code == 0, result.output
+    with Ledger.open(data) as ledger:
+        assert table(ledger) == {}  # an empty log: the table exists, with no rows
