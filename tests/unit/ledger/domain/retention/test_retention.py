@@ -15,6 +15,7 @@ from ledger.domain.retention.rules import (
     count_actions,
     decide,
     decision_dict,
+    rule_chain,
 )
 from ledger.domain.timeutil import format_micros, parse_timestamp
 
@@ -161,3 +162,18 @@ def test_count_actions_counts_every_action_in_order() -> None:
     assert list(count_actions()) == list(ACTIONS)
     assert count_actions([d, d]) == {"keep": 0, "notify": 2, "pseudonymise": 0, "erase": 0, "hold": 0,
                                       "pseudonymised": 0, "erased": 0}
+
+
+def test_erased_and_pseudonymised_are_terminal_actions_never_keep() -> None:
+    """Issue 12 §2: a subject erased (or pseudonymised, waiting for erasure) is not `keep`, so
+    `decisions --action keep` lists live subjects only; explain says what the state is."""
+    erased = facts(status="erased", status_event="er", shredded=frozenset({"profile", "bookkeeping"}))
+    done = decide(erased, COWRITE, t("2026-06-01"))
+    assert (done.action, done.due_at, done.rule) == ("erased", None, "erased")
+    assert rule_chain(erased, COWRITE, t("2026-06-01"))[-1].endswith(": erased (rule erased)")
+    waiting = facts(status="pseudonymised", status_event="ps", erase_due_at=t("2026-07-01"))
+    d = decide(waiting, COWRITE, t("2026-06-01"))
+    assert (d.action, day(d.due_at), d.rule) == ("pseudonymised", "2026-07-01", "pseudonymised")
+    assert rule_chain(waiting, COWRITE, t("2026-06-01"))[-1].endswith(
+        ": pseudonymised (rule pseudonymised), due 2026-07-01")
+    assert {"erased", "pseudonymised"} <= set(ACTIONS)
