@@ -592,6 +592,8 @@ def _report_line(report: Any) -> str:
 @main.command()
 @click.option("--rebuild", is_flag=True, help="Empty the tables and project the whole log again.")
 @click.option("--follow", is_flag=True, help="Keep projecting new events until interrupted.")
+@click.option("--permissions", "with_permissions", is_flag=True,
+              help="Also recompute the permissions table (what `permits` answers).")
 @click.option("--fingerprint", "show_fingerprint", is_flag=True,
               help="Print a content hash of all tables (same log prefix, same hash).")
 @click.option("--db", "db", metavar="FILE", type=click.Path(dir_okay=False),
@@ -602,8 +604,9 @@ def _report_line(report: Any) -> str:
 @json_option
 @click.pass_context
 @handles_errors
-def project(ctx: click.Context, rebuild: bool, follow: bool, show_fingerprint: bool,
-            db: str | None, worker_spec: str | None, as_json: bool) -> None:
+def project(ctx: click.Context, rebuild: bool, follow: bool, with_permissions: bool,
+            show_fingerprint: bool, db: str | None, worker_spec: str | None,
+            as_json: bool) -> None:
     """Bring the DuckDB projections up to date with the log.
 
     Incremental from the stored log position (on Kafka: one offset per partition); --rebuild
@@ -611,11 +614,16 @@ def project(ctx: click.Context, rebuild: bool, follow: bool, show_fingerprint: b
     stop the projector. On Kafka, N workers (--worker 0/N .. N-1/N) share the partitions,
     each with its own shard; `ledger query --shards` reads the shards as one.
     """
+    from ledger.app.permissions import refresh_permissions
+    from ledger.app.sweep import last_sweep_decisions
     from projections.engine.workers import Worker
 
+    if follow and with_permissions:
+        raise UsageError("--permissions does not go with --follow (it is recomputed once)")
     worker = Worker.parse(worker_spec) if worker_spec else None
     with opened(ctx) as ledger:
         path = projections.projections_path(ledger, db, worker)
+        redecide = last_sweep_decisions(ledger)
         # A partitioned log's positions are not a count: no total for the progress bar.
         total = 0 if ledger.log.partitioned else ledger.log.head().position
         report: Any
@@ -623,7 +631,8 @@ def project(ctx: click.Context, rebuild: bool, follow: bool, show_fingerprint: b
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             if rebuild:
-                projections.project(ledger, path=path, rebuild=True, worker=worker)
+                projections.project(ledger, path=path, rebuild=True, worker=worker,
+                                    redecide=redecide)
             try:
                 report = projections.follow(
                     ledger, path=path, stop=stop, worker=worker,
@@ -635,7 +644,9 @@ def project(ctx: click.Context, rebuild: bool, follow: bool, show_fingerprint: b
             pending = max(0, total - (0 if rebuild else projections.stored_position(path)))
             with rate_bar(pending, "Projecting") as progress:
                 report = projections.project(ledger, path=path, rebuild=rebuild,
-                                             progress=progress, worker=worker)
+                                             progress=progress, worker=worker, redecide=redecide)
+            if with_permissions:
+                refresh_permissions(ledger, path)
         fp = projections.fingerprint(path, ledger.registry) if show_fingerprint else None
     if as_json:
         emit_json({**report.as_dict(), "file": str(path),

@@ -100,6 +100,10 @@ class DecisionAudit:
 # --- the comparison (pure) ----------------------------------------------------------------
 
 
+# Actions under which no sweep event is due: an event then was premature (or redundant).
+NOT_DUE = ("keep", "hold", "pseudonymised", "erased")
+
+
 def _not_due(d: Decision, what: str, policy: Policy) -> str:
     """Why an event whose decision is not due was premature, in the auditor's words."""
     if d.rule == "notice_period":
@@ -147,7 +151,7 @@ def judge(event: SweepEvent, facts: SubjectFacts | None, policy: Policy | None,
         if d.action == "pseudonymise":
             return verdict(False, "erased at once, but the policy pseudonymises on an erasure "
                                   f"request first (for {policy.pseudonymise_for})", d)
-        if d.action in ("keep", "hold"):
+        if d.action in NOT_DUE:
             return verdict(False, _not_due(d, "erased", policy), d)
         if rule != d.rule:
             return verdict(False, f"erased under rule {rule}, but the policy's rule is {d.rule}", d)
@@ -156,7 +160,7 @@ def judge(event: SweepEvent, facts: SubjectFacts | None, policy: Policy | None,
                                   f"destroys {sorted(d.shred)}", d)
     elif d.action != action:
         what = {"notify": "notice sent", "pseudonymise": "pseudonymised"}[action]
-        if d.action in ("keep", "hold"):
+        if d.action in NOT_DUE:
             return verdict(False, _not_due(d, what, policy), d)
         return verdict(False, f"{what}, but the policy gives {d.action} (rule {d.rule}, due "
                               f"{format_day(d.due_at)})", d)

@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ledger.adapters import killpoints
@@ -25,13 +26,13 @@ from ledger.app.sweep_checkpoints import (
     sign_after_sweep,
 )
 from ledger.domain.clock import FixedClock
-from ledger.domain.errors import ClockError
+from ledger.domain.errors import ClockError, PolicyUnavailable, UnknownController
 from ledger.domain.events import Event
 from ledger.domain.retention.policy import Policy
 from ledger.domain.retention.rules import Decision, count_actions
 from ledger.domain.timeutil import format_micros
 from ledger.ports import PendingEffect
-from projections.engine.projector import project, projections_path
+from projections.engine.projector import Redecide, project, projections_path
 from projections.store.opener import open_read_model
 from projections.store.read_model import ReadConnection
 from projections.store.retention_queries import (
@@ -236,3 +237,18 @@ def purge_expired(ledger: OpenLedger, policies: Mapping[str, Policy], now: int) 
         return 0
     cutoffs = {c: p.dead_letter_retention.subtract(now) for c, p in policies.items()}
     return ledger.dead_letters.purge(max(cutoffs.values()), controllers=cutoffs).entries
+
+
+def last_sweep_decisions(ledger: OpenLedger) -> Redecide:
+    """For ``project --rebuild``: recomputes ``retention_decisions`` of the new file at each
+    controller's last sweep clock, with its configured policy, over the log as now projected.
+    A controller since removed, or whose policy no longer loads, is left out (its next sweep
+    fills it)."""
+    def redecide(path: Path, clocks: dict[str, int]) -> None:
+        for controller, clock in sorted(clocks.items()):
+            try:
+                policies = controller_policies(ledger, controller)
+            except (UnknownController, PolicyUnavailable):
+                continue
+            save_decisions(path, policies, clock)
+    return redecide

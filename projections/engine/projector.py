@@ -203,12 +203,14 @@ def project(
     progress: Progress | None = None,
     page_size: int = PAGE_SIZE,
     worker: Worker | None = None,
+    redecide: Redecide | None = None,
 ) -> ProjectReport | WorkerReport:
     """Brings the projections up to date with the log (from zero with ``rebuild``, into a
-    new file that replaces the old one only when complete: see ``_rebuild``)."""
+    new file that replaces the old one only when complete: see ``_rebuild``). ``redecide``
+    (rebuild only) refills ``retention_decisions`` of the new file before the swap."""
     if rebuild:
         return _rebuild(ledger, projections_path(ledger, path, worker), progress=progress,
-                        page_size=page_size, worker=worker)
+                        page_size=page_size, worker=worker, redecide=redecide)
     store = open_store(ledger, path, worker)
     try:
         return make_projector(ledger, store, worker=worker, page_size=page_size
@@ -219,6 +221,22 @@ def project(
 
 REBUILD_MARK: Final = ".rebuild-"
 
+# Given the new file and controller -> the clock (µs) of its last sweep (read from the old
+# file's retention_decisions), recomputes those controllers' decisions into the new file. The
+# projections know no policies: the application layer supplies this.
+Redecide = Callable[[Path, dict[str, int]], None]
+
+
+def sweep_clocks(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """controller -> the clock of its last sweep, as ``retention_decisions`` records it;
+    empty when the file has no such table (another format) or no sweep ran."""
+    try:
+        rows = con.execute("SELECT controller, epoch_us(max(as_of)) FROM retention_decisions "
+                           "GROUP BY controller").fetchall()
+    except duckdb.Error:
+        return {}
+    return {str(c): int(t) for c, t in rows if t is not None}
+
 
 def rebuild_file(target: Path, pid: int | None = None) -> Path:
     """Where a rebuild of ``target`` builds its new file: next to it (same file system, so
@@ -228,17 +246,22 @@ def rebuild_file(target: Path, pid: int | None = None) -> Path:
 
 def _rebuild(
     ledger: LogSource, target: Path, *, progress: Progress | None, page_size: int,
-    worker: Worker | None,
+    worker: Worker | None, redecide: Redecide | None = None,
 ) -> ProjectReport | WorkerReport:
     """Projects the whole log into a new file next to ``target`` and renames it over
     ``target`` only when complete (closed, so checkpointed, and fsynced). Until then the old
     file stays the last good copy, through any failure (an unreadable log, a full disk) or a
     SIGKILL; the leftovers of killed rebuilds are removed by the next one. While it runs, a
     read-only connection holds the old file, so a writer (a follower) can neither be running
-    nor start; a damaged old file is simply replaced."""
+    nor start; a damaged old file is simply replaced.
+
+    The decisions as of the last sweep are not in the log: with ``redecide`` they are
+    recomputed into the new file, at each controller's last sweep clock read from the old
+    file, before the swap (so a SIGKILL never leaves a file without them)."""
     _remove_leftovers(target)
     temp = rebuild_file(target)
     guard = _guard(target)
+    clocks = sweep_clocks(guard) if guard is not None and redecide is not None else {}
     try:
         store = DuckDBStore(temp, ledger.registry)
         try:
@@ -246,6 +269,8 @@ def _rebuild(
                                     ).run(progress=progress)
         finally:
             store.close()
+        if redecide is not None and clocks:
+            redecide(temp, clocks)
         if _wal(temp).exists():  # close checkpoints; a WAL left over would not follow the rename
             raise ProjectionStoreError(f"rebuilding {target}: {temp} was not checkpointed")
         fsync_file(temp)

@@ -154,13 +154,13 @@ def decisions_sql(policy: Policy) -> str:
     branches: list[tuple[str, str, str, str, str, str]] = [
         ("status = 'erased' AND len(residue_shred) > 0 AND residue_at IS NOT NULL", "erase",
          "residue_at", "erased_residue", ev("status_event", "residue_event"), "residue_shred"),
-        ("status = 'erased' AND running IS NULL", "keep", "NULL", "erased", ev("status_event"), "[]"),
+        ("status = 'erased' AND running IS NULL", "erased", "NULL", "erased", ev("status_event"), "[]"),
         (f"status = 'erased' AND running <= {now}", "erase", "running", "legal_hold_ended",
          ev("status_event", "last_held_event"), "shred_now"),
         ("status = 'erased'", "hold", "running", "legal_hold", ev("status_event", "last_held_event"), "[]"),
         (f"status = 'pseudonymised' AND erase_due_at IS NOT NULL AND erase_due_at <= {now}",
          "erase", "erase_due_at", "erasure_request", ev("status_event"), "shred_now"),
-        ("status = 'pseudonymised' AND erase_due_at IS NOT NULL", "keep", "erase_due_at",
+        ("status = 'pseudonymised' AND erase_due_at IS NOT NULL", "pseudonymised", "erase_due_at",
          "pseudonymised", ev("status_event"), "[]"),
     ]
     if policy.erasure_action == "pseudonymise":

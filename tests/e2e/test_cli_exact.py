@@ -201,7 +201,7 @@ TABLE_ROWS = [  # ordered by subject (a pseudonym) in the output: sorted before 
     "cowrite     $cecilia  keep          2026-08-19T08:00:00.000000Z  active",
     "cowrite     $bo  pseudonymise  2026-03-01T10:00:00.000000Z  erasure_request",
 ]
-COUNTS = "keep 1, notify 1, pseudonymise 1, erase 0, hold 0\n"
+COUNTS = "keep 1, notify 1, pseudonymise 1, erase 0, hold 0, pseudonymised 0, erased 0\n"
 
 
 def by_subject(lines: list[str], ids: dict[str, str]) -> str:
@@ -299,7 +299,7 @@ def test_decisions_as_of_before_anything_was_recorded(data: str) -> None:
 controller  subject  action  due_at  rule
 ----------  -------  ------  ------  ----
 (0 rows)
-""", "keep 0, notify 0, pseudonymise 0, erase 0, hold 0\n")
+""", "keep 0, notify 0, pseudonymise 0, erase 0, hold 0, pseudonymised 0, erased 0\n")
 
 
 def test_decisions_as_of_before_anything_was_recorded_json_and_csv(data: str) -> None:
@@ -314,7 +314,7 @@ def test_decisions_of_a_controller_without_subjects(data: str) -> None:
 controller  subject  action  due_at  rule
 ----------  -------  ------  ------  ----
 (0 rows)
-""", "keep 0, notify 0, pseudonymise 0, erase 0, hold 0\n")
+""", "keep 0, notify 0, pseudonymise 0, erase 0, hold 0, pseudonymised 0, erased 0\n")
     expect(run("--data", data, "--now", LATER, "decisions", "--controller", "coegi", "--json"), 0,
            "[]\n")
 
@@ -343,7 +343,7 @@ def test_decisions_with_another_policy(data: str, ids: dict[str, str], strict_po
     expect(run("--data", data, "--now", LATER, "decisions", "--controller", "cowrite",
                "--policy", strict_policy), 0,
            TABLE_HEAD + by_subject(STRICT_ROWS, ids) + "(3 rows)\n",
-           "keep 0, notify 2, pseudonymise 1, erase 0, hold 0\n")
+           "keep 0, notify 2, pseudonymise 1, erase 0, hold 0, pseudonymised 0, erased 0\n")
     strict = {
         "anna": DECISION_JSON["anna"].replace("2026-06-26", "2026-03-27"),
         "cecilia": DECISION_JSON["cecilia"].replace('"keep"', '"notify"')
@@ -750,7 +750,7 @@ def test_audit_erasures_clean(data: str) -> None:
 
 def test_audit_erasures_after_a_sweep(data: str) -> None:
     expect(run("--data", data, "--now", LATER, "sweep"), 0,
-           "Swept at 2026-07-20T00:00:00.000000Z: keep 1, notify 1, pseudonymise 1, erase 0, hold 0\n"
+           "Swept at 2026-07-20T00:00:00.000000Z: keep 1, notify 1, pseudonymise 1, erase 0, hold 0, pseudonymised 0, erased 0\n"
            "  appended: DeletionNoticeSent 1, RetentionReviewed 1, RightsRequestClosed 1, "
            "SubjectPseudonymised 1; keys destroyed: 0; subjects sealed: 1; dead letters purged: 2\n")
     expect(run("--data", data, "audit", "erasures"), 0,
@@ -821,7 +821,7 @@ USAGE_MISTAKES = [
      "Error: Missing option '--before' (see 'ledger dead-letters purge --help')\n"),
     (["decisions", "--action", "nope"],
      "Error: Invalid value for '--action': 'nope' is not one of 'keep', 'notify', "
-     "'pseudonymise', 'erase', 'hold' (see 'ledger decisions --help')\n"),
+     "'pseudonymise', 'erase', 'hold', 'pseudonymised', 'erased' (see 'ledger decisions --help')\n"),
     (["audit", "prove"], "Error: Missing argument 'EVENT_ID' (see 'ledger audit prove --help')\n"),
     (["controller", "set-policy", "cowrite"],
      "Error: Missing argument 'POLICY' (see 'ledger controller set-policy --help')\n"),

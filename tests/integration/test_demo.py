@@ -98,8 +98,8 @@ def test_a_second_demo_into_the_same_directory_says_already_published(tmp_path: 
         "0 withdrawn, 0 objections\n"
         "  cowrite: 11 subjects, 1 active / 10 inactive (no activity for P6M); consents 12 granted, "
         "1 withdrawn, 0 objections\n"
-        "Retention sweep at 2026-11-01T00:00:00.000000Z: decisions keep 19, notify 0, "
-        "pseudonymise 0, erase 0, hold 0\n"
+        "Retention sweep at 2026-11-01T00:00:00.000000Z: decisions keep 16, notify 0, "
+        "pseudonymise 0, erase 0, hold 0, pseudonymised 2, erased 1\n"
         "  appended: nothing; keys destroyed: 0\n")
     as_json = CliRunner().invoke(cli.main, [*args, "--json"])
     summary = json.loads(as_json.stdout)

@@ -248,7 +248,7 @@ def test_row07_a_login_on_an_erased_account_does_not_revive_it(erased: str) -> N
     assert d["shred"] == ["profile"]
     assert sweep(data, now) == {"SubjectErased": 1}
     d = decision(data, "2026-03-03")
-    assert (d["action"], d["rule"]) == ("keep", "erased")
+    assert (d["action"], d["rule"]) == ("erased", "erased")
     assert sweep(data, "2026-03-03") == {}
     with Ledger.open(Path(data)) as ledger:
         for _, e in ledger.events():

@@ -130,7 +130,7 @@ def test_coegi_bookkeeping_hold_until_2030_then_the_key_is_shredded(ledger: Ledg
     assert sweep(ledger, controller="coegi").appended["SubjectErased"] == 1
     with pytest.raises(KeyUnavailable):
         ledger.personal_data(invoice)
-    assert (decision(ledger, "coegi").action, decision(ledger, "coegi").rule) == ("keep", "erased")
+    assert (decision(ledger, "coegi").action, decision(ledger, "coegi").rule) == ("erased", "erased")
 
 
 def test_sweeping_twice_at_the_same_clock_appends_nothing(ledger: Ledger) -> None:

@@ -12,7 +12,10 @@ from ledger.domain.retention.policy import Policy
 from ledger.domain.timeutil import format_day, format_micros
 from ledger.domain.vocabulary import KEY_CATEGORIES
 
-ACTIONS = ("keep", "notify", "pseudonymise", "erase", "hold")  # every decision's action, in order
+# Every decision's action, in order. ``erased`` (nothing left: the erasure is complete) and
+# ``pseudonymised`` (waiting for its erasure, due_at) are states, not work; ``keep`` is a live
+# subject whose data may still be kept.
+ACTIONS = ("keep", "notify", "pseudonymise", "erase", "hold", "pseudonymised", "erased")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +49,10 @@ class SubjectFacts:
 class Decision:
     controller: str
     subject: str
-    action: str  # keep | notify | pseudonymise | erase | hold
-    due_at: int | None  # keep: the next step; notify/pseudonymise/erase: when it fell due; hold: its end
+    action: str  # one of ACTIONS
+    # keep: the next step; notify/pseudonymise/erase: when it fell due; hold: its end;
+    # pseudonymised: when its erasure falls due; erased: None
+    due_at: int | None
     rule: str
     policy: str
     policy_hash: str
@@ -118,7 +123,7 @@ def decide(facts: SubjectFacts, policy: Policy, now: int) -> Decision:
                             facts.residue_event, shred=residue)
         running = {c: end for c, end in holds.items() if c in remaining}
         if not running:
-            return decision("keep", None, "erased", facts.status_event)
+            return decision("erased", None, "erased", facts.status_event)
         end = max(running.values())
         if end <= now:
             return erase(end, "legal_hold_ended", facts.status_event, facts.last_held_event)
@@ -128,7 +133,7 @@ def decide(facts: SubjectFacts, policy: Policy, now: int) -> Decision:
         # The pseudonymisation period governs: no notices, and inactivity never erases earlier.
         if facts.erase_due_at <= now:
             return erase(facts.erase_due_at, "erasure_request", facts.status_event)
-        return decision("keep", facts.erase_due_at, "pseudonymised", facts.status_event)
+        return decision("pseudonymised", facts.erase_due_at, "pseudonymised", facts.status_event)
 
     if facts.erasure_requested_at is not None:
         if policy.erasure_action == "pseudonymise":

@@ -15,6 +15,7 @@ from ledger.domain.retention.rules import (
     count_actions,
     decide,
     decision_dict,
+    rule_chain,
 )
 from ledger.domain.timeutil import format_micros, parse_timestamp
 
@@ -75,7 +76,7 @@ def test_erasure_request_pseudonymises_then_erases_after_60_days() -> None:
     pseudonymised = facts(status="pseudonymised", erase_due_at=t("2026-04-30"), status_event="ps",
                           last_activity_at=t("2025-01-01"))
     # The pseudonymisation period governs even though inactivity alone would be overdue.
-    assert decide(pseudonymised, COWRITE, t("2026-04-29")).action == "keep"
+    assert decide(pseudonymised, COWRITE, t("2026-04-29")).action == "pseudonymised"
     assert day(decide(pseudonymised, COWRITE, t("2026-04-29")).due_at) == "2026-04-30"
     assert decide(pseudonymised, COWRITE, t("2026-04-30")).action == "erase"
     assert Duration.parse("P60D").add(t("2026-03-01")) == t("2026-04-30")
@@ -99,7 +100,7 @@ def test_coegi_bookkeeping_hold_until_end_of_2030_then_shred() -> None:
     ended = decide(erased, COEGI, t("2031-01-01"))
     assert (ended.action, ended.rule, ended.shred) == ("erase", "legal_hold_ended", ("bookkeeping",))
     done = decide(replace(erased, shredded=frozenset({"profile", "bookkeeping"})), COEGI, t("2031-02-01"))
-    assert (done.action, done.due_at, done.rule) == ("keep", None, "erased")
+    assert (done.action, done.due_at, done.rule) == ("erased", None, "erased")
 
 
 def test_coegi_erasure_request_erases_at_once() -> None:
@@ -159,4 +160,20 @@ def test_decision_dict_serialises_any_dataclass_of_decision_fields_alike() -> No
 def test_count_actions_counts_every_action_in_order() -> None:
     d = decide(facts(), COWRITE, t("2026-07-20"))
     assert list(count_actions()) == list(ACTIONS)
-    assert count_actions([d, d]) == {"keep": 0, "notify": 2, "pseudonymise": 0, "erase": 0, "hold": 0}
+    assert count_actions([d, d]) == {"keep": 0, "notify": 2, "pseudonymise": 0, "erase": 0, "hold": 0,
+                                      "pseudonymised": 0, "erased": 0}
+
+
+def test_erased_and_pseudonymised_are_terminal_actions_never_keep() -> None:
+    """Issue 12 §2: a subject erased (or pseudonymised, waiting for erasure) is not `keep`, so
+    `decisions --action keep` lists live subjects only; explain says what the state is."""
+    erased = facts(status="erased", status_event="er", shredded=frozenset({"profile", "bookkeeping"}))
+    done = decide(erased, COWRITE, t("2026-06-01"))
+    assert (done.action, done.due_at, done.rule) == ("erased", None, "erased")
+    assert rule_chain(erased, COWRITE, t("2026-06-01"))[-1].endswith(": erased (rule erased)")
+    waiting = facts(status="pseudonymised", status_event="ps", erase_due_at=t("2026-07-01"))
+    d = decide(waiting, COWRITE, t("2026-06-01"))
+    assert (d.action, day(d.due_at), d.rule) == ("pseudonymised", "2026-07-01", "pseudonymised")
+    assert rule_chain(waiting, COWRITE, t("2026-06-01"))[-1].endswith(
+        ": pseudonymised (rule pseudonymised), due 2026-07-01")
+    assert {"erased", "pseudonymised"} <= set(ACTIONS)
