@@ -39,6 +39,8 @@ SOURCE: Final = "ledger"
 ACTOR: Final = "system:outbox"
 MAX_REASON_CHARS: Final = 500
 _UNPRINTABLE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# A bounce often quotes the address ("550 <anna@…> unknown"): the log keeps the reason, never it.
+_ADDRESS: Final = re.compile(r"[^\s@<>\"']+@[^\s@<>\"']+")
 
 
 class UnknownMessage(UsageError):
@@ -149,13 +151,15 @@ def check_message_id(message_id: object) -> str:
 
 
 def check_reason(reason: object) -> str:
+    """The mailer's reason as the log keeps it: one printable line of at most
+    MAX_REASON_CHARS, any e-mail address in it replaced by ``<address>``."""
     if not isinstance(reason, str) or not reason.strip():
         raise UsageError("give the mailer's reason (printable text)", parameter="reason")
     if len(reason) > MAX_REASON_CHARS:
         raise UsageError(f"longer than {MAX_REASON_CHARS} characters", parameter="reason")
     if _UNPRINTABLE.search(reason):
         raise UsageError("control characters are not allowed", parameter="reason")
-    return reason
+    return _ADDRESS.sub("<address>", reason)
 
 
 def check_kind(kind: str | None) -> str | None:

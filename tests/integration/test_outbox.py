@@ -3,13 +3,10 @@ the retention clock counting from delivery (or from a final failure)."""
 
 from __future__ import annotations
 
-import json
+import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-import cli
 from ledger.app.decisions import decisions_at
 from ledger.app.outbox import MessageClosed, UnknownMessage, delivered, failed, pending
 from ledger.app.service import Ledger
@@ -21,47 +18,49 @@ from tests.conftest import make_event
 ANNA = "Anna.Svensson@example.se"
 
 
-def run(*args: str, input: str | None = None):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(cli.main, list(args), input=input)
+def build_history(path: Path) -> str:
+    """Anna registered 2025-06-01 and last logged in 2026-01-10 (cowrite: notice due
+    2026-06-26, erasure 2026-07-10), swept on 2026-06-27 (notice sent); Bo, active, asked for
+    an extract, answered 2026-03-05. Returns the notice's message id."""
+    Ledger.init(path)
+    bo = {"email": "bo@example.se"}
+    with Ledger.open(path, now="2026-03-06") as ledger:
+        ledger.record_many([
+            make_event("SubjectRegistered", occurred_at="2025-06-01T10:00:00Z"),
+            make_event("LoggedIn", occurred_at="2026-01-10T10:00:00Z"),
+            make_event("SubjectRegistered", occurred_at="2025-06-01T10:00:00Z", subject=bo,
+                       pii={"name": "Bo"}),
+            make_event("LoggedIn", occurred_at="2026-03-01T09:00:00Z", subject=bo),
+            make_event("RightsRequested", occurred_at="2026-03-01T10:00:00Z", pii=..., subject=bo,
+                       request_id="rq-1", right="access"),
+            make_event("RightsRequestClosed", occurred_at="2026-03-05T10:00:00Z", pii=...,
+                       subject=bo, request_id="rq-1", outcome="fulfilled"),
+        ])
+    with at(path, "2026-06-27") as ledger:
+        assert sweep(ledger).appended.get("DeletionNoticeSent") == 1
+        (notice,) = pending(ledger, kind="deletion_notice")
+        return notice.message_id
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    path = tmp_path_factory.mktemp("outbox") / "d"
+    return path, build_history(path)
 
 
 @pytest.fixture
-def data(tmp_path: Path) -> Path:
-    """Anna registered 2025-06-01 and last logged in 2026-01-10 (cowrite: notice due
-    2026-06-26, erasure 2026-07-10); Bo asked for an extract, answered 2026-03-05."""
-    path = tmp_path / "d"
-    assert run("--data", str(path), "init").exit_code == 0
-    events = [
-        make_event("SubjectRegistered", occurred_at="2025-06-01T10:00:00Z"),
-        make_event("LoggedIn", occurred_at="2026-01-10T10:00:00Z"),
-        make_event("SubjectRegistered", occurred_at="2025-06-01T10:00:00Z",
-                   subject={"email": "bo@example.se"}, pii={"name": "Bo"}),
-        make_event("LoggedIn", occurred_at="2026-03-01T09:00:00Z", subject={"email": "bo@example.se"}),
-        make_event("RightsRequested", occurred_at="2026-03-01T10:00:00Z", pii=...,
-                   subject={"email": "bo@example.se"}, request_id="rq-1", right="access"),
-        make_event("RightsRequestClosed", occurred_at="2026-03-05T10:00:00Z", pii=...,
-                   subject={"email": "bo@example.se"}, request_id="rq-1", outcome="fulfilled"),
-    ]
-    lines = "".join(json.dumps(e) + "\n" for e in events)
-    result = run("--data", str(path), "--now", "2026-03-06", "publish", "-", input=lines)
-    assert result.exit_code == 0, result.output
-    return path
+def data(history: tuple[Path, str], tmp_path: Path) -> tuple[Path, str]:
+    shutil.copytree(history[0], tmp_path / "d")
+    return tmp_path / "d", history[1]
 
 
 def at(data: Path, when: str) -> Ledger:
     return Ledger.open(data, now=when)
 
 
-def notice_sent(data: Path, when: str = "2026-06-27") -> str:
-    with at(data, when) as ledger:
-        assert sweep(ledger).appended.get("DeletionNoticeSent") == 1
-        (notice,) = pending(ledger, kind="deletion_notice")
-        return notice.message_id
-
-
-def test_pending_lists_the_notice_and_the_answer_with_the_address(data: Path) -> None:
-    notice_id = notice_sent(data)
-    with at(data, "2026-06-28") as ledger:
+def test_pending_lists_the_notice_and_the_answer_with_the_address(data: tuple[Path, str]) -> None:
+    path, notice_id = data
+    with at(path, "2026-06-28") as ledger:
         messages = {m.kind: m for m in pending(ledger)}
     assert set(messages) == {"deletion_notice", "extract_ready"}
     notice, answer = messages["deletion_notice"], messages["extract_ready"]
@@ -72,9 +71,9 @@ def test_pending_lists_the_notice_and_the_answer_with_the_address(data: Path) ->
     assert ANNA not in repr(notice)  # logging a message never writes the address
 
 
-def test_erasure_counts_from_delivery(data: Path) -> None:
-    notice_id = notice_sent(data)
-    with at(data, "2026-07-15") as ledger:
+def test_erasure_counts_from_delivery(data: tuple[Path, str]) -> None:
+    path, notice_id = data
+    with at(path, "2026-07-15") as ledger:
         outcome = delivered(ledger, notice_id, parse_timestamp("2026-07-01"))
         assert outcome.status == "accepted" and outcome.final
         again = delivered(ledger, notice_id, parse_timestamp("2026-07-01"))
@@ -83,14 +82,14 @@ def test_erasure_counts_from_delivery(data: Path) -> None:
         (d,) = [d for d in decisions_at(ledger).decisions if d.action != "keep" or d.rule == "notice_period"]
     # sent 2026-06-27, delivered 2026-07-01: erasure no earlier than 2026-07-15
     assert (d.action, d.rule, format_day(d.due_at)) == ("erase", "inactivity", "2026-07-15")
-    with at(data, "2026-07-14") as ledger:
+    with at(path, "2026-07-14") as ledger:
         decision = {x.subject: x for x in decisions_at(ledger).decisions}[d.subject]
         assert (decision.action, format_day(decision.due_at)) == ("keep", "2026-07-15")
 
 
-def test_a_final_failure_counts_from_the_last_attempt(data: Path) -> None:
-    notice_id = notice_sent(data)
-    with at(data, "2026-07-20") as ledger:
+def test_a_final_failure_counts_from_the_last_attempt(data: tuple[Path, str]) -> None:
+    path, notice_id = data
+    with at(path, "2026-07-20") as ledger:
         for day in ("2026-06-27", "2026-06-28", "2026-06-29"):
             assert not failed(ledger, notice_id, "mailbox full", parse_timestamp(day)).final
         # three of four attempts failed: the last retry is assumed on 2026-06-30 at the latest
@@ -105,9 +104,9 @@ def test_a_final_failure_counts_from_the_last_attempt(data: Path) -> None:
             delivered(ledger, notice_id)
 
 
-def test_hostile_reports_are_refused_and_nothing_is_recorded(data: Path) -> None:
-    notice_id = notice_sent(data)
-    with at(data, "2026-07-01") as ledger:
+def test_hostile_reports_are_refused_and_nothing_is_recorded(data: tuple[Path, str]) -> None:
+    path, notice_id = data
+    with at(path, "2026-07-01") as ledger:
         head = ledger.log.head().position
         with pytest.raises(UnknownMessage) as unknown:
             delivered(ledger, "00000000-0000-4000-8000-000000000000")
