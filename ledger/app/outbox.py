@@ -22,7 +22,7 @@ from ledger.adapters import killpoints
 from ledger.app.decisions import controller_policies
 from ledger.app.opened import OpenLedger
 from ledger.app.sweep import sweep_clock
-from ledger.domain.errors import KeyUnavailable, LedgerError, UsageError
+from ledger.domain.errors import ClockError, KeyUnavailable, LedgerError, UsageError
 from ledger.domain.events import Event
 from ledger.domain.retention.policy import Policy
 from ledger.domain.retention.rules import SubjectFacts
@@ -286,7 +286,10 @@ def _report(ledger: OpenLedger, message_id: str, report: str, reason: str | None
             at: int | None) -> ReportOutcome:
     policies = controller_policies(ledger)
     with ledger.writer_lock:  # the check and the append see the same log
-        now = sweep_clock(ledger)
+        try:
+            now = sweep_clock(ledger)
+        except ClockError as e:  # an explicit --now behind the log
+            raise ClockError(str(e).replace("the sweep did nothing", "nothing was recorded")) from None
         when = now if at is None else at
         with open_read_model(ledger) as con:
             rows = owed_rows(con, message_id)

@@ -7,15 +7,19 @@ import shutil
 from pathlib import Path
 
 import pytest
+from ledger.app.audit_decisions import audit
 from ledger.app.decisions import decisions_at
 from ledger.app.outbox import MessageClosed, UnknownMessage, delivered, failed, pending
 from ledger.app.service import Ledger
 from ledger.app.sweep import sweep
 from ledger.domain.errors import UsageError
+from ledger.domain.events import Event
+from ledger.domain.retention.policy import load_policy
 from ledger.domain.timeutil import format_day, parse_timestamp
 from tests.conftest import make_event
 
 ANNA = "Anna.Svensson@example.se"
+COWRITE = load_policy("cowrite")
 
 
 def build_history(path: Path) -> str:
@@ -58,6 +62,7 @@ def at(data: Path, when: str) -> Ledger:
     return Ledger.open(data, now=when)
 
 
+@pytest.mark.slow
 def test_pending_lists_the_notice_and_the_answer_with_the_address(data: tuple[Path, str]) -> None:
     path, notice_id = data
     with at(path, "2026-06-28") as ledger:
@@ -71,22 +76,54 @@ def test_pending_lists_the_notice_and_the_answer_with_the_address(data: tuple[Pa
     assert ANNA not in repr(notice)  # logging a message never writes the address
 
 
+@pytest.mark.slow
 def test_erasure_counts_from_delivery(data: tuple[Path, str]) -> None:
     path, notice_id = data
-    with at(path, "2026-07-15") as ledger:
+    with at(path, "2026-07-02") as ledger:
         outcome = delivered(ledger, notice_id, parse_timestamp("2026-07-01"))
         assert outcome.status == "accepted" and outcome.final
         again = delivered(ledger, notice_id, parse_timestamp("2026-07-01"))
         assert again.status == "duplicate" and again.event_id == outcome.event_id
         assert [m.kind for m in pending(ledger)] == ["extract_ready"]
-        (d,) = [d for d in decisions_at(ledger).decisions if d.action != "keep" or d.rule == "notice_period"]
+    with at(path, "2026-07-15") as ledger:
+        (d,) = [d for d in decisions_at(ledger).decisions if d.action != "keep"]
     # sent 2026-06-27, delivered 2026-07-01: erasure no earlier than 2026-07-15
     assert (d.action, d.rule, format_day(d.due_at)) == ("erase", "inactivity", "2026-07-15")
     with at(path, "2026-07-14") as ledger:
         decision = {x.subject: x for x in decisions_at(ledger).decisions}[d.subject]
         assert (decision.action, format_day(decision.due_at)) == ("keep", "2026-07-15")
+        # the sweep agrees: nothing before the delivery's notice period ends, then the erasure
+        assert "SubjectErased" not in sweep(ledger).appended
+    with at(path, "2026-07-15") as ledger:
+        assert sweep(ledger).appended.get("SubjectErased") == 1
+        # and the audit re-decides each sweep event with the delivery it knew: all justified
+        verdicts = audit(ledger).verdicts
+        assert {v.event.type for v in verdicts} == {"DeletionNoticeSent", "SubjectErased"}
+        assert all(v.justified for v in verdicts), [v.reason for v in verdicts]
 
 
+@pytest.mark.slow
+def test_the_audit_judges_an_erasure_before_the_delivered_notice_period_ended(
+        data: tuple[Path, str]) -> None:
+    path, notice_id = data
+    with at(path, "2026-07-12") as ledger:
+        delivered(ledger, notice_id, parse_timestamp("2026-07-01"))
+        subject = next(m.subject for m in pending(ledger, kind="extract_ready"))
+        (notice,) = [r for r in ledger.events() if r[1].type == "DeletionNoticeSent"]
+        anna = notice[1].subject
+        assert anna != subject
+        # an erasure recorded by hand on 2026-07-12: due from sending (07-11), not from delivery
+        ledger.append_events([Event(
+            "SubjectErased", "00000000-0000-4000-8000-0000000000e1", "cowrite", anna,
+            parse_timestamp("2026-07-12"), parse_timestamp("2026-07-12"), "ledger",
+            "system:retention-sweep",
+            {"reason": "inactivity", "policy": "cowrite", "policy_hash": COWRITE.content_hash,
+             "keys_shredded": ["profile", "bookkeeping"], "evidence": ["x"]})])
+        (verdict,) = [v for v in audit(ledger).verdicts if v.event.type == "SubjectErased"]
+    assert not verdict.justified and "notice period" in verdict.reason, verdict.reason
+
+
+@pytest.mark.slow
 def test_a_final_failure_counts_from_the_last_attempt(data: tuple[Path, str]) -> None:
     path, notice_id = data
     with at(path, "2026-07-20") as ledger:
