@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from ledger.app.audit_decisions import audit
 from ledger.app.decisions import decisions_at
 from ledger.app.outbox import MessageClosed, UnknownMessage, delivered, failed, pending
