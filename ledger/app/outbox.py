@@ -31,7 +31,7 @@ from ledger.domain.vocabulary import OUTBOX_KINDS
 from projections.store.opener import open_read_model
 from projections.store.outbox_queries import OwedRow, ReportRow, owed_rows, report_rows
 from projections.store.read_model import ReadConnection
-from projections.store.retention_queries import subject_facts
+from projections.store.retention_queries import noticed_facts
 from projections.store.subject_queries import personal_events, relationship
 
 OUTBOX_NAMESPACE: Final = uuid.UUID("0b8e3c7a-93d4-4f0e-a2f5-6d1c3b9e7a40")
@@ -204,7 +204,7 @@ def _notice_facts(con: ReadConnection, policies: dict[str, Policy],
     wanted = {(r.controller, r.subject) for r in owed if r.kind == "deletion_notice"}
     facts: dict[tuple[str, str], SubjectFacts] = {}
     for controller in sorted({c for c, _ in wanted}):
-        for f in subject_facts(con, policies[controller], controller):
+        for f in noticed_facts(con, policies[controller], controller):
             if (controller, f.subject) in wanted:
                 facts[(controller, f.subject)] = f
     return facts

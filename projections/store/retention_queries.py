@@ -274,8 +274,19 @@ def subject_facts(
     if subject is not None:
         sql = sql.replace("$3", "$2")
         params = [controller, subject]
+    return _facts(con.execute(sql, params).fetchall())
+
+
+def noticed_facts(con: ReadConnection, policy: Policy, controller: str) -> list[SubjectFacts]:
+    """The facts of the controller's subjects with a deletion notice of their current
+    relationship (the outbox's): filtered in DuckDB, so only those rows reach Python."""
+    sql = f"SELECT * FROM ({facts_sql(policy)}) WHERE notice_event IS NOT NULL"
+    return _facts(con.execute(sql, [controller]).fetchall())
+
+
+def _facts(rows: list[tuple[Any, ...]]) -> list[SubjectFacts]:
     facts = []
-    for r in con.execute(sql, params).fetchall():
+    for r in rows:
         facts.append(SubjectFacts(
             controller=r[0], subject=r[1], first_seen_at=to_micros(r[2]), registered=r[3],
             last_activity_at=micros_or_none(r[4]), last_activity_event=r[5],
