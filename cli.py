@@ -71,7 +71,7 @@ FLAGS: dict[str, str] = {
     "as_of": "--as-of", "before": "--before", "channel": "--channel",
     "controller": "--controller", "policy": "--policy", "rebuild": "--rebuild",
     "sign": "--sign", "key": "--key", "checkpoint": "--checkpoint", "origin": "--origin",
-    "name": "--name",
+    "name": "--name", "message_id": "ID", "reason": "--reason", "at": "--at", "kind": "--kind",
     "checkpoint_key": "ledger.toml audit.checkpoint_key",
 }
 # How the CLI has always worded a subject named wrongly (InvalidSubject.problem).
@@ -855,6 +855,92 @@ def explain(ctx: click.Context, subject: str | None, email: str | None, controll
     click.echo("Rule chain:")
     for line in result["rule_chain"]:
         click.echo(f"  - {line}")
+
+# --- the outbox: messages owed to people, and the mailer's reports -------------------------
+
+
+@main.group()
+def outbox() -> None:
+    """Messages owed to people (deletion notices, answers to rights requests) and the reports
+    of their delivery, for operators without a mailer integration."""
+
+
+def _outbox_time(at: str | None) -> int | None:
+    return None if at is None else parse_time_input(at, "at")
+
+
+@outbox.command("list")
+@click.option("--kind", type=click.Choice(["deletion_notice", "erasure_done", "extract_ready"]),
+              help="Only messages of this kind.")
+@click.option("--json", "as_json", is_flag=True,
+              help="A JSON list of messages, with the policy clause to quote.")
+@click.pass_context
+@handles_errors
+def outbox_list(ctx: click.Context, kind: str | None, as_json: bool) -> None:
+    """The pending messages, oldest first, each with the person's decrypted contact address
+    (shown here only; it is never logged or projected)."""
+    from ledger.app.outbox import pending
+
+    with opened(ctx) as ledger:
+        messages = [m.as_dict() for m in pending(ledger, kind)]
+    if as_json:
+        emit_json(messages)
+        return
+    columns = ["message_id", "kind", "controller", "subject", "due_at", "contact"]
+    rows = [(m["message_id"], m["kind"], m["controller"], m["subject"][:16] + "…",
+             m["due_at"][:10], m["contact"] or f"({m['contact_note']})") for m in messages]
+    click.echo(format_table(columns, rows))
+
+
+def _outbox_line(outcome: Any) -> str:
+    what = "delivery" if outcome.report == "delivered" else "failed attempt"
+    if outcome.status == "duplicate":
+        return f"{outcome.kind} {outcome.message_id}: this {what} is already recorded (duplicate)"
+    after = ("" if outcome.report == "delivered" else
+             "; finally failed, no retries left" if outcome.final else "; to be retried")
+    return (f"{outcome.kind} {outcome.message_id}: {what} at {format_micros(outcome.at)} "
+            f"recorded at position {outcome.position}{after}")
+
+
+@outbox.command("delivered")
+@click.argument("message_id", metavar="ID")
+@click.option("--at", metavar="T", help="When it was delivered [default: the ledger clock].")
+@json_option
+@click.pass_context
+@handles_errors
+def outbox_delivered(ctx: click.Context, message_id: str, at: str | None, as_json: bool) -> None:
+    """Record that message ID was delivered (a NoticeDelivered event); the same delivery twice
+    is a duplicate. A deletion notice's period counts from its delivery."""
+    from ledger.app.outbox import delivered
+
+    with opened(ctx) as ledger:
+        outcome = delivered(ledger, message_id, _outbox_time(at))
+    if as_json:
+        emit_json(outcome.as_dict())
+    else:
+        click.echo(_outbox_line(outcome))
+
+
+@outbox.command("failed")
+@click.argument("message_id", metavar="ID")
+@click.option("--reason", required=True, metavar="R", help="The mailer's reason (one line).")
+@click.option("--at", metavar="T", help="When the attempt failed [default: the ledger clock].")
+@json_option
+@click.pass_context
+@handles_errors
+def outbox_failed(ctx: click.Context, message_id: str, reason: str, at: str | None,
+                  as_json: bool) -> None:
+    """Record one failed attempt to deliver message ID (a NoticeFailed event). After the
+    policy's retries all failed, a deletion notice's period counts from the last attempt."""
+    from ledger.app.outbox import failed
+
+    with opened(ctx) as ledger:
+        outcome = failed(ledger, message_id, reason, _outbox_time(at))
+    if as_json:
+        emit_json(outcome.as_dict())
+    else:
+        click.echo(_outbox_line(outcome))
+
 
 # --- rights (SPEC §5 permissions, §2 register extract): permits, subject export ------------
 

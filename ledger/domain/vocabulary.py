@@ -27,6 +27,8 @@ EVENT_TYPES: Final = (
     "SubjectPseudonymised",
     "SubjectErased",
     "RetentionReviewed",
+    "NoticeDelivered",
+    "NoticeFailed",
 )
 
 # Event types that count as activity of the person (SPEC §3); a policy may narrow this.
@@ -54,10 +56,18 @@ ACTIVITY_TYPES: Final = frozenset(
 # after an erasure.
 RELATIONSHIP_STARTS: Final = frozenset({"SubjectRegistered", "NewsletterSubscribed", "ConsentGiven"})
 
-# Emitted by the retention sweep only; upstream producers may not publish them.
+# The outbox's reports of what the mailer did with a message owed to the person: recorded by
+# the ledger itself (``ledger.app.outbox``), which checks them against the message.
+OUTBOX_TYPES: Final = frozenset({"NoticeDelivered", "NoticeFailed"})
+
+# Recorded by the ledger only (the retention sweep and the outbox); upstream producers may not
+# publish them.
 SWEEP_TYPES: Final = frozenset(
     {"DeletionNoticeSent", "SubjectPseudonymised", "SubjectErased", "RetentionReviewed"}
-)
+) | OUTBOX_TYPES
+
+# The kinds of message the outbox holds (its message_id is the event id that owed it).
+OUTBOX_KINDS: Final = ("deletion_notice", "erasure_done", "extract_ready")
 
 # Key categories (SPEC §6). Personal data of bookkeeping events is encrypted under the
 # bookkeeping key so that it can outlive the profile key under the legal hold.

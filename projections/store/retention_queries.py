@@ -99,6 +99,15 @@ def facts_sql(policy: Policy, one_subject: bool = False) -> str:
         WHERE e.controller = $1 AND e.has_pii AND e.position > le.position
               {subject_filter.replace('subject', 'e.subject')}
         GROUP BY e.subject
+    ), notice_report AS (  -- the outbox's reports on each subject's latest notice (few rows)
+        SELECT r.subject, min(r.occurred_at) FILTER (WHERE r.type = 'NoticeDelivered') AS delivered_at,
+               count(*) FILTER (WHERE r.type = 'NoticeFailed') AS failures,
+               max(r.occurred_at) FILTER (WHERE r.type = 'NoticeFailed') AS last_failed_at
+        FROM events r JOIN ev ON ev.subject = r.subject
+        WHERE r.controller = $1 AND r.type IN ('NoticeDelivered', 'NoticeFailed')
+              {subject_filter.replace('subject', 'r.subject')}
+          AND json_extract_string(r.body, '$.message_id') = ev.notice_event
+        GROUP BY r.subject
     ), erasure_request AS (
         SELECT subject, min(received_at) AS at, arg_min(request_event_id, received_at) AS event_id
         FROM rights_requests LEFT JOIN rel USING (subject)
@@ -114,15 +123,30 @@ def facts_sql(policy: Policy, one_subject: bool = False) -> str:
            coalesce(erased.shredded, []::VARCHAR[]) AS shredded,
            CASE WHEN st.status = 'erased' THEN residue.categories END AS residue,
            CASE WHEN st.status = 'erased' THEN residue.at END AS residue_at,
-           CASE WHEN st.status = 'erased' THEN residue.event_id END AS residue_event
+           CASE WHEN st.status = 'erased' THEN residue.event_id END AS residue_event,
+           notice_report.delivered_at AS notice_delivered_at,
+           coalesce(notice_report.failures, 0) AS notice_failures,
+           notice_report.last_failed_at AS notice_last_failed_at
     FROM activity_clock ac
     LEFT JOIN pseudonymisation_status st ON st.controller = ac.controller AND st.subject = ac.subject
     LEFT JOIN ev ON ev.subject = ac.subject
     LEFT JOIN erased ON erased.subject = ac.subject
     LEFT JOIN erasure_request ON erasure_request.subject = ac.subject
     LEFT JOIN residue ON residue.subject = ac.subject
+    LEFT JOIN notice_report ON notice_report.subject = ac.subject
     WHERE ac.controller = $1 AND ac.subject <> '*' {subject_filter.replace('subject', 'ac.subject')}
     """
+
+
+def _notice_counts_from(policy: Policy) -> str:
+    """SQL of ``rules.notice_counts_from``: when the latest notice's period starts."""
+    every = policy.notice_retry_every
+    left = f"greatest(0, {policy.notice_retries + 1} - f.notice_failures)"
+    retried = (f"((f.notice_last_failed_at + to_months({every.years * 12 + every.months} * {left})) "
+               f"+ to_days({every.days} * {left}))")
+    return ("(CASE WHEN f.notice_delivered_at IS NOT NULL THEN greatest(f.notice_delivered_at, f.notice_at) "
+            "WHEN f.notice_failures = 0 OR f.notice_last_failed_at IS NULL THEN f.notice_at "
+            f"ELSE {retried} END)")
 
 
 def decisions_sql(policy: Policy) -> str:
@@ -145,7 +169,7 @@ def decisions_sql(policy: Policy) -> str:
     derived = [f"{running} AS running", f"{shred} AS shred_now", f"{residue} AS residue_shred",
                f"{_add(start, policy.inactive_after)} AS erase_due", f"{start} AS clock_start"]
     if policy.notice_before is not None:
-        derived.append(f"{_add('f.notice_at', policy.notice_before)} AS notice_ends")
+        derived.append(f"{_add(_notice_counts_from(policy), policy.notice_before)} AS notice_ends")
 
     def ev(*names: str) -> str:
         return f"list_filter([{', '.join(names)}], lambda x: x IS NOT NULL)"
@@ -250,8 +274,19 @@ def subject_facts(
     if subject is not None:
         sql = sql.replace("$3", "$2")
         params = [controller, subject]
+    return _facts(con.execute(sql, params).fetchall())
+
+
+def noticed_facts(con: ReadConnection, policy: Policy, controller: str) -> list[SubjectFacts]:
+    """The facts of the controller's subjects with a deletion notice of their current
+    relationship (the outbox's): filtered in DuckDB, so only those rows reach Python."""
+    sql = f"SELECT * FROM ({facts_sql(policy)}) WHERE notice_event IS NOT NULL"
+    return _facts(con.execute(sql, [controller]).fetchall())
+
+
+def _facts(rows: list[tuple[Any, ...]]) -> list[SubjectFacts]:
     facts = []
-    for r in con.execute(sql, params).fetchall():
+    for r in rows:
         facts.append(SubjectFacts(
             controller=r[0], subject=r[1], first_seen_at=to_micros(r[2]), registered=r[3],
             last_activity_at=micros_or_none(r[4]), last_activity_event=r[5],
@@ -260,6 +295,8 @@ def subject_facts(
             erasure_request_event=r[12], last_held_at=micros_or_none(r[13]),
             last_held_event=r[14], shredded=frozenset(r[15]), residue=frozenset(r[16] or ()),
             residue_at=micros_or_none(r[17]), residue_event=r[18],
+            notice_delivered_at=micros_or_none(r[19]), notice_failures=int(r[20]),
+            notice_last_failed_at=micros_or_none(r[21]),
         ))
     return facts
 

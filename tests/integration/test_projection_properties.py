@@ -66,6 +66,11 @@ BODIES: dict[str, Any] = {
     "RetentionReviewed": st.fixed_dictionaries({
         "policy": st.just("p"), "policy_hash": st.just("h"), "as_of": times,
         "counts": st.dictionaries(st.sampled_from(["keep", "erase"]), st.integers(0, 9))}),
+    "NoticeDelivered": st.fixed_dictionaries({
+        "message_id": st.sampled_from(["m-1", "m-2"]), "kind": st.just("deletion_notice")}),
+    "NoticeFailed": st.fixed_dictionaries({
+        "message_id": st.sampled_from(["m-1", "m-2"]), "kind": st.just("deletion_notice"),
+        "reason": st.text(max_size=20)}),
 }
 
 CORRUPT = b"\xc3\x01" + bytes(8) + b"\x00"  # an unknown schema: a projection error

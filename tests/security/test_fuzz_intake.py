@@ -370,6 +370,9 @@ def real_payloads() -> list[bytes]:
                           "keys_shredded": ["profile"], "evidence": []},
         "RetentionReviewed": {"policy": "coegi", "policy_hash": "h", "as_of": NOW,
                               "counts": {"keep": 3, "erase": 1}},
+        "NoticeDelivered": {"message_id": str(uuid.UUID(int=1)), "kind": "deletion_notice"},
+        "NoticeFailed": {"message_id": str(uuid.UUID(int=1)), "kind": "deletion_notice",
+                         "reason": "550 <address>: mailbox full"},
     }
     events += [Event(t, str(uuid.uuid4()), "cowrite", subject, NOW, NOW, "ledger", "system:sweep", b)
                for t, b in sweep.items()]

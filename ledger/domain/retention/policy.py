@@ -19,7 +19,7 @@ from typing import Any
 
 from ledger.domain.errors import ConfigError
 from ledger.domain.timeutil import MICROS, from_micros, to_micros
-from ledger.domain.vocabulary import ACTIVITY_TYPES, EVENT_TYPES, KEY_CATEGORIES
+from ledger.domain.vocabulary import ACTIVITY_TYPES, EVENT_TYPES, KEY_CATEGORIES, OUTBOX_KINDS
 
 BASES = ("consent", "contract", "legal_obligation", "legitimate_interest")
 ERASURE_ACTIONS = ("pseudonymise", "erase")
@@ -56,12 +56,19 @@ class Duration:
     def subtract(self, micros: int) -> int:
         return self.add(micros, -1)
 
+    def times(self, n: int) -> Duration:
+        return Duration(self.years * n, self.months * n, self.days * n)
+
     def __str__(self) -> str:
         parts = [f"{n}{u}" for n, u in ((self.years, "Y"), (self.months, "M"), (self.days, "D")) if n]
         return "P" + ("".join(parts) or "0D")
 
 
 DEFAULT_DEAD_LETTER_RETENTION = Duration(days=30)
+DEFAULT_NOTICE_RETRIES = 3
+DEFAULT_NOTICE_RETRY_EVERY = Duration(days=1)
+MAX_NOTICE_RETRIES = 100
+MAX_CLAUSE_CHARS = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +104,14 @@ class Policy:
     source: str = ""
     # How long rejected input (dead letters) is kept before the sweep destroys it.
     dead_letter_retention: Duration = DEFAULT_DEAD_LETTER_RETENTION
+    # A deletion notice the mailer reports failed is retried this many times, this far apart;
+    # after the last failed retry it finally fails and the notice period counts from then.
+    notice_retries: int = DEFAULT_NOTICE_RETRIES
+    notice_retry_every: Duration = DEFAULT_NOTICE_RETRY_EVERY
+    clauses: dict[str, str] = field(default_factory=dict)  # outbox kind -> the text to quote
+
+    def clause(self, kind: str) -> str | None:
+        return self.clauses.get(kind)
 
     def basis(self, purpose: str) -> str | None:
         return self.purposes.get(purpose)
@@ -133,7 +148,8 @@ def parse_policy(text: str, source: str) -> Policy:
         raise ConfigError(f"{source}: not valid TOML: {e}") from None
     known = {"name", "description", "activity", "inactive_after", "notice_before",
              "keep_without_relationship", "review_every", "erasure_request", "legal_holds",
-             "purposes", "dead_letter_retention"}
+             "purposes", "dead_letter_retention", "notice_retries", "notice_retry_every",
+             "clauses"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{source}: {unknown[0]}: unknown key")
@@ -169,7 +185,22 @@ def parse_policy(text: str, source: str) -> Policy:
             raise ConfigError(f"{source}: purposes.{purpose}: must be one of {', '.join(BASES)}")
     inactive_after = _duration(raw, "inactive_after", source)
     assert inactive_after is not None
-    canonical = json.dumps(raw, sort_keys=True, ensure_ascii=False, default=str)
+    retries = _get(raw, "notice_retries", int, source, DEFAULT_NOTICE_RETRIES)
+    if not 0 <= retries <= MAX_NOTICE_RETRIES:
+        raise ConfigError(f"{source}: notice_retries: must be 0 to {MAX_NOTICE_RETRIES}")
+    retry_every = _duration(raw, "notice_retry_every", source, required=False)
+    if retry_every is not None and retry_every == Duration():
+        raise ConfigError(f"{source}: notice_retry_every: must be longer than nothing")
+    clauses = _get(raw, "clauses", dict, source, {})
+    for kind, text in clauses.items():
+        if kind not in OUTBOX_KINDS:
+            raise ConfigError(f"{source}: clauses.{str(kind)[:40]}: must be one of {', '.join(OUTBOX_KINDS)}")
+        if not isinstance(text, str) or len(text) > MAX_CLAUSE_CHARS:
+            raise ConfigError(f"{source}: clauses.{kind}: expected text of at most {MAX_CLAUSE_CHARS} characters")
+    # The hash names what decides; the clauses are only the text the outbox quotes, so editing
+    # their wording keeps every recorded decision's policy hash valid.
+    decisive = {k: v for k, v in raw.items() if k != "clauses"}
+    canonical = json.dumps(decisive, sort_keys=True, ensure_ascii=False, default=str)
     return Policy(
         name=name,
         description=_get(raw, "description", str, source, ""),
@@ -186,6 +217,9 @@ def parse_policy(text: str, source: str) -> Policy:
         source=source,
         dead_letter_retention=_duration(raw, "dead_letter_retention", source, required=False)
         or DEFAULT_DEAD_LETTER_RETENTION,
+        notice_retries=retries,
+        notice_retry_every=retry_every or DEFAULT_NOTICE_RETRY_EVERY,
+        clauses=dict(clauses),
     )
 
 

@@ -43,6 +43,27 @@ class SubjectFacts:
     residue: frozenset[str] = frozenset()  # key categories of that data
     residue_at: int | None = None  # event time of the first such event
     residue_event: str | None = None
+    # What the outbox recorded about the latest notice (NoticeDelivered / NoticeFailed).
+    notice_delivered_at: int | None = None
+    notice_failures: int = 0
+    notice_last_failed_at: int | None = None
+
+
+def notice_counts_from(facts: SubjectFacts, policy: Policy) -> int | None:
+    """When the notice period of the latest notice starts: its delivery; after a final failure
+    (the first attempt and ``notice_retries`` retries all failed) the last attempt; while
+    retries are left, the time the last retry would fail if the mailer kept to the retry
+    interval (so silence after a failure never blocks erasure for ever); and for a notice no
+    mailer reported on at all, when it was sent (a ledger without a mailer integration: the
+    sweep's record is the notice, as before the outbox)."""
+    if facts.notice_at is None:
+        return None
+    if facts.notice_delivered_at is not None:
+        return max(facts.notice_delivered_at, facts.notice_at)
+    if facts.notice_failures == 0 or facts.notice_last_failed_at is None:
+        return facts.notice_at
+    left = max(0, policy.notice_retries + 1 - facts.notice_failures)
+    return policy.notice_retry_every.times(left).add(facts.notice_last_failed_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +175,9 @@ def decide(facts: SubjectFacts, policy: Policy, now: int) -> Decision:
     # Activity after a notice voids it; erasure never comes sooner than the full notice period.
     notice_valid = facts.notice_at is not None and facts.notice_at > start
     if notice_valid:
-        assert facts.notice_at is not None
-        effective = max(erase_due, policy.notice_before.add(facts.notice_at))
+        counts_from = notice_counts_from(facts, policy)
+        assert counts_from is not None
+        effective = max(erase_due, policy.notice_before.add(counts_from))
         if effective <= now:
             return erase(effective, "inactivity", facts.last_activity_event, facts.notice_event)
         return decision("keep", effective, "notice_period", facts.last_activity_event,
@@ -164,6 +186,20 @@ def decide(facts: SubjectFacts, policy: Policy, now: int) -> Decision:
     if notice_due <= now:
         return decision("notify", notice_due, "inactivity_notice", facts.last_activity_event)
     return decision("keep", notice_due, "active", facts.last_activity_event)
+
+
+def _notice_report(facts: SubjectFacts, policy: Policy) -> str:
+    """What the outbox knows of the notice's delivery, for ``rule_chain``."""
+    if facts.notice_delivered_at is not None:
+        return f", delivered {format_day(facts.notice_delivered_at)}"
+    if facts.notice_failures == 0:
+        return ", no delivery reported (counts from sending)"
+    attempts = policy.notice_retries + 1
+    if facts.notice_failures >= attempts:
+        return (f", finally failed after {facts.notice_failures} attempts (last "
+                f"{format_day(facts.notice_last_failed_at)})")
+    return (f", {facts.notice_failures} of {attempts} attempts failed (last "
+            f"{format_day(facts.notice_last_failed_at)}; retried every {policy.notice_retry_every})")
 
 
 def rule_chain(facts: SubjectFacts, policy: Policy, now: int) -> list[str]:
@@ -208,8 +244,11 @@ def rule_chain(facts: SubjectFacts, policy: Policy, now: int) -> list[str]:
             lines.append(f"notice due = {format_day(erase_due)} - {policy.notice_before} = "
                          f"{format_day(policy.notice_before.subtract(erase_due))}")
             if facts.notice_at is not None and facts.notice_at > start:
-                lines.append(f"notice sent {format_day(facts.notice_at)}{ref(facts.notice_event)}: erasure "
-                             f"no earlier than {format_day(policy.notice_before.add(facts.notice_at))}")
+                counts_from = notice_counts_from(facts, policy)
+                assert counts_from is not None
+                lines.append(f"notice sent {format_day(facts.notice_at)}{ref(facts.notice_event)}"
+                             f"{_notice_report(facts, policy)}: erasure no earlier than "
+                             f"{format_day(policy.notice_before.add(counts_from))}")
             elif facts.notice_at is not None:
                 lines.append(f"notice sent {format_day(facts.notice_at)} was voided by later activity")
     lines.append(f"decision at {format_micros(now)}: {d.action} (rule {d.rule})"

@@ -32,10 +32,11 @@ def s(text: str) -> bytes:
     return zigzag(len(raw)) + raw
 
 
-def envelope(occurred: int, recorded: int, pii: bytes | None, source: str = "web") -> bytes:
+def envelope(occurred: int, recorded: int, pii: bytes | None, source: str = "web",
+             actor: str = "subject") -> bytes:
     union = zigzag(0) if pii is None else zigzag(1) + zigzag(len(pii)) + pii
     return (s(EID) + s("cowrite") + s(SUBJECT) + zigzag(occurred) + zigzag(recorded)
-            + s(source) + s("subject") + union)
+            + s(source) + s(actor) + union)
 
 
 def header(event_type: str) -> bytes:
@@ -77,6 +78,18 @@ CASES = [
                "keys_shredded": ["profile"], "evidence": []}),
         header("SubjectErased") + envelope(7, 8, None) + s("inactivity") + s("cowrite") + s("h")
         + zigzag(1) + s("profile") + zigzag(0) + zigzag(0),
+    ),
+    (
+        Event("NoticeDelivered", EID, "cowrite", SUBJECT, 7, 8, "ledger", "system:outbox",
+              {"message_id": EID, "kind": "deletion_notice"}),
+        header("NoticeDelivered") + envelope(7, 8, None, "ledger", "system:outbox") + s(EID)
+        + s("deletion_notice"),
+    ),
+    (
+        Event("NoticeFailed", EID, "cowrite", SUBJECT, 7, 8, "ledger", "system:outbox",
+              {"message_id": EID, "kind": "extract_ready", "reason": "550 <address> okänd"}),
+        header("NoticeFailed") + envelope(7, 8, None, "ledger", "system:outbox") + s(EID)
+        + s("extract_ready") + s("550 <address> okänd"),
     ),
 ]
 
