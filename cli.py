@@ -71,7 +71,7 @@ FLAGS: dict[str, str] = {
     "as_of": "--as-of", "before": "--before", "channel": "--channel",
     "controller": "--controller", "policy": "--policy", "rebuild": "--rebuild",
     "sign": "--sign", "key": "--key", "checkpoint": "--checkpoint", "origin": "--origin",
-    "name": "--name",
+    "name": "--name", "directory": "DIR",
     "checkpoint_key": "ledger.toml audit.checkpoint_key",
 }
 # How the CLI has always worded a subject named wrongly (InvalidSubject.problem).
@@ -679,12 +679,19 @@ def replay(ctx: click.Context, as_of: str, into: str, force: bool, show_fingerpr
 @click.option("--shards", "shards", metavar="GLOB", multiple=True,
               help="Kafka workers' shard files (a glob, repeatable), queried as one.")
 @click.option("--json", "as_json", is_flag=True, help="Rows as a JSON array of objects.")
-@click.option("--csv", "as_csv", is_flag=True, help="Rows as CSV with a header line.")
+@click.option("--csv", "as_csv", is_flag=True,
+              help="Rows as CSV with a header line; no rows is exit 1 unless --allow-empty.")
+@click.option("--allow-empty", is_flag=True,
+              help="With --csv: print only the header when there are no rows (exit 0).")
 @click.pass_context
 @handles_errors
 def query(ctx: click.Context, sql: str, db: str | None, shards: tuple[str, ...], as_json: bool,
-          as_csv: bool) -> None:
-    """Run SQL over the projections (read-only). Tables: see docs/projections.md."""
+          as_csv: bool, allow_empty: bool) -> None:
+    """Run SQL over the projections (read-only). Tables: see docs/projections.md.
+
+    For scripts, prefer --json (an empty result is `[]`); --csv with no rows exits 1 with
+    "no rows" on stderr, so `S=$(ledger query ... --csv | tail -1)` never yields the header.
+    """
     if as_json and as_csv:
         raise Failure("--json and --csv exclude each other", 2)
     if db and shards:
@@ -700,11 +707,46 @@ def query(ctx: click.Context, sql: str, db: str | None, shards: tuple[str, ...],
     if as_json:
         emit_json([dict(zip(result.columns, row, strict=True)) for row in result.rows])
     elif as_csv:
+        if not result.rows and not allow_empty:
+            raise Failure("no rows (give --allow-empty to print only the header)", 1)
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(result.columns)
         writer.writerows(result.rows)
     else:
         click.echo(format_table(result.columns, result.rows))
+
+
+@main.group("export")
+def export_group() -> None:
+    """Copies of the projections for other tools."""
+
+
+@export_group.command("parquet")
+@click.argument("directory", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("--as-of", "as_of", metavar="T",
+              help="Knowledge time: the tables as known at T (ISO-8601) [default: now].")
+@json_option
+@click.pass_context
+@handles_errors
+def export_parquet(ctx: click.Context, directory: str, as_of: str | None, as_json: bool) -> None:
+    """Write each public projection table to DIR/<table>.parquet with a manifest.json.
+
+    DIR appears complete or not at all; an existing DIR must be empty or an earlier export,
+    which is then replaced in one step.
+    """
+    from ledger.app.parquet import export_parquet as run_export
+
+    t = parse_time_input(as_of, "as_of") if as_of else None
+    with opened(ctx) as ledger:
+        manifest = run_export(ledger, directory, as_of=t)
+    if as_json:
+        emit_json(manifest)
+        return
+    rows = sum(t["rows"] for t in manifest["tables"])
+    click.echo(f"exported {counted(len(manifest['tables']), 'table')} ({rows:,} rows) at log "
+               f"position {manifest['log_position']:,} as of {manifest['as_of']} into "
+               f"{manifest['directory']}")
+    click.echo(f"fingerprint {manifest['fingerprint']}")
 
 
 def format_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
@@ -759,6 +801,8 @@ def decisions(ctx: click.Context, as_of: str | None, controller: str | None,
     if as_json:
         emit_json(rows)
     elif as_csv:
+        if not result.rows and not allow_empty:
+            raise Failure("no rows (give --allow-empty to print only the header)", 1)
         writer = csv.writer(sys.stdout, lineterminator="\n")
         columns = ["subject", "controller", "action", "due_at", "rule", "policy", "policy_hash",
                    "evidence"]
