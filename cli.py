@@ -150,11 +150,37 @@ def opened(ctx: click.Context) -> Iterator[Ledger]:
         ledger.close()
 
 
+# Off a terminal (a log file, a CI job) progress is a plain line on stderr this often.
+PROGRESS_LINE_SECONDS = 5.0
+
+
+class ProgressLines:
+    """Progress without a terminal: one line on stderr at most every few seconds, and none
+    for a command that finishes sooner."""
+
+    def __init__(self, total: int | None, label: str, unit: str) -> None:
+        self.total, self.label, self.unit = total or None, label, unit
+        self.done = 0
+        self.started = self.last = time.monotonic()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last < PROGRESS_LINE_SECONDS:
+            return
+        self.last = now
+        of = f" of {self.total:,}" if self.total else ""
+        rate = self.done / (now - self.started)
+        click.echo(f"{self.label}: {self.done:,}{of} {self.unit} ({rate:,.0f} {self.unit}/s)",
+                   err=True)
+
+
 @contextmanager
-def progress_bar(total: int | None, label: str) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar with a rate on a terminal; silent when stderr is not a TTY."""
+def progress_bar(total: int | None, label: str, unit: str = "events",
+                 ) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal; off one, a line on stderr every few seconds."""
     if not sys.stderr.isatty():
-        yield None
+        yield ProgressLines(total, label, unit).update
         return
     with click.progressbar(length=total or 0, label=label, file=sys.stderr,
                            show_pos=True, show_eta=bool(total)) as bar:
@@ -486,19 +512,25 @@ def schemas_check(as_json: bool) -> None:
 @click.option("--seed", type=int, default=42, show_default=True, help="Random seed (same seed, same history).")
 @click.option("--years", type=click.IntRange(min=1, max=20), default=5, show_default=True,
               help="Length of the simulated history, ending at the ledger clock.")
+@click.option("--sweeps", type=click.Choice(["monthly", "end"]), default="monthly",
+              show_default=True,
+              help="Run the retention sweep at the start of every simulated month, or only "
+                   "once at the end (faster).")
 @workers_option
 @json_option
 @click.pass_context
 @handles_errors
-def demo(ctx: click.Context, subjects: int, seed: int, years: int, workers: int, as_json: bool) -> None:
+def demo(ctx: click.Context, subjects: int, seed: int, years: int, sweeps: str, workers: int,
+         as_json: bool) -> None:
     """Generate a realistic multi-year history for both seed controllers and publish it."""
-    from ledger.demo.runner import run_demo
+    from ledger.demo.runner import history_days, run_demo
 
     settings: Settings = ctx.obj
     Ledger.init(settings.data_dir)
-    with opened(ctx) as ledger, progress_bar(None, "Publishing history") as progress:
+    with opened(ctx) as ledger, progress_bar(history_days(ledger, years), "Publishing history",
+                                             unit="days") as progress:
         summary = run_demo(ledger, subjects=subjects, seed=seed, years=years, progress=progress,
-                           workers=workers)
+                           workers=workers, monthly_sweeps=sweeps == "monthly")
     if as_json:
         emit_json(summary)
     else:
@@ -546,10 +578,11 @@ def format_sweep_summary(summary: dict[str, Any]) -> list[str]:
 
 
 @contextmanager
-def rate_bar(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar showing events/s on a terminal; silent when stderr is not a TTY."""
+def rate_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar showing events/s on a terminal (full when the work completes: a replay
+    as of T reads fewer records than the log holds); off one, a line every few seconds."""
     if not sys.stderr.isatty():
-        yield None
+        yield ProgressLines(total, label, "events").update
         return
 
     started = time.perf_counter()
@@ -566,6 +599,8 @@ def rate_bar(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
             bar.update(n, done[0])
 
         yield update
+        if bar.pos < bar.length:  # completed: every record the work had to read was read
+            bar.update(bar.length - bar.pos, done[0])
 
 
 def format_projection_summary(p: dict[str, Any]) -> list[str]:
