@@ -599,8 +599,9 @@ def rate_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
             bar.update(n, done[0])
 
         yield update
-        if bar.pos < bar.length:  # completed: every record the work had to read was read
-            bar.update(bar.length - bar.pos, done[0])
+        length = bar.length or 0
+        if bar.pos < length:  # completed: every record the work had to read was read
+            bar.update(length - bar.pos, done[0])
 
 
 def format_projection_summary(p: dict[str, Any]) -> list[str]:
@@ -836,8 +837,6 @@ def decisions(ctx: click.Context, as_of: str | None, controller: str | None,
     if as_json:
         emit_json(rows)
     elif as_csv:
-        if not result.rows and not allow_empty:
-            raise Failure("no rows (give --allow-empty to print only the header)", 1)
         writer = csv.writer(sys.stdout, lineterminator="\n")
         columns = ["subject", "controller", "action", "due_at", "rule", "policy", "policy_hash",
                    "evidence"]

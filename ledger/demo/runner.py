@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime, timedelta
 from itertools import groupby
 from typing import Any
 
@@ -41,7 +41,7 @@ def _first_of_next_month(year: int, month: int) -> int:
     """00:00 UTC on the first of the month after (year, month): after that month's last batch
     (stamped 23:30) and before the next month's first."""
     nxt = date(year + month // 12, month % 12 + 1, 1)
-    return to_micros(datetime(nxt.year, nxt.month, nxt.day, tzinfo=timezone.utc))
+    return to_micros(datetime(nxt.year, nxt.month, nxt.day, tzinfo=UTC))
 
 
 def _monthly_sweep(ledger: Ledger, at: int, totals: Counter[str]) -> bool:
@@ -83,6 +83,13 @@ that need a history quickly). ``progress`` counts simulated days. Re-running wit
     swept: Counter[str] = Counter()
     sweeps = 0
 
+    counted = [start]  # the next simulated day not yet counted in the progress
+
+    def count_days_through(day: date) -> None:
+        if progress is not None and day >= counted[0]:
+            progress((day - counted[0]).days + 1)
+        counted[0] = max(counted[0], day + timedelta(days=1))
+
     def batches() -> Iterator[tuple[datetime, Sequence[Mapping[str, Any]]]]:
         for batch in generate_history(subjects, seed, start=start, end=end):
             for e in batch.events:
@@ -90,9 +97,9 @@ that need a history quickly). ``progress`` counts simulated days. Re-running wit
                 kind, value = next(iter(e["subject"].items()))
                 person = value if kind == "id" else normalise(kind, value)
                 people.setdefault(e["controller"], set()).add(person)
-            if progress is not None:
-                progress(1)
+            count_days_through(min(batch.recorded_at.date(), end))  # quiet days count too
             yield batch.recorded_at, batch.events
+        count_days_through(end)
 
     started = time.perf_counter()
     accepted = duplicates = rejected = 0

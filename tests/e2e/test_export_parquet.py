@@ -45,7 +45,8 @@ def export(data: Path, target: Path, *extra: str, env: dict[str, str] | None = N
 
 
 def manifest_of(target: Path) -> dict[str, Any]:
-    return json.loads((target / "manifest.json").read_text())
+    manifest: dict[str, Any] = json.loads((target / "manifest.json").read_text())
+    return manifest
 
 
 @slow
