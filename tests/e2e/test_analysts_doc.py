@@ -81,10 +81,12 @@ def test_on_a_demo_swept_every_month_erasures_are_a_monthly_series(
                                            "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["monthly_sweeps"]["runs"] == 24
+    # 2024-11 .. 2026-10: a sweep after each month but the last (that one is the final sweep
+    # at the clock, 2026-11-01)
+    assert summary["monthly_sweeps"]["runs"] == 23
     series = check_answers(data)["Erasures and pseudonymisations per month"]
     months_with_notices = {r["month"] for r in series if r["notices"]}
-    assert len(months_with_notices) >= 6, series
+    assert len(months_with_notices) >= 4, series
     # a second run publishes nothing and sweeps no past month (the clock never goes back)
     again = CliRunner().invoke(cli.main, ["--data", str(data), "--now", "2026-11-01", "demo",
                                           "--subjects", "150", "--years", "2", "--seed", "3",
