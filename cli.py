@@ -72,6 +72,7 @@ FLAGS: dict[str, str] = {
     "controller": "--controller", "policy": "--policy", "rebuild": "--rebuild",
     "sign": "--sign", "key": "--key", "checkpoint": "--checkpoint", "origin": "--origin",
     "name": "--name", "message_id": "ID", "reason": "--reason", "at": "--at", "kind": "--kind",
+    "directory": "DIR",
     "checkpoint_key": "ledger.toml audit.checkpoint_key",
 }
 # How the CLI has always worded a subject named wrongly (InvalidSubject.problem).
@@ -150,11 +151,37 @@ def opened(ctx: click.Context) -> Iterator[Ledger]:
         ledger.close()
 
 
+# Off a terminal (a log file, a CI job) progress is a plain line on stderr this often.
+PROGRESS_LINE_SECONDS = 5.0
+
+
+class ProgressLines:
+    """Progress without a terminal: one line on stderr at most every few seconds, and none
+    for a command that finishes sooner."""
+
+    def __init__(self, total: int | None, label: str, unit: str) -> None:
+        self.total, self.label, self.unit = total or None, label, unit
+        self.done = 0
+        self.started = self.last = time.monotonic()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last < PROGRESS_LINE_SECONDS:
+            return
+        self.last = now
+        of = f" of {self.total:,}" if self.total else ""
+        rate = self.done / (now - self.started)
+        click.echo(f"{self.label}: {self.done:,}{of} {self.unit} ({rate:,.0f} {self.unit}/s)",
+                   err=True)
+
+
 @contextmanager
-def progress_bar(total: int | None, label: str) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar with a rate on a terminal; silent when stderr is not a TTY."""
+def progress_bar(total: int | None, label: str, unit: str = "events",
+                 ) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal; off one, a line on stderr every few seconds."""
     if not sys.stderr.isatty():
-        yield None
+        yield ProgressLines(total, label, unit).update
         return
     with click.progressbar(length=total or 0, label=label, file=sys.stderr,
                            show_pos=True, show_eta=bool(total)) as bar:
@@ -486,19 +513,25 @@ def schemas_check(as_json: bool) -> None:
 @click.option("--seed", type=int, default=42, show_default=True, help="Random seed (same seed, same history).")
 @click.option("--years", type=click.IntRange(min=1, max=20), default=5, show_default=True,
               help="Length of the simulated history, ending at the ledger clock.")
+@click.option("--sweeps", type=click.Choice(["monthly", "end"]), default="monthly",
+              show_default=True,
+              help="Run the retention sweep at the start of every simulated month, or only "
+                   "once at the end (faster).")
 @workers_option
 @json_option
 @click.pass_context
 @handles_errors
-def demo(ctx: click.Context, subjects: int, seed: int, years: int, workers: int, as_json: bool) -> None:
+def demo(ctx: click.Context, subjects: int, seed: int, years: int, sweeps: str, workers: int,
+         as_json: bool) -> None:
     """Generate a realistic multi-year history for both seed controllers and publish it."""
-    from ledger.demo.runner import run_demo
+    from ledger.demo.runner import history_days, run_demo
 
     settings: Settings = ctx.obj
     Ledger.init(settings.data_dir)
-    with opened(ctx) as ledger, progress_bar(None, "Publishing history") as progress:
+    with opened(ctx) as ledger, progress_bar(history_days(ledger, years), "Publishing history",
+                                             unit="days") as progress:
         summary = run_demo(ledger, subjects=subjects, seed=seed, years=years, progress=progress,
-                           workers=workers)
+                           workers=workers, monthly_sweeps=sweeps == "monthly")
     if as_json:
         emit_json(summary)
     else:
@@ -546,10 +579,11 @@ def format_sweep_summary(summary: dict[str, Any]) -> list[str]:
 
 
 @contextmanager
-def rate_bar(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar showing events/s on a terminal; silent when stderr is not a TTY."""
+def rate_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar showing events/s on a terminal (full when the work completes: a replay
+    as of T reads fewer records than the log holds); off one, a line every few seconds."""
     if not sys.stderr.isatty():
-        yield None
+        yield ProgressLines(total, label, "events").update
         return
 
     started = time.perf_counter()
@@ -566,6 +600,9 @@ def rate_bar(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
             bar.update(n, done[0])
 
         yield update
+        length = bar.length or 0
+        if bar.pos < length:  # completed: every record the work had to read was read
+            bar.update(length - bar.pos, done[0])
 
 
 def format_projection_summary(p: dict[str, Any]) -> list[str]:
@@ -690,12 +727,19 @@ def replay(ctx: click.Context, as_of: str, into: str, force: bool, show_fingerpr
 @click.option("--shards", "shards", metavar="GLOB", multiple=True,
               help="Kafka workers' shard files (a glob, repeatable), queried as one.")
 @click.option("--json", "as_json", is_flag=True, help="Rows as a JSON array of objects.")
-@click.option("--csv", "as_csv", is_flag=True, help="Rows as CSV with a header line.")
+@click.option("--csv", "as_csv", is_flag=True,
+              help="Rows as CSV with a header line; no rows is exit 1 unless --allow-empty.")
+@click.option("--allow-empty", is_flag=True,
+              help="With --csv: print only the header when there are no rows (exit 0).")
 @click.pass_context
 @handles_errors
 def query(ctx: click.Context, sql: str, db: str | None, shards: tuple[str, ...], as_json: bool,
-          as_csv: bool) -> None:
-    """Run SQL over the projections (read-only). Tables: see docs/projections.md."""
+          as_csv: bool, allow_empty: bool) -> None:
+    """Run SQL over the projections (read-only). Tables: see docs/projections.md.
+
+    For scripts, prefer --json (an empty result is `[]`); --csv with no rows exits 1 with
+    "no rows" on stderr, so `S=$(ledger query ... --csv | tail -1)` never yields the header.
+    """
     if as_json and as_csv:
         raise Failure("--json and --csv exclude each other", 2)
     if db and shards:
@@ -711,11 +755,46 @@ def query(ctx: click.Context, sql: str, db: str | None, shards: tuple[str, ...],
     if as_json:
         emit_json([dict(zip(result.columns, row, strict=True)) for row in result.rows])
     elif as_csv:
+        if not result.rows and not allow_empty:
+            raise Failure("no rows (give --allow-empty to print only the header)", 1)
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(result.columns)
         writer.writerows(result.rows)
     else:
         click.echo(format_table(result.columns, result.rows))
+
+
+@main.group("export")
+def export_group() -> None:
+    """Copies of the projections for other tools."""
+
+
+@export_group.command("parquet")
+@click.argument("directory", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("--as-of", "as_of", metavar="T",
+              help="Knowledge time: the tables as known at T (ISO-8601) [default: now].")
+@json_option
+@click.pass_context
+@handles_errors
+def export_parquet(ctx: click.Context, directory: str, as_of: str | None, as_json: bool) -> None:
+    """Write each public projection table to DIR/<table>.parquet with a manifest.json.
+
+    DIR appears complete or not at all; an existing DIR must be empty or an earlier export,
+    which is then replaced in one step.
+    """
+    from ledger.app.parquet import export_parquet as run_export
+
+    t = parse_time_input(as_of, "as_of") if as_of else None
+    with opened(ctx) as ledger:
+        manifest = run_export(ledger, directory, as_of=t)
+    if as_json:
+        emit_json(manifest)
+        return
+    rows = sum(t["rows"] for t in manifest["tables"])
+    click.echo(f"exported {counted(len(manifest['tables']), 'table')} ({rows:,} rows) at log "
+               f"position {manifest['log_position']:,} as of {manifest['as_of']} into "
+               f"{manifest['directory']}")
+    click.echo(f"fingerprint {manifest['fingerprint']}")
 
 
 def format_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:

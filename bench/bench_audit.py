@@ -88,7 +88,7 @@ def make_templates(workdir: Path, subjects: int) -> list[Template]:
     Ledger.init(data)
     with Ledger.open(data) as ledger:
         ledger.clock = FixedClock(parse_timestamp("2026-11-01"))
-        run_demo(ledger, subjects=subjects, seed=7, years=2)
+        run_demo(ledger, subjects=subjects, seed=7, years=2, monthly_sweeps=False)
         events = [event for _, event in ledger.events()]
     codec = AvroCodec()
     marker_id, marker_at = SENTINEL_ID.encode(), avro_long(SENTINEL_AT)

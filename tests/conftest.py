@@ -89,7 +89,7 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     path = tmp_path_factory.mktemp("demo") / "ledger-data"
     result = CliRunner().invoke(cli.main, ["--data", str(path), "--now", DEMO_NOW, "demo",
-                                           "--subjects", str(DEMO_SUBJECTS), "--seed",
+                                           "--subjects", str(DEMO_SUBJECTS), "--sweeps", "end", "--seed",
                                            str(DEMO_SEED), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)

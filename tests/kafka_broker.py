@@ -116,3 +116,35 @@ class TansuBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.kafka_broker [--port N]``: the test broker in the foreground (what the
+    README's Kafka example runs without Docker); prints ``ready 127.0.0.1:N`` once it listens
+    and stops the broker on SIGTERM or Ctrl-C."""
+    import argparse
+    import sys
+    import threading
+
+    parser = argparse.ArgumentParser(prog="python -m tests.kafka_broker")
+    parser.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 [default: free]")
+    args = parser.parse_args(argv)
+    try:
+        broker = TansuBroker.start(args.port)
+    except (BrokerNotInstalled, BrokerFailed) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with broker:
+        print(f"ready {broker.bootstrap}", flush=True)
+        try:
+            while not stop.wait(0.5) and broker.process.poll() is None:
+                pass
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

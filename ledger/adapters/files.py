@@ -172,3 +172,85 @@ def storage_error(path: Path, e: BaseException, *, what: str, remedy: str,
         return StorageError(f"{doing} {path} failed ({reason}): the disk may be full; free space "
                             "and retry")
     return None
+
+
+# --- output directories (a Parquet export) -------------------------------------------------
+
+_RENAME_EXCHANGE = 2  # linux/fs.h: swap two paths in one step
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swaps two directories in one atomic step (Linux renameat2); False where unsupported."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    if ctypes.get_errno() in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    err = ctypes.get_errno()
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def new_private_directory(parent: Path, name: str) -> Path:
+    """A new 0700 directory next to where ``name`` will be placed (same file system, so the
+    final rename is atomic)."""
+    for _ in range(_TEMP_ATTEMPTS):
+        temp = parent / f".{name[:200]}.{os.getpid()}-{os.urandom(4).hex()}.partial"
+        try:
+            os.mkdir(temp, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(temp, 0o700)
+        return temp
+    raise UsageError(f"cannot create a temporary directory in {parent}")
+
+
+def remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def place_directory(complete: Path, target: Path) -> None:
+    """Moves the complete directory ``complete`` to ``target``: a rename when ``target`` does
+    not exist; else an atomic exchange with the old one (readers see the old or the new
+    directory, never a mix), which is then removed. Where the kernel cannot exchange, the old
+    directory is moved aside first: a crash in between leaves no directory, never half a one."""
+    for path in complete.iterdir():
+        fsync_file(path)
+    fsync_directory(complete)
+    if not os.path.lexists(target):
+        os.rename(complete, target)
+    elif _exchange(complete, target):
+        remove_tree(complete)  # now holds the old directory
+    else:
+        aside = complete.with_name(complete.name + ".old")
+        os.rename(target, aside)
+        os.rename(complete, target)
+        remove_tree(aside)
+    fsync_directory(target.parent)
+
+
+def remove_leftover_directories(parent: Path, name: str) -> None:
+    """Removes the temporary directories of earlier runs that died (their process is gone)."""
+    for leftover in parent.glob(f".{name[:200]}.*.partial*"):
+        pid = leftover.name[len(name) + 2:].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        remove_tree(leftover)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -50,7 +50,7 @@ def test_row16_workers_die_with_parent(tmp_path: Path, settle: float) -> None:
     # goes to 2 worker processes.
     parent = subprocess.Popen(
         [str(LEDGER), "--data", str(tmp_path / "data"), "--now", "2026-11-01", "demo",
-         "--subjects", "1000", "--workers", "2"],
+         "--subjects", "1000", "--sweeps", "end", "--workers", "2"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen: dict[int, str] = {}
     try:

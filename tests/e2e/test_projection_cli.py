@@ -100,6 +100,12 @@ def test_query_table_json_csv_and_errors(history: Ledger, data_dir: Path) -> Non
     code, out, _ = run(data_dir, "query", "--csv", sql)
     assert list(csv.reader(io.StringIO(out))) == [
         ["purpose", "status"], ["newsletter", "granted"], ["profiling", "withdrawn"]]
+    # no rows (issue 12 §8): --csv never prints a lone header a script would take for a value
+    none = "SELECT subject FROM consent_state WHERE purpose = 'no such purpose'"
+    code, out, err = run(data_dir, "query", "--csv", none)
+    assert (code, out) == (1, "") and err == "Error: no rows (give --allow-empty to print only the header)\n"
+    assert run(data_dir, "query", "--csv", "--allow-empty", none)[:2] == (0, "subject\n")
+    assert run(data_dir, "query", "--json", none)[:2] == (0, "[]\n")
     code, _, err = run(data_dir, "query", "SELEC nonsense")
     assert code == 2 and err.startswith("Error: query: Parser Error") and "\n" == err[-1]
     assert err.count("\n") == 1

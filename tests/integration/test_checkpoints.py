@@ -225,7 +225,7 @@ def test_a_demo_log_checkpoints_and_verifies(tmp_path: Path, keys: Path) -> None
 
     data = tmp_path / "demo"
     result = CliRunner().invoke(cli.main, ["--data", str(data), "--now", "2026-11-01", "demo",
-                                           "--subjects", "40", "--years", "2", "--json"])
+                                           "--subjects", "40", "--years", "2", "--sweeps", "end", "--json"])
     assert result.exit_code == 0, result.output
     path = signed(data, keys, tmp_path, "demo.txt")
     read = load_checkpoint(path, [load_verifier(str(keys / VERIFIER_FILE))])

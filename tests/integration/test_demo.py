@@ -59,7 +59,7 @@ def test_the_history_is_recorded_in_time_order_and_decrypts(demo_dir: Path) -> N
 
 def test_running_the_demo_again_appends_nothing(demo_dir: Path) -> None:
     result = CliRunner().invoke(cli.main, ["--data", str(demo_dir), "--now", NOW, "demo",
-                                           "--subjects", str(SUBJECTS), "--seed", str(SEED), "--json"])
+                                           "--subjects", str(SUBJECTS), "--sweeps", "end", "--seed", str(SEED), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["accepted"] == 0
 
@@ -85,7 +85,8 @@ def test_the_demo_log_verifies(demo_dir: Path) -> None:
 
 def test_a_second_demo_into_the_same_directory_says_already_published(tmp_path: Path) -> None:
     data = str(tmp_path / "d")
-    args = ["--data", data, "--now", "2026-11-01", "demo", "--subjects", "20"]
+    # the final sweep only: the figures below are those of one sweep at the clock
+    args = ["--data", data, "--now", "2026-11-01", "demo", "--subjects", "20", "--sweeps", "end"]
     first = CliRunner().invoke(cli.main, args)
     assert first.exit_code == 0, first.output
     assert "accepted 781, duplicates 0" in first.stdout and "already published" not in first.stdout

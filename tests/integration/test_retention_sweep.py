@@ -163,7 +163,7 @@ def demo_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     path = tmp_path_factory.mktemp("retention") / "data"
     result = CliRunner().invoke(cli.main, ["--data", str(path), "--now", "2026-11-01", "demo",
-                                           "--subjects", "150", "--seed", "11", "--json"])
+                                           "--subjects", "150", "--seed", "11", "--sweeps", "end", "--json"])
     assert result.exit_code == 0, result.output
     return path
 

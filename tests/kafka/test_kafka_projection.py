@@ -54,7 +54,7 @@ class Twins:
 def demo(data: Path, log: str | None = None) -> None:
     with Ledger.open(data, log=log) as ledger:
         ledger.clock = FixedClock(NOW)
-        run_demo(ledger, subjects=120, seed=5, years=2)
+        run_demo(ledger, subjects=120, seed=5, years=2, monthly_sweeps=False)
 
 
 @pytest.fixture(scope="module")
