@@ -71,7 +71,8 @@ FLAGS: dict[str, str] = {
     "as_of": "--as-of", "before": "--before", "channel": "--channel",
     "controller": "--controller", "policy": "--policy", "rebuild": "--rebuild",
     "sign": "--sign", "key": "--key", "checkpoint": "--checkpoint", "origin": "--origin",
-    "name": "--name",
+    "name": "--name", "notice_id": "--id", "version": "--version", "language": "--language",
+    "title": "--title",
     "checkpoint_key": "ledger.toml audit.checkpoint_key",
 }
 # How the CLI has always worded a subject named wrongly (InvalidSubject.problem).

@@ -27,6 +27,7 @@ EVENT_TYPES: Final = (
     "SubjectPseudonymised",
     "SubjectErased",
     "RetentionReviewed",
+    "NoticePublished",
 )
 
 # Event types that count as activity of the person (SPEC §3); a policy may narrow this.
@@ -58,6 +59,10 @@ RELATIONSHIP_STARTS: Final = frozenset({"SubjectRegistered", "NewsletterSubscrib
 SWEEP_TYPES: Final = frozenset(
     {"DeletionNoticeSent", "SubjectPseudonymised", "SubjectErased", "RetentionReviewed"}
 )
+
+# Written by `ledger notice publish` (ledger/app/notices.py), which computes the text's hash:
+# producers may not publish them as events.
+NOTICE_TYPES: Final = frozenset({"NoticePublished"})
 
 # Key categories (SPEC §6). Personal data of bookkeeping events is encrypted under the
 # bookkeeping key so that it can outlive the profile key under the legal hold.
