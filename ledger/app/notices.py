@@ -108,9 +108,10 @@ def _published(e: Event, position: int | None) -> PublishedNotice:
 
 def publish_notice(opened: OpenLedger, index: NoticeIndex, *, controller: str, notice_id: str,
                    version: str, language: str, data: bytes,
-                   title: str | None = None) -> PublishOutcome:
+                   title: str | None = None, at: int | None = None) -> PublishOutcome:
     """Publishes a notice text (the file's bytes): the ledger computes its hash. Publishing
-    the same text again is a no-op; another text under a published version is refused."""
+    the same text again is a no-op; another text under a published version is refused.
+    ``at``: the publication time (default the ledger clock), for back-filled histories."""
     if controller not in opened.config.controllers:
         raise UnknownController(controller)
     key = notice_key(controller, notice_id, version, language)
@@ -126,7 +127,7 @@ def publish_notice(opened: OpenLedger, index: NoticeIndex, *, controller: str, n
                     f"(sha256 {existing.sha256[:12]}…, position {existing.position}): "
                     "publish it as a new version")
             return PublishOutcome(existing, "already published")
-        now = opened.clock.now()
+        now = opened.clock.now() if at is None else at
         event = Event(NOTICE_TYPE, notice_event_id(key), controller, CONTROLLER_WIDE, now, now,
                       SOURCE, ACTOR, {"notice_id": notice_id, "version": version,
                                       "language": language, "title": checked_title,

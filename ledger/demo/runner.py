@@ -7,11 +7,11 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from ledger.app.service import Ledger, Progress
-from ledger.demo.history import generate_history
+from ledger.demo.history import demo_notices, generate_history
 from ledger.domain.pseudonyms import normalise
 from ledger.domain.retention.policy import load_policy
 from ledger.domain.timeutil import from_micros, to_micros
@@ -45,6 +45,7 @@ def run_demo(
                 people.setdefault(e["controller"], set()).add(person)
             yield to_micros(batch.recorded_at), batch.events
 
+    notices = publish_demo_notices(ledger, start)
     started = time.perf_counter()
     report = ledger.record_batches(batches(), origin="demo", progress=progress, workers=workers)
     elapsed = time.perf_counter() - started
@@ -60,6 +61,7 @@ def run_demo(
         "events_per_second": round(total / elapsed) if elapsed else 0,
         # a second run into the same directory (same seed and clock): every event a duplicate
         "already_published": report.accepted == 0 and report.rejected == 0 and report.duplicates > 0,
+        "notices": notices,
         "subjects": {c: len(s) for c, s in sorted(people.items())},
         "by_type": dict(by_type.most_common()),
     }
@@ -69,6 +71,24 @@ def run_demo(
     summary["projections"] = project_and_summarise(ledger)
     summary["sweep"] = sweep(ledger).as_dict()
     return summary
+
+
+def publish_demo_notices(ledger: Ledger, start: date) -> int:
+    """Publishes the demo's notice texts before any consent names them: each version on the
+    day it took effect, or at the start of the history for those older than it. Returns how
+    many were newly published (0 on a second run)."""
+    from ledger.app.notices import publish_notice
+
+    first = to_micros(datetime(start.year, start.month, start.day, tzinfo=UTC))
+    published = 0
+    for n in demo_notices():
+        effective = to_micros(datetime(n.effective.year, n.effective.month, n.effective.day,
+                                       tzinfo=UTC))
+        outcome = publish_notice(ledger, ledger.notices, controller=n.controller,
+                                 notice_id=n.notice_id, version=n.version, language=n.language,
+                                 data=n.text.encode(), at=min(effective, first))
+        published += outcome.status == "published"
+    return published
 
 
 def project_and_summarise(ledger: Ledger) -> dict[str, Any]:
