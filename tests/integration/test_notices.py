@@ -63,7 +63,7 @@ def test_publish_list_show_and_the_same_text_again(data: str, tmp_path: Path) ->
     assert missing.exit_code == 2 and "is not published" in missing.output
 
 
-@pytest.mark.slow  # the refusal itself is covered in the fast tier by the unit tests
+@pytest.mark.slow  # ~3 s; the same text again (no-op) stays in the fast tier
 def test_another_text_under_a_published_version_is_refused(data: str, tmp_path: Path) -> None:
     path = tmp_path / "nl.txt"
     path.write_bytes(TEXT.encode())
