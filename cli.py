@@ -923,6 +923,34 @@ def subject_export(ctx: click.Context, email: str | None, account: str | None,
     click.echo(f"wrote the extract of {extract['subject'][:16]}… to {path} (mode 0600)", err=True)
 
 
+@subject.command("consent-record")
+@click.option("--email", help="The person's e-mail address.")
+@click.option("--subject", "subject_id_", metavar="ID", help="The pseudonym.")
+@click.option("--controller", required=True, help="The controller whose consents they are.")
+@click.option("--purpose", metavar="P", help="Only this purpose.")
+@click.option("--sign", "sign", metavar="KEY", type=click.Path(dir_okay=False, path_type=Path),
+              help="Sign it with this signer key (ledger audit keygen): a compact JWS.")
+@json_option
+@click.pass_context
+@handles_errors
+def subject_consent_record(ctx: click.Context, email: str | None, subject_id_: str | None,
+                           controller: str, purpose: str | None, sign: Path | None,
+                           as_json: bool) -> None:
+    """The subject's consent history as an ISO/IEC TS 27560 consent record (the DPV profile
+    dpv-27560:record), JSON; with --sign, a compact JWS (EdDSA) that `ledger audit
+    check-receipt` verifies offline. Names the person by pseudonym only."""
+    del as_json  # the record is JSON either way
+    from ledger.app.consent_records import subject_consent_record as build
+
+    with opened(ctx) as ledger:
+        result = build(ledger, controller=controller, subject=subject_id_, email=email,
+                       purpose=purpose, sign=sign)
+    if isinstance(result, str):
+        click.echo(result)
+    else:
+        emit_json(result)
+
+
 # audit (issue 5) ---------------------------------------------------------------------------
 def _short(digest: bytes) -> str:
     return digest.hex()[:16] + "…"
@@ -1374,6 +1402,32 @@ def audit_consents(ctx: click.Context, as_of: str | None, as_json: bool) -> None
                    f"{s['unverifiable']:,} unverifiable")
     if not result.ok:
         ctx.exit(1)
+
+
+@audit.command("check-receipt")
+@click.argument("file", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--key", "key", required=True, metavar="VERIFIER_KEY",
+              help="The verifier key (name+keyid+base64, or a file holding it).")
+@json_option
+@click.pass_context
+def audit_check_receipt(ctx: click.Context, file: Path, key: str, as_json: bool) -> None:
+    """Verify a signed consent receipt offline (no data directory): exit 0 and a summary if
+    KEY signed it, exit 1 with the reason if not."""
+    from ledger.app.consent_records import check_receipt
+
+    try:
+        record = check_receipt(file, key)
+    except LedgerError as e:
+        raise Failure(cli_message(e), e.exit_code) from None
+    summary = {"ok": True, "record": record.get("dct:identifier"),
+               "controller": (record.get("dpv:hasDataController") or {}).get("dct:identifier"),
+               "subject": (record.get("dpv:hasDataSubject") or {}).get("dct:identifier"),
+               "purposes": len(record.get("records") or [])}
+    if as_json:
+        emit_json({**summary, "consent_record": record})
+    else:
+        click.echo(f"ok: consent record {summary['record']} of {summary['controller']} "
+                   f"{str(summary['subject'])[:16]}…, {summary['purposes']} purposes")
 
 
 # --- the notice registry (SPEC §7b) --------------------------------------------------------
