@@ -104,7 +104,7 @@ def consent_notice_sha256(controller: str, body: Mapping[str, Any],
     the consent names a published notice (a mismatching hash from the producer is refused:
     the consent would claim a text the registry does not hold); what the producer sent when
     the notice is not (yet) published - accepted, and flagged by ``ledger audit consents``."""
-    given = body.get("notice_sha256")
+    given: str | None = body.get("notice_sha256")
     languages = published.get((controller, body["notice_id"], body["notice_version"]))
     if not languages:
         return given
