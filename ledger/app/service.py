@@ -24,7 +24,7 @@ from ledger import bootstrap
 from ledger import config as cfg
 from ledger.adapters.dead_letters import DeadLetters, Reject
 from ledger.adapters.writer_lock import LOCK_FILE, WriterLock
-from ledger.app.notices import NoticeIndex
+from ledger.app.notice_index import NoticeIndex
 from ledger.app.outcomes import PublishReport, RecordOutcome, conflict_reason
 from ledger.app.preparation import (
     Prepared,
