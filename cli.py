@@ -73,6 +73,8 @@ FLAGS: dict[str, str] = {
     "sign": "--sign", "key": "--key", "checkpoint": "--checkpoint", "origin": "--origin",
     "name": "--name", "message_id": "ID", "reason": "--reason", "at": "--at", "kind": "--kind",
     "directory": "DIR",
+    "name": "--name", "notice_id": "--id", "version": "--version", "language": "--language",
+    "title": "--title",
     "checkpoint_key": "ledger.toml audit.checkpoint_key",
 }
 # How the CLI has always worded a subject named wrongly (InvalidSubject.problem).
@@ -1098,6 +1100,34 @@ def subject_export(ctx: click.Context, email: str | None, account: str | None,
     click.echo(f"wrote the extract of {extract['subject'][:16]}… to {path} (mode 0600)", err=True)
 
 
+@subject.command("consent-record")
+@click.option("--email", help="The person's e-mail address.")
+@click.option("--subject", "subject_id_", metavar="ID", help="The pseudonym.")
+@click.option("--controller", required=True, help="The controller whose consents they are.")
+@click.option("--purpose", metavar="P", help="Only this purpose.")
+@click.option("--sign", "sign", metavar="KEY", type=click.Path(dir_okay=False, path_type=Path),
+              help="Sign it with this signer key (ledger audit keygen): a compact JWS.")
+@json_option
+@click.pass_context
+@handles_errors
+def subject_consent_record(ctx: click.Context, email: str | None, subject_id_: str | None,
+                           controller: str, purpose: str | None, sign: Path | None,
+                           as_json: bool) -> None:
+    """The subject's consent history as an ISO/IEC TS 27560 consent record (the DPV profile
+    dpv-27560:record), JSON; with --sign, a compact JWS (EdDSA) that `ledger audit
+    check-receipt` verifies offline. Names the person by pseudonym only."""
+    del as_json  # the record is JSON either way
+    from ledger.app.consent_records import subject_consent_record as build
+
+    with opened(ctx) as ledger:
+        result = build(ledger, controller=controller, subject=subject_id_, email=email,
+                       purpose=purpose, sign=sign)
+    if isinstance(result, str):
+        click.echo(result)
+    else:
+        emit_json(result)
+
+
 # audit (issue 5) ---------------------------------------------------------------------------
 def _short(digest: bytes) -> str:
     return digest.hex()[:16] + "…"
@@ -1523,6 +1553,145 @@ def audit_report(ctx: click.Context, subject: str | None, email: str | None, con
 def _kafka_log(settings: Settings) -> Any:
     """The Kafka log named by --log; these commands need no data directory."""
     return bootstrap.open_kafka_log(settings)
+
+
+@audit.command("consents")
+@as_of_option
+@json_option
+@click.pass_context
+@handles_errors
+def audit_consents(ctx: click.Context, as_of: str | None, as_json: bool) -> None:
+    """Check every consent's evidence against the notice registry: the notice version is
+    published (in the consent's language), the hash matches its text, it was published no
+    later than the consent was given, and ui_action and language are recorded. Exit 1 on an
+    unverifiable consent, with the reasons for each."""
+    from ledger.app.consent_audit import audit_consents as check
+
+    with opened(ctx) as ledger:
+        result = check(ledger, as_of=_clock(as_of))
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        for f in result.findings:
+            click.echo(f.line())
+        s = result.summary()
+        click.echo(f"{counted(s['consents'], 'consent')}: {s['verified']:,} verified, "
+                   f"{s['unverifiable']:,} unverifiable")
+    if not result.ok:
+        ctx.exit(1)
+
+
+@audit.command("check-receipt")
+@click.argument("file", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--key", "key", required=True, metavar="VERIFIER_KEY",
+              help="The verifier key (name+keyid+base64, or a file holding it).")
+@json_option
+@click.pass_context
+def audit_check_receipt(ctx: click.Context, file: Path, key: str, as_json: bool) -> None:
+    """Verify a signed consent receipt offline (no data directory): exit 0 and a summary if
+    KEY signed it, exit 1 with the reason if not."""
+    from ledger.app.consent_records import check_receipt
+
+    try:
+        record = check_receipt(file, key)
+    except LedgerError as e:
+        raise Failure(cli_message(e), e.exit_code) from None
+    summary = {"ok": True, "record": record.get("dct:identifier"),
+               "controller": (record.get("dpv:hasDataController") or {}).get("dct:identifier"),
+               "subject": (record.get("dpv:hasDataSubject") or {}).get("dct:identifier"),
+               "purposes": len(record.get("records") or [])}
+    if as_json:
+        emit_json({**summary, "consent_record": record})
+    else:
+        click.echo(f"ok: consent record {summary['record']} of {summary['controller']} "
+                   f"{str(summary['subject'])[:16]}…, {summary['purposes']} purposes")
+
+
+# --- the notice registry (SPEC §7b) --------------------------------------------------------
+
+
+@main.group()
+def notice() -> None:
+    """The notice registry: the exact texts (privacy notices) consents refer to."""
+
+
+@notice.command("publish")
+@click.option("--controller", required=True, metavar="C", help="The controller whose notice it is.")
+@click.option("--id", "notice_id", required=True, metavar="ID", help="The notice id consents name.")
+@click.option("--version", "version", required=True, metavar="V", help="Its version.")
+@click.option("--language", required=True, metavar="LANG", help="BCP 47 language tag, e.g. sv.")
+@click.option("--title", metavar="T", help="A short title.")
+@click.argument("file", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+@click.pass_context
+@handles_errors
+def notice_publish(ctx: click.Context, controller: str, notice_id: str, version: str,
+                   language: str, title: str | None, file: Path, as_json: bool) -> None:
+    """Publish the text in FILE (UTF-8) as a notice version; the ledger computes its SHA-256.
+    Publishing the same text again is a no-op; another text under a published version is
+    refused (exit 1): publish a new version."""
+    from ledger.app.notices import publish_notice
+    from ledger.domain.notices import MAX_NOTICE_BYTES
+
+    with file.open("rb") as f:
+        data = f.read(MAX_NOTICE_BYTES + 1)  # enough to tell it is too long
+    with opened(ctx) as ledger:
+        outcome = publish_notice(ledger, ledger.notices, controller=controller,
+                                 notice_id=notice_id, version=version, language=language,
+                                 data=data, title=title)
+    n = outcome.notice
+    if as_json:
+        emit_json({"status": outcome.status, **n.as_dict()})
+    else:
+        click.echo(f"{outcome.status}: {controller} {n.key.label()} sha256 {n.sha256}")
+
+
+@notice.command("list")
+@controller_option
+@json_option
+@click.pass_context
+@handles_errors
+def notice_list(ctx: click.Context, controller: str | None, as_json: bool) -> None:
+    """Every published notice version: controller, id, version, language, hash, when."""
+    from ledger.app.notices import list_notices
+
+    with opened(ctx) as ledger:
+        rows = list_notices(ledger, controller)
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['controller']}  {r['notice_id']}  v{r['version']}  {r['language']}  "
+                   f"{r['published_at']}  {r['sha256']}  {r['title'] or ''}".rstrip())
+    click.echo(counted(len(rows), "notice version"))
+
+
+@notice.command("show")
+@click.argument("notice_id", metavar="ID")
+@click.option("--version", "version", metavar="V", help="Only this version.")
+@click.option("--language", metavar="LANG", help="Only this language.")
+@controller_option
+@json_option
+@click.pass_context
+@handles_errors
+def notice_show(ctx: click.Context, notice_id: str, version: str | None, language: str | None,
+                controller: str | None, as_json: bool) -> None:
+    """A notice's versions with their texts (exit 2 if it is not published)."""
+    from ledger.app.notices import show_notice
+
+    with opened(ctx) as ledger:
+        rows = show_notice(ledger, notice_id, controller=controller, version=version,
+                           language=language)
+    if as_json:
+        emit_json(rows)
+        return
+    for i, r in enumerate(rows):
+        if i:
+            click.echo("")
+        click.echo(f"# {r['controller']} {r['notice_id']} version {r['version']} "
+                   f"({r['language']}): {r['title'] or ''}".rstrip())
+        click.echo(f"# published {r['published_at']}, sha256 {r['sha256']}")
+        click.echo(r["text"].rstrip("\n"))
 
 
 @main.group()

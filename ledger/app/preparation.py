@@ -8,8 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import reprlib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ledger.adapters.dead_letters import Reject
@@ -23,6 +23,7 @@ from ledger.domain.chain import PendingRecord
 from ledger.domain.errors import CodecError, InvalidEvent
 from ledger.domain.events import Event
 from ledger.domain.intake import MAX_PII_BYTES, Draft, Intake
+from ledger.domain.notices import PublishedHashes, consent_notice_sha256
 from ledger.domain.pseudonyms import pseudonym
 from ledger.domain.vocabulary import key_category
 from ledger.ports import KeyRef, KeyVault
@@ -85,8 +86,12 @@ class Preparer:
         secrets: Mapping[str, bytes],
         vault: KeyVault,
         registry: SchemaRegistry | None = None,
+        notices: Callable[[], PublishedHashes] | None = None,
     ) -> None:
         self.intake = intake
+        # The published notices a ConsentGiven is checked against, asked for only when a
+        # consent comes (``ledger.app.notices.NoticeIndex``).
+        self.notices = notices
         self.secrets = secrets
         self.vault = vault
         self.codec = AvroCodec(registry or default_registry())
@@ -130,11 +135,20 @@ class Preparer:
                     draft = self.intake.parse_line(bytes(item), now)
                 else:
                     draft = self.intake.validate(item, now)
+                if draft.type == "ConsentGiven" and self.notices is not None:
+                    draft = self._with_notice(draft, self.notices())
             except InvalidEvent as e:
                 out.rejects.append(Reject(origin, number, str(e), raw_input(item)))
                 continue
             drafts.append((number, item, draft, self.subject_of(draft)))
         return out, drafts
+
+    @staticmethod
+    def _with_notice(d: Draft, published: PublishedHashes) -> Draft:
+        sha = consent_notice_sha256(d.controller, d.body, published)
+        if sha == d.body.get("notice_sha256"):
+            return d
+        return replace(d, body={**d.body, "notice_sha256": sha})
 
     def _encode(self, d: Draft, subject: str, now: int,
                 keys: Mapping[Any, Any]) -> tuple[PendingRecord, KeyRef | None]:
@@ -193,13 +207,15 @@ _worker: Preparer | None = None
 
 
 def worker_init(settings: Settings, master_key: bytes, controllers: list[str],
-                secret_names: dict[str, str]) -> None:
+                secret_names: dict[str, str], notices: PublishedHashes | None = None) -> None:
     """Each worker opens its own handle on the ledger's vault, chosen by ``ledger.bootstrap``."""
     global _worker
     die_with_parent()  # a killed publisher leaves no workers behind (issue 9, row 16)
     vault = open_vault(settings, master_key)
     secrets = {c: vault.secret(name) for c, name in secret_names.items()}
-    _worker = Preparer(Intake(default_registry(), controllers), secrets, vault)
+    published = notices or {}
+    _worker = Preparer(Intake(default_registry(), controllers), secrets, vault,
+                       notices=lambda: published)
 
 
 def worker_prepare(package: list[Unit], origin: str) -> list[Prepared]:

@@ -24,6 +24,7 @@ from ledger import bootstrap
 from ledger import config as cfg
 from ledger.adapters.dead_letters import DeadLetters, Reject
 from ledger.adapters.writer_lock import LOCK_FILE, WriterLock
+from ledger.app.notice_index import NoticeIndex
 from ledger.app.outcomes import ItemResult, PublishReport, RecordOutcome, conflict_reason
 from ledger.app.preparation import (
     Prepared,
@@ -49,6 +50,7 @@ from ledger.domain.errors import (
 )
 from ledger.domain.events import Event
 from ledger.domain.intake import Intake
+from ledger.domain.notices import PublishedHashes
 from ledger.domain.pseudonyms import pseudonym
 from ledger.domain.retention.policy import Policy, builtin_policies, is_shipped, policy_setting
 from ledger.domain.subjects import SubjectSelector
@@ -125,7 +127,11 @@ class Ledger:
         self.codec = AvroCodec(self.registry)
         self.intake = Intake(self.registry, config.controllers)
         self._secrets = {c: vault.secret(controller_secret_name(c)) for c in config.controllers}
-        self._preparer = Preparer(self.intake, self._secrets, vault, self.registry)
+        # The notice registry as the log holds it, read at most once per publishing run.
+        self.notices = NoticeIndex()
+        self._notice_hashes: PublishedHashes | None = None
+        self._preparer = Preparer(self.intake, self._secrets, vault, self.registry,
+                                  notices=self._published_notices)
         self._master_key = master_key
         # Held around every durable effect (appends, shredding, sealing): see writer_lock.
         self.writer_lock = writer_lock if writer_lock is not None else WriterLock(data_dir / LOCK_FILE)
@@ -302,7 +308,13 @@ class Ledger:
             if c not in self._secrets:
                 self._secrets[c] = self.vault.secret(controller_secret_name(c), create=True)
         self.intake = Intake(self.registry, self.config.controllers)
-        self._preparer = Preparer(self.intake, self._secrets, self.vault, self.registry)
+        self._preparer = Preparer(self.intake, self._secrets, self.vault, self.registry,
+                                  notices=self._published_notices)
+
+    def _published_notices(self) -> PublishedHashes:
+        if self._notice_hashes is None:
+            self._notice_hashes = self.notices.refresh(self).snapshot()
+        return self._notice_hashes
 
     def settle_effects(self) -> EffectsDone:
         """Record first, then act (SPEC §7a): shreds or seals the keys of sweep events that
@@ -343,6 +355,7 @@ class Ledger:
         if isinstance(event, Event):
             return self.append_events([event])[0]
         unit = Unit(self.clock.now(), [(1, event)])
+        self._notice_hashes = None  # notices published since the last call count
         prepared = self._preparer.prepare(unit, "api")
         if prepared.rejects:
             raise InvalidEvent(prepared.rejects[0].reason)
@@ -425,6 +438,7 @@ class Ledger:
         self, units: Iterable[Unit], origin: str, progress: Progress | None, workers: int
     ) -> PublishReport:
         report = PublishReport()
+        self._notice_hashes = None  # notices published since the last run count
         packages = _packages(units)
         prepared: Iterator[tuple[list[Unit], list[Prepared]]]
         if workers > 1 and self._master_key is not None:
@@ -470,6 +484,7 @@ class Ledger:
                 master_key,
                 list(self.config.controllers),
                 {c: controller_secret_name(c) for c in self.config.controllers},
+                self._published_notices(),
             ),
         ) as pool:
             in_flight: deque[tuple[list[Unit], Future[list[Prepared]]]] = deque()

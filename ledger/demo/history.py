@@ -346,6 +346,31 @@ _NOTICE_TEXTS = _parse_notices(_NOTICE_SOURCE)
 NOTICE_SHA256: dict[tuple[str, str, str], str] = {
     k: hashlib.sha256(v.encode()).hexdigest() for k, v in _NOTICE_TEXTS.items()
 }
+
+
+@dataclass(frozen=True, slots=True)
+class DemoNotice:
+    """A notice text of the demo, as ``ledger notice publish`` registers it."""
+
+    controller: str
+    notice_id: str
+    version: str
+    language: str
+    text: str
+    effective: date  # first shown on this day
+
+
+def demo_notices() -> list[DemoNotice]:
+    """Every notice version of both controllers, in the order they took effect (the demo
+    publishes them before the consents that name them)."""
+    notices = []
+    for (notice_id, version, language), text in _NOTICE_TEXTS.items():
+        controller = "coegi" if notice_id.startswith("coegi-") else "cowrite"
+        effective = dict((v, d) for d, v in _NOTICE_SCHEDULE[notice_id])[version]
+        notices.append(DemoNotice(controller, notice_id, version, language, text, effective))
+    return sorted(notices, key=lambda n: (n.effective, n.notice_id, n.version, n.language))
+
+
 _FORM_BUTTON = {"sv": "Skicka", "en": "Send"}
 _BANNER_BUTTON = {"sv": "Godkänn alla", "en": "Accept all"}
 

@@ -12,7 +12,7 @@ from itertools import groupby
 from typing import Any
 
 from ledger.app.service import Ledger, Progress
-from ledger.demo.history import generate_history
+from ledger.demo.history import demo_notices, generate_history
 from ledger.domain.clock import FixedClock
 from ledger.domain.pseudonyms import normalise
 from ledger.domain.retention.policy import load_policy
@@ -101,6 +101,7 @@ that need a history quickly). ``progress`` counts simulated days. Re-running wit
             yield batch.recorded_at, batch.events
         count_days_through(end)
 
+    notices = publish_demo_notices(ledger, start)
     started = time.perf_counter()
     accepted = duplicates = rejected = 0
     # One append stream per month when the sweep runs between months; else one for all.
@@ -128,6 +129,7 @@ that need a history quickly). ``progress`` counts simulated days. Re-running wit
         "events_per_second": round(total / elapsed) if elapsed else 0,
         # a second run into the same directory (same seed and clock): every event a duplicate
         "already_published": accepted == 0 and rejected == 0 and duplicates > 0,
+        "notices": notices,
         "subjects": {c: len(s) for c, s in sorted(people.items())},
         "by_type": dict(by_type.most_common()),
         "monthly_sweeps": {"runs": sweeps, "appended": dict(sorted(swept.items()))},
@@ -138,6 +140,24 @@ that need a history quickly). ``progress`` counts simulated days. Re-running wit
     summary["projections"] = project_and_summarise(ledger)
     summary["sweep"] = sweep(ledger).as_dict()
     return summary
+
+
+def publish_demo_notices(ledger: Ledger, start: date) -> int:
+    """Publishes the demo's notice texts before any consent names them: each version on the
+    day it took effect, or at the start of the history for those older than it. Returns how
+    many were newly published (0 on a second run)."""
+    from ledger.app.notices import publish_notice
+
+    first = to_micros(datetime(start.year, start.month, start.day, tzinfo=UTC))
+    published = 0
+    for n in demo_notices():
+        effective = to_micros(datetime(n.effective.year, n.effective.month, n.effective.day,
+                                       tzinfo=UTC))
+        outcome = publish_notice(ledger, ledger.notices, controller=n.controller,
+                                 notice_id=n.notice_id, version=n.version, language=n.language,
+                                 data=n.text.encode(), at=min(effective, first))
+        published += outcome.status == "published"
+    return published
 
 
 def project_and_summarise(ledger: Ledger) -> dict[str, Any]:

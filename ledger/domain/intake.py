@@ -65,7 +65,7 @@ from ledger.domain.pseudonyms import (
     normalise,
 )
 from ledger.domain.timeutil import MICROS, parse_timestamp
-from ledger.domain.vocabulary import FIELD_VOCABULARIES, OUTBOX_TYPES, SWEEP_TYPES
+from ledger.domain.vocabulary import FIELD_VOCABULARIES, NOTICE_TYPES, OUTBOX_TYPES, SWEEP_TYPES
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB
 MAX_PII_BYTES = 64 << 10
@@ -360,6 +360,8 @@ class Intake:
                                   "delivered|failed), not by producers")
         if event_type in SWEEP_TYPES and not allow_sweep:
             raise _reject("type", f"{event_type} is emitted by the retention sweep, not by producers")
+        if event_type in NOTICE_TYPES:
+            raise _reject("type", f"{event_type} is written by `ledger notice publish`, not by producers")
 
         unknown = obj.keys() - self._allowed[event_type]
         if "recorded_at" in unknown:

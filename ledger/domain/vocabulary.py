@@ -29,6 +29,7 @@ EVENT_TYPES: Final = (
     "RetentionReviewed",
     "NoticeDelivered",
     "NoticeFailed",
+    "NoticePublished",
 )
 
 # Event types that count as activity of the person (SPEC §3); a policy may narrow this.
@@ -68,6 +69,10 @@ SWEEP_TYPES: Final = frozenset(
 
 # The kinds of message the outbox holds (its message_id is the event id that owed it).
 OUTBOX_KINDS: Final = ("deletion_notice", "erasure_done", "extract_ready")
+
+# Written by `ledger notice publish` (ledger/app/notices.py), which computes the text's hash:
+# producers may not publish them as events.
+NOTICE_TYPES: Final = frozenset({"NoticePublished"})
 
 # Key categories (SPEC §6). Personal data of bookkeeping events is encrypted under the
 # bookkeeping key so that it can outlive the profile key under the legal hold.

@@ -99,6 +99,7 @@ MERGE_RULES: Final[dict[str, MergeRule]] = {
     "subscriptions": LatestWins(("controller", "subject", "list", "channel")),
     "disclosures": Append(),
     "subject_history": Append(),
+    "notices": Append(),
 }
 
 # Activity clocks (table activity_clock): column -> the event types whose latest event time it
@@ -205,6 +206,17 @@ def data_shared(e: EventColumns) -> list[Rows]:
         "position": e.position, "event_id": e.event_id, "controller": e.controller,
         "subject": e.subject, "recipient_kind": e.body["recipient_kind"],
         "recipient": e.body["recipient"], "basis": e.body["basis"], "shared_at": e.occurred_at,
+    })]
+
+
+@folds("NoticePublished")
+def notice_published(e: EventColumns) -> list[Rows]:
+    b = e.body
+    return [Rows("notices", {
+        "position": e.position, "event_id": e.event_id, "controller": e.controller,
+        "notice_id": b["notice_id"], "version": b["version"], "language": b["language"],
+        "title": b["title"], "sha256": b["sha256"], "published_at": b["published_at"],
+        "recorded_at": e.recorded_at, "text": b["text"],
     })]
 
 

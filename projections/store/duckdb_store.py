@@ -49,7 +49,7 @@ from projections.engine.fold import (
 logger = logging.getLogger(__name__)
 
 PROJECTION = "projections"
-FORMAT: Final = 2  # bump when a table changes shape; old files then need --rebuild
+FORMAT: Final = 3  # bump when a table changes shape; old files then need --rebuild
 
 
 class ProjectionStoreError(LedgerError):
@@ -198,6 +198,13 @@ TABLES: Final = (
         ("type", "VARCHAR"), ("occurred_at", "TIMESTAMP"), ("event_id", "VARCHAR"),
         ("request_id", "VARCHAR"), ("requested_right", "VARCHAR"), ("scope", "VARCHAR"),
         ("outcome", "VARCHAR"), ("reason", "VARCHAR"), ("erase_due_at", "TIMESTAMP"),
+    )),
+    # The notice registry (NoticePublished): one row per published (notice, version, language).
+    Table("notices", (
+        ("position", "BIGINT"), ("event_id", "VARCHAR"), ("controller", "VARCHAR"),
+        ("notice_id", "VARCHAR"), ("version", "VARCHAR"), ("language", "VARCHAR"),
+        ("title", "VARCHAR"), ("sha256", "VARCHAR"), ("published_at", "TIMESTAMP"),
+        ("recorded_at", "TIMESTAMP"), ("text", "VARCHAR"),
     )),
     # Filled by the retention sweep (a later issue); created here so the file's shape is whole.
     Table("retention_decisions", (

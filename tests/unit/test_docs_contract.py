@@ -29,7 +29,7 @@ from ledger.domain.intake import Intake
 from ledger.domain.retention import policy as policy_module
 from ledger.domain.retention.policy import parse_policy
 from ledger.domain.timeutil import parse_timestamp
-from ledger.domain.vocabulary import EVENT_TYPES, SWEEP_TYPES
+from ledger.domain.vocabulary import EVENT_TYPES, NOTICE_TYPES, SWEEP_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -90,7 +90,7 @@ def test_every_event_type_has_an_example_in_events_md() -> None:
 
 def test_every_producer_example_in_events_md_is_accepted() -> None:
     examples = [e for e in json_examples(read(DOCS / "events.md")) if isinstance(e.get("subject"), dict)]
-    assert {e["type"] for e in examples} == set(EVENT_TYPES) - SWEEP_TYPES
+    assert {e["type"] for e in examples} == set(EVENT_TYPES) - SWEEP_TYPES - NOTICE_TYPES
     controllers = {e["controller"] for e in examples}
     intake = Intake(default_registry(), controllers)
     now = max(parse_timestamp(e["occurred_at"]) for e in examples)
