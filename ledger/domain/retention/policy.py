@@ -80,6 +80,20 @@ class LegalHold:
         return self.keep_for.add(start)
 
 
+# The rules a policy's clauses may quote (legal holds as "legal_holds.<name>").
+CLAUSE_RULES = ("inactivity", "notice", "no_relationship", "erasure_request", "review")
+MAX_CLAUSE_CHARS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Clause:
+    """The privacy policy's own words for one rule (Swedish for the shipped policies), and
+    where they come from: quoted in reports, never interpreted."""
+
+    text: str
+    source: str
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     name: str
@@ -97,6 +111,9 @@ class Policy:
     source: str = ""
     # How long rejected input (dead letters) is kept before the sweep destroys it.
     dead_letter_retention: Duration = DEFAULT_DEAD_LETTER_RETENTION
+    # rule -> clause ("inactivity", ..., "legal_holds.bookkeeping"); wording, not rules, so not
+    # part of content_hash (a policy's hash stays the one its sweep events recorded).
+    clauses: dict[str, Clause] = field(default_factory=dict)
 
     def basis(self, purpose: str) -> str | None:
         return self.purposes.get(purpose)
@@ -133,7 +150,7 @@ def parse_policy(text: str, source: str) -> Policy:
         raise ConfigError(f"{source}: not valid TOML: {e}") from None
     known = {"name", "description", "activity", "inactive_after", "notice_before",
              "keep_without_relationship", "review_every", "erasure_request", "legal_holds",
-             "purposes", "dead_letter_retention"}
+             "purposes", "dead_letter_retention", "clauses"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{source}: {unknown[0]}: unknown key")
@@ -169,7 +186,9 @@ def parse_policy(text: str, source: str) -> Policy:
             raise ConfigError(f"{source}: purposes.{purpose}: must be one of {', '.join(BASES)}")
     inactive_after = _duration(raw, "inactive_after", source)
     assert inactive_after is not None
-    canonical = json.dumps(raw, sort_keys=True, ensure_ascii=False, default=str)
+    clauses = _clauses(_get(raw, "clauses", dict, source, {}), {h.name for h in holds}, source)
+    ruled = {k: v for k, v in raw.items() if k != "clauses"}
+    canonical = json.dumps(ruled, sort_keys=True, ensure_ascii=False, default=str)
     return Policy(
         name=name,
         description=_get(raw, "description", str, source, ""),
@@ -186,7 +205,30 @@ def parse_policy(text: str, source: str) -> Policy:
         source=source,
         dead_letter_retention=_duration(raw, "dead_letter_retention", source, required=False)
         or DEFAULT_DEAD_LETTER_RETENTION,
+        clauses=clauses,
     )
+
+
+def _clauses(raw: dict[str, Any], holds: set[str], source: str) -> dict[str, Clause]:
+    """``[clauses]``: rule = { text = "...", source = "..." }; legal holds as a sub-table."""
+    out: dict[str, Clause] = {}
+    flat: dict[str, Any] = {k: v for k, v in raw.items() if k != "legal_holds"}
+    for name, value in _get(raw, "legal_holds", dict, f"{source}: clauses", {}).items():
+        if name not in holds:
+            raise ConfigError(f"{source}: clauses.legal_holds.{str(name)[:40]}: no such legal hold")
+        flat[f"legal_holds.{name}"] = value
+    for rule, value in flat.items():
+        where = f"{source}: clauses.{str(rule)[:60]}"
+        if rule not in CLAUSE_RULES and not rule.startswith("legal_holds."):
+            raise ConfigError(f"{where}: unknown rule (one of {', '.join(CLAUSE_RULES)}, legal_holds.NAME)")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table with text and source")
+        text = _get(value, "text", str, where)
+        origin = _get(value, "source", str, where, "")
+        if not text.strip() or len(text) > MAX_CLAUSE_CHARS or len(origin) > 200:
+            raise ConfigError(f"{where}: text must be 1 to {MAX_CLAUSE_CHARS} characters, source at most 200")
+        out[rule] = Clause(text.strip(), origin)
+    return out
 
 
 def builtin_policies() -> list[str]:
