@@ -114,6 +114,7 @@ class Policy:
     # rule -> clause ("inactivity", ..., "legal_holds.bookkeeping"); wording, not rules, so not
     # part of content_hash (a policy's hash stays the one its sweep events recorded).
     clauses: dict[str, Clause] = field(default_factory=dict)
+    file_sha256: str = ""  # SHA-256 of the file's bytes (comments and clauses included)
 
     def basis(self, purpose: str) -> str | None:
         return self.purposes.get(purpose)
@@ -206,6 +207,7 @@ def parse_policy(text: str, source: str) -> Policy:
         dead_letter_retention=_duration(raw, "dead_letter_retention", source, required=False)
         or DEFAULT_DEAD_LETTER_RETENTION,
         clauses=clauses,
+        file_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
     )
 
 
