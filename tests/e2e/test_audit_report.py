@@ -14,7 +14,6 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from ledger.app.audit_report import build, render
 from ledger.app.service import Ledger
 from ledger.app.sweep import sweep
 from ledger.domain.clock import FixedClock
@@ -134,6 +133,7 @@ def erased_after_requests(data_dir: Path) -> tuple[Path, str]:
     return data_dir, pid
 
 
+@pytest.mark.slow  # about 10 s; tests/unit/ledger/app/test_audit_report_render.py is the fast variant
 def test_the_page_reads_as_plain_words_with_worked_dates_and_provenance(
         erased_after_requests: tuple[Path, str], tmp_path: Path) -> None:
     """Issue 13 §4: rules in plain words with the policy's clause and the arithmetic, the status
@@ -179,29 +179,6 @@ def test_the_page_reads_as_plain_words_with_worked_dates_and_provenance(
     assert "suspended: subject pseudonymised 2026-03-01" in earlier
     assert "erasure requested <b>2026-03-01</b>" in page and "erased <b>2026-05-01</b>" in page
     assert "no longer decide anything" in page
-
-
-def test_the_notice_text_from_the_registry_stands_next_to_its_consent(
-        erased_after_requests: tuple[Path, str]) -> None:
-    """The seam for the notice registry: a lookup giving the text (checked against the hash the
-    consent recorded), or None (then the page says so)."""
-    data, pid = erased_after_requests
-    with Ledger.open(data) as ledger:
-        built = build(ledger, "cowrite", pid, parse_timestamp("2026-06-01"))
-    asked: list[tuple[str, str, str | None]] = []
-
-    def registry(controller: str, notice_id: str, version: str | None) -> str | None:
-        asked.append((controller, notice_id, version))
-        return NOTICE_TEXT
-
-    page = render(built, registry)
-    assert asked == [("cowrite", "nl-terms", "3")]
-    assert NOTICE_TEXT in page and "the text hashes to the recorded sha256" in page
-    tampered = render(built, lambda c, n, v: NOTICE_TEXT + " Vi säljer dina uppgifter.")
-    assert "does NOT hash to the recorded sha256" in tampered
-    hostile = render(built, lambda c, n, v: "<script>alert(1)</script>" + "x" * 10_000)
-    assert "<script" not in hostile and "&lt;script&gt;" in hostile and "x" * 4_100 not in hostile
-    assert "notice text not in the registry" in render(built)
 
 
 @pytest.mark.slow
