@@ -85,7 +85,12 @@ class SubjectReport:
                 "chain": None if self.chain is None else {
                     "ok": self.chain.ok, "records": self.chain.records,
                     "head_hash": self.chain.head_hash, "detail": self.chain.detail},
-                "checkpoint": cited}
+                "checkpoint": cited, "merkle_root": self.merkle_root,
+                "generated_at": format_micros(self.generated_at),
+                "policy": None if self.policy is None else {
+                    "name": self.policy.name, "content_hash": self.policy.content_hash,
+                    "file_sha256": self.policy.file_sha256},
+                "rights_requests": len(self.rights)}
 
 
 def build(ledger: OpenLedger, controller: str, subject: str, as_of: int | None = None,

@@ -126,3 +126,9 @@ def test_provenance_and_a_layout_that_never_breaks_words() -> None:
     # long hashes are cut short in the cells, whole in a title
     assert f'title="{NOTICE_SHA}"' in page and f">{NOTICE_SHA}<" not in page
     assert "<script" not in page.lower() and not re.search(r"(src|href)\s*=", page.lower())
+
+
+def test_the_json_summary_carries_the_provenance() -> None:
+    s = report().summary()
+    assert s["merkle_root"] == "f" * 64 and s["generated_at"].startswith("2026-12-02T13:00:00")
+    assert s["policy"]["file_sha256"] == load_policy("cowrite").file_sha256 and s["rights_requests"] == 3
