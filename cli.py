@@ -190,6 +190,39 @@ def progress_bar(total: int | None, label: str, unit: str = "events",
         yield bar.update
 
 
+@contextmanager
+def work_progress(label: str, every: float = 3.0) -> Iterator[Callable[[int, int], None]]:
+    """Progress on stderr for work whose total the library learns as it goes, called with
+    (done, total): a bar on a terminal; elsewhere (a CI log, a pipe) a line every few seconds,
+    so a long run is never silent."""
+    tty = sys.stderr.isatty()
+    started = last = time.perf_counter()
+    shown = [False]
+
+    def update(done: int, total: int) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        if now - last < (0.1 if tty else every) and done < total:
+            return
+        last = now
+        share = done / total if total else 1.0
+        rate = done / (now - started) if now > started else 0.0
+        if tty:
+            bar = "#" * int(share * 30)
+            sys.stderr.write(f"\r{label} [{bar:<30}] {share:4.0%} {done:,}/{total:,} ({rate:,.0f}/s)")
+            shown[0] = True
+        elif now - started >= every:  # a short run prints nothing
+            sys.stderr.write(f"{label}: {done:,} of {total:,} ({share:.0%}, {rate:,.0f}/s)\n")
+        sys.stderr.flush()
+
+    try:
+        yield update
+    finally:
+        if shown[0]:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
 # The options of `ledger` itself (given before the command) and their metavars.
 GLOBAL_OPTIONS = {"--data": "DIR", "--log": "URL", "--now": "T", "--schema-registry": "URL"}
 
@@ -1456,8 +1489,8 @@ def audit_decisions(ctx: click.Context, as_of: str | None, policy_paths: tuple[s
     hash it recorded. Exit 1 if any is unjustified."""
     from ledger.app.audit_decisions import audit as audit_sweeps
 
-    with opened(ctx) as ledger:
-        result = audit_sweeps(ledger, _clock(as_of), policy_paths)
+    with opened(ctx) as ledger, work_progress("Re-deciding sweeps") as progress:
+        result = audit_sweeps(ledger, _clock(as_of), policy_paths, progress=progress)
     if as_json:
         emit_json(result.as_dict())
     else:

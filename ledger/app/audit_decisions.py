@@ -7,16 +7,17 @@ sweep events sharing one recorded_at; the sweep appends them in one batch at its
 the policy whose content hash the event recorded, with the same pure rules the sweep used
 (``retention.decide``). ``judge`` compares one event with that decision and is pure; ``audit``
 does the plumbing: one incremental replay into a temporary DuckDB file (``open_prefix_replay``),
-stopped before each run.
+stopped before each run, and one facts query per run and controller for all the subjects the run
+touched (a query per event made a 2,000-subject demo take half a minute).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.app.decisions import subject_facts
+from ledger.app.decisions import subjects_facts
 from ledger.app.opened import OpenLedger
 from ledger.domain.errors import ConfigError
 from ledger.domain.retention.policy import Policy, builtin_policies, load_policy
@@ -28,6 +29,7 @@ from ledger.domain.retention.rules import (
 )
 from ledger.domain.timeutil import format_day, format_micros, micros_or_none
 from projections.store.opener import open_prefix_replay, open_read_model
+from projections.store.read_model import ReadConnection
 from projections.store.retention_queries import sweep_positions
 
 SWEEP_TYPES = ("DeletionNoticeSent", "SubjectPseudonymised", "SubjectErased")
@@ -244,23 +246,53 @@ def runs_of(events: Sequence[SweepEvent]) -> list[tuple[int, list[SweepEvent]]]:
     return sorted((min(e.position for e in run) - 1, run) for run in runs.values())
 
 
+# (work done, total work): log records replayed plus sweep events judged.
+AuditProgress = Callable[[int, int], None]
+
+
 def audit(ledger: OpenLedger, as_of: int | None = None, policy_paths: Iterable[str] = (),
-          subject: tuple[str, str] | None = None) -> DecisionAudit:
+          subject: tuple[str, str] | None = None,
+          progress: AuditProgress | None = None) -> DecisionAudit:
     policies = known_policies(policy_paths, ledger)
     events = sweep_events(ledger, as_of, subject)
     runs = runs_of(events)
     verdicts: list[Verdict] = []
     if not runs:
         return DecisionAudit(as_of, 0, ())
+    total = runs[-1][0] + len(events)
+    done = [0]
+
+    def advance(n: int) -> None:
+        done[0] += n
+        if progress is not None:
+            progress(done[0], total)
+
     with open_prefix_replay(ledger) as prefix:
         # Runs ascend by position, so one replay grows from each prefix to the next.
         for known_through, run in runs:
-            prefix.through(known_through)
+            prefix.through(known_through, progress=advance)
             with prefix.read_only() as con:
-                for e in run:
-                    policy = policies.get(str(e.body.get("policy_hash", "")))
-                    facts = (subject_facts(con, policy, e.controller, e.subject)
-                             if policy is not None else [])
-                    verdicts.append(judge(e, facts[0] if facts else None, policy, known_through))
+                known = _run_facts(con, run, policies)
+            for e in run:
+                policy = policies.get(str(e.body.get("policy_hash", "")))
+                facts = known.get((e.controller, e.subject)) if policy is not None else None
+                verdicts.append(judge(e, facts, policy, known_through))
+            advance(len(run))
     verdicts.sort(key=lambda v: v.event.position)
     return DecisionAudit(as_of, len(runs), tuple(verdicts))
+
+
+def _run_facts(con: ReadConnection, run: Sequence[SweepEvent],
+               policies: Mapping[str, Policy]) -> dict[tuple[str, str], SubjectFacts]:
+    """(controller, subject) -> facts known before the run, one query per controller and
+    policy for all the subjects the run touched."""
+    wanted: dict[tuple[str, str], set[str]] = {}
+    for e in run:
+        policy_hash = str(e.body.get("policy_hash", ""))
+        if policy_hash in policies:
+            wanted.setdefault((e.controller, policy_hash), set()).add(e.subject)
+    known: dict[tuple[str, str], SubjectFacts] = {}
+    for (controller, policy_hash), subjects in sorted(wanted.items()):
+        for s, f in subjects_facts(con, policies[policy_hash], controller, subjects).items():
+            known[(controller, s)] = f
+    return known

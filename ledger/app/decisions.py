@@ -20,12 +20,13 @@ from projections.store.retention_queries import (
     materialise,
     population_decisions,
     subject_facts,
+    subjects_facts,
 )
 
 # The SQL lives on the read side; these names stay importable from here (tests, bench).
 __all__ = ["DECISIONS_TABLE", "DecisionTable", "controller_policies", "decision_counts",
            "decisions_at", "materialise", "population_decisions", "projections_as_of",
-           "subject_decision", "subject_facts"]
+           "subject_decision", "subject_facts", "subjects_facts"]
 
 
 @dataclass(frozen=True, slots=True)

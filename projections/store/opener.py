@@ -16,6 +16,7 @@ from typing import Final
 
 from projections.engine.projector import (
     LogSource,
+    Progress,
     Projector,
     project,
     projections_path,
@@ -66,9 +67,9 @@ class PrefixReplay:
         self._store = store
         self._projector = Projector(source.log, store, source.registry, log_name=source.log.name)
 
-    def through(self, position: int) -> None:
+    def through(self, position: int, progress: Progress | None = None) -> None:
         """Projects the records after the current prefix up to ``position`` (ascending calls)."""
-        self._projector.run(up_to_position=position)
+        self._projector.run(up_to_position=position, progress=progress)
 
     def read_only(self) -> AbstractContextManager[ReadConnection]:
         return read_only_cursor(self._store.con, self._store.path)

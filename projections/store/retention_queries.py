@@ -48,14 +48,16 @@ def _hold_ends(policy: Policy, last_held: str) -> dict[str, str]:
     return {c: (e[0] if len(e) == 1 else f"greatest({', '.join(e)})") for c, e in ends.items()}
 
 
-def facts_sql(policy: Policy, one_subject: bool = False) -> str:
-    """Per subject of controller $1: the facts SubjectFacts holds, from one pass over the
+def facts_sql(policy: Policy, one_subject: bool = False, some_subjects: bool = False) -> str:
+    """Per subject of controller $1 (only subject $3 when ``one_subject``; only the subjects
+    in the list $2 when ``some_subjects``): the facts SubjectFacts holds, from one pass over the
     subject's relevant events plus the status and request tables. Only the current
     relationship counts (SPEC §5, ``ledger.vocabulary.RELATIONSHIP_STARTS``): after a new
     sign-up following an erasure, registrations, activity, notices, erasure requests and
     erasures of the earlier relationship are left out - except held data (invoices), whose
     legal hold keeps running on the key it is encrypted under."""
-    subject_filter = "AND subject = $3" if one_subject else ""
+    subject_filter = ("AND subject = $3" if one_subject
+                      else "AND subject IN (SELECT unnest($2::VARCHAR[]))" if some_subjects else "")
     activity = _in(policy.activity)
     latest = "epoch_us(occurred_at)::HUGEINT * 100000000000 + position"  # event time, then position
     current = ("(rel.subject IS NULL OR occurred_at > rel.after_at "
@@ -266,6 +268,21 @@ def decision_counts(con: ReadConnection, table: str = DECISIONS_TABLE) -> dict[s
     return counts
 
 
+def _facts(row: tuple[Any, ...]) -> SubjectFacts:
+    r = row
+    return SubjectFacts(
+        controller=r[0], subject=r[1], first_seen_at=to_micros(r[2]), registered=r[3],
+        last_activity_at=micros_or_none(r[4]), last_activity_event=r[5],
+        notice_at=micros_or_none(r[6]), notice_event=r[7], status=r[8], status_event=r[9],
+        erase_due_at=micros_or_none(r[10]), erasure_requested_at=micros_or_none(r[11]),
+        erasure_request_event=r[12], last_held_at=micros_or_none(r[13]),
+        last_held_event=r[14], shredded=frozenset(r[15]), residue=frozenset(r[16] or ()),
+        residue_at=micros_or_none(r[17]), residue_event=r[18],
+        notice_delivered_at=micros_or_none(r[19]), notice_failures=int(r[20]),
+        notice_last_failed_at=micros_or_none(r[21]),
+    )
+
+
 def subject_facts(
     con: ReadConnection, policy: Policy, controller: str, subject: str | None = None
 ) -> list[SubjectFacts]:
@@ -274,33 +291,26 @@ def subject_facts(
     if subject is not None:
         sql = sql.replace("$3", "$2")
         params = [controller, subject]
-    return _facts(con.execute(sql, params).fetchall())
+    return [_facts(r) for r in con.execute(sql, params).fetchall()]
 
 
 def noticed_facts(con: ReadConnection, policy: Policy, controller: str) -> list[SubjectFacts]:
     """The facts of the controller's subjects with a deletion notice of their current
     relationship (the outbox's): filtered in DuckDB, so only those rows reach Python."""
     sql = f"SELECT * FROM ({facts_sql(policy)}) WHERE notice_event IS NOT NULL"
-    return _facts(con.execute(sql, [controller]).fetchall())
+    return [_facts(r) for r in con.execute(sql, [controller]).fetchall()]
 
 
-def _facts(rows: list[tuple[Any, ...]]) -> list[SubjectFacts]:
-    facts = []
-    for r in rows:
-        facts.append(SubjectFacts(
-            controller=r[0], subject=r[1], first_seen_at=to_micros(r[2]), registered=r[3],
-            last_activity_at=micros_or_none(r[4]), last_activity_event=r[5],
-            notice_at=micros_or_none(r[6]), notice_event=r[7], status=r[8], status_event=r[9],
-            erase_due_at=micros_or_none(r[10]), erasure_requested_at=micros_or_none(r[11]),
-            erasure_request_event=r[12], last_held_at=micros_or_none(r[13]),
-            last_held_event=r[14], shredded=frozenset(r[15]), residue=frozenset(r[16] or ()),
-            residue_at=micros_or_none(r[17]), residue_event=r[18],
-            notice_delivered_at=micros_or_none(r[19]), notice_failures=int(r[20]),
-            notice_last_failed_at=micros_or_none(r[21]),
-        ))
-    return facts
-
-
+def subjects_facts(
+    con: ReadConnection, policy: Policy, controller: str, subjects: Iterable[str]
+) -> dict[str, SubjectFacts]:
+    """subject -> facts, for many subjects of one controller in one query (the auditor asks
+    about every subject a sweep run touched: one scan, not one per subject)."""
+    wanted = sorted(set(subjects))
+    if not wanted:
+        return {}
+    rows = con.execute(facts_sql(policy, some_subjects=True), [controller, wanted]).fetchall()
+    return {f.subject: f for f in map(_facts, rows)}
 
 
 def counts_by_controller(con: ReadConnection, controllers: Iterable[str],

@@ -3,6 +3,7 @@ personal data, and rendered by headless Chromium where it is installed."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import subprocess
@@ -106,3 +107,94 @@ def test_the_report_renders_in_headless_chromium(history: tuple[Path, str], tmp_
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000  # a rendered page, not a blank one
     shutil.copy(shot, "/tmp/audit-report.png")  # for a human to look at
+
+
+NOTICE_TEXT = "Vi skickar nyhetsbrevet varje vecka. Du kan avsluta det när du vill."
+NOTICE_SHA = hashlib.sha256(NOTICE_TEXT.encode("utf-8")).hexdigest()
+
+
+@pytest.fixture
+def erased_after_requests(data_dir: Path) -> tuple[Path, str]:
+    """Greta at cowrite: a consent to a registered notice, an invoice, a restriction asked and
+    withdrawn late, then an erasure request: pseudonymised, then erased by the sweep (the
+    invoice's bookkeeping kept under its legal hold)."""
+    with Ledger.open(data_dir) as ledger:
+        publish(ledger, "2025-01-10", "SubjectRegistered")
+        publish(ledger, "2025-01-10T10:00:00Z", "ConsentGiven", notice_sha256=NOTICE_SHA)
+        publish(ledger, "2025-03-01", "InvoiceUsageRecorded")
+        publish(ledger, "2025-04-01", "RightsRequested", request_id="rq-restrict", right="restriction")
+        publish(ledger, "2025-06-20", "RightsRequestClosed", request_id="rq-restrict", outcome="withdrawn")
+        publish(ledger, "2026-01-05", "LoggedIn")
+        publish(ledger, "2026-03-01", "RightsRequested", request_id="rq-erase", right="erasure")
+        for when in ("2026-03-01T12:00:00Z", "2026-05-01T12:00:00Z"):
+            ledger.clock = FixedClock(parse_timestamp(when))
+            sweep(ledger, controller="cowrite")
+        pid = ledger.subject_id("cowrite", email=EMAIL)
+    return data_dir, pid
+
+
+@pytest.mark.slow  # about 10 s; tests/unit/ledger/app/test_audit_report_render.py is the fast variant
+def test_the_page_reads_as_plain_words_with_worked_dates_and_provenance(
+        erased_after_requests: tuple[Path, str], tmp_path: Path) -> None:
+    """Issue 13 §4: rules in plain words with the policy's clause and the arithmetic, the status
+    strip, rights requests summarised, provenance, a current state that says the subject is
+    erased, and no CSS that breaks words."""
+    data, pid = erased_after_requests
+    page = report(data, tmp_path / "r.html", pid, "--as-of", "2026-06-01")
+    cowrite = load_policy("cowrite")
+    # each rule in plain words, its Swedish clause, the worked dates
+    assert "inactive for 6 months" in page and "Om ett konto inte har använts under 6 månader" in page
+    assert "last activity <b>2026-01-05</b> + 6 months = erasure due <b>2026-07-05</b>" in page
+    assert "told 14 days before" in page and "Användaren meddelas om detta två veckor" in page
+    assert "last invoiced use <b>2025-03-01</b> → end of 2025 + 7 years = hold ends <b>2033-01-01</b>" in page
+    assert "written for this ledger" in page  # the bookkeeping clause is not the seed's words
+    # the status strip: active, restricted, active again (withdrawn), pseudonymised, erased
+    strip = re.findall(r"<title>(active|restricted|pseudonymised|erased) from (\S+)</title>", page)
+    assert strip == [("active", "2025-01-10"), ("restricted", "2025-04-01"), ("active", "2025-06-20"),
+                     ("pseudonymised", "2026-03-01"), ("erased", "2026-05-01")]
+    # rights requests: received, due, closed, outcome, on time or not
+    rights = page[page.index('id="rights"'):page.index('id="decision"')]
+    assert "restriction" in rights and "withdrawn" in rights and "late by" in rights
+    assert "erasure" in rights and "on time" in rights and "2026-03-01" in rights
+    # the current state reflects the erasure
+    state = page[page.index("<h3>Current state</h3>"):page.index("<h3>Evidence")]
+    assert "ended: subject erased 2026-05-01" in state and ">granted<" not in state
+    # provenance
+    prov = page[page.index('id="provenance"'):]
+    for label in ("generated at", "(wall clock)", "ledger version", "Merkle root", "signed checkpoint",
+                  "policy content hash", "policy file sha256"):
+        assert label in prov, label
+    assert cowrite.file_sha256 in prov and cowrite.content_hash in prov
+    assert re.search(r'Merkle root</td><td>(<[^>]+>)*<span class="mono" title="[0-9a-f]{64}"', prov)
+    # no mid-word breaks; the full ids are on hover
+    assert "break-all" not in page and "anywhere" not in page and "word-break:normal" in page
+    assert f'title="{NOTICE_SHA}"' in page
+    # still no personal data, no scripts
+    for secret in (EMAIL, NAME, PHONE, "greta"):
+        assert secret.lower() not in page.lower()
+    assert "<script" not in page.lower()
+    # while pseudonymised: the pseudonymisation arithmetic
+    earlier = report(data, tmp_path / "p.html", pid, "--as-of", "2026-04-01")
+    assert "pseudonymised <b>2026-03-01</b> + 60 days = erasure due <b>2026-04-30</b>" in earlier
+    assert "suspended: subject pseudonymised 2026-03-01" in earlier
+    assert "erasure requested <b>2026-03-01</b>" in page and "erased <b>2026-05-01</b>" in page
+    assert "no longer decide anything" in page
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium is not installed at /usr/bin/chromium")
+def test_the_plain_words_report_renders_in_headless_chromium(
+        erased_after_requests: tuple[Path, str], tmp_path: Path) -> None:
+    data, pid = erased_after_requests
+    page = tmp_path / "report.html"
+    report(data, page, pid, "--as-of", "2026-06-01")
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chromium-profile'}", f"--screenshot={shot}",
+         "--window-size=1200,2400", page.resolve().as_uri()],
+        check=True, capture_output=True, timeout=120)
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    shutil.copy(shot, "/tmp/audit-report-plain.png")  # for a human to look at

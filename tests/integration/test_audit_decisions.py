@@ -172,3 +172,50 @@ def test_a_wrong_erasure_in_the_demo_log_exits_1(demo: str, tmp_path: Path) -> N
     assert code == 0 and json.loads(out)["summary"]["unjustified"] == 0
     code, out = run("--data", str(copy), "audit", "decisions", "--as-of", "yesterday")
     assert code == 2
+
+
+def test_a_tampered_event_among_a_batch_of_sweep_events_is_still_caught(ledger: Ledger) -> None:
+    """The facts of a whole run are read in one query per controller (issue 13 §5): each event
+    must still be judged on its own subject's facts, and an event whose policy is unknown must
+    not borrow another event's."""
+    people = {"greta": "Greta.Lindqvist@example.se", "hans": "hans.berg@example.se",
+              "ida": "ida.nilsson@example.se"}
+    at(ledger, "2025-06-01")
+    for name, email in people.items():
+        ledger.record(make_event("SubjectRegistered", occurred_at="2025-06-01",
+                                 subject={"email": email}, pii={"name": name}))
+    at(ledger, "2026-07-01")
+    for name, email in people.items():
+        last = "2026-07-01" if name == "ida" else "2026-01-10"
+        ledger.record(make_event("LoggedIn", occurred_at=last, subject={"email": email}))
+    at(ledger, "2026-07-20")
+    sweep(ledger, controller="cowrite")  # notices for greta and hans, one run
+    at(ledger, "2026-07-21")
+    t = parse_timestamp("2026-07-21")
+
+    def forged(event_type: str, name: str, body: dict[str, object]) -> Event:
+        pid = ledger.subject_id("cowrite", email=people[name])
+        return Event(event_type, str(uuid.uuid4()), "cowrite", pid, t, t, "ledger",
+                     "system:retention-sweep", {"policy": "cowrite", "evidence": [], **body})
+
+    ledger.append_events([  # one batch: one run of three forged sweep events
+        forged("SubjectErased", "greta", {"reason": "inactivity", "policy_hash": COWRITE_HASH,
+                                          "keys_shredded": ["profile", "bookkeeping"]}),
+        forged("DeletionNoticeSent", "ida", {"rule": "inactivity_notice",
+                                             "policy_hash": COWRITE_HASH,
+                                             "due_at": parse_timestamp("2026-08-21")}),
+        forged("SubjectErased", "hans", {"reason": "inactivity", "policy_hash": "ab" * 32,
+                                         "keys_shredded": ["profile", "bookkeeping"]}),
+    ])
+    seen: list[tuple[int, int]] = []
+    result = audit(ledger, progress=lambda done, total: seen.append((done, total)))
+    assert result.runs == 2 and not result.ok
+    by_type = [(v.event.type, v.justified) for v in result.verdicts]
+    assert by_type == [("DeletionNoticeSent", True), ("DeletionNoticeSent", True),
+                       ("SubjectErased", False), ("DeletionNoticeSent", False), ("SubjectErased", False)]
+    greta, ida, hans = result.verdicts[2:]
+    assert "before its notice period ended" in greta.reason
+    assert "while the subject was active" in ida.reason
+    assert "unknown" in hans.reason and hans.decision is None
+    # progress climbs to its total and ends there
+    assert seen and seen[-1][0] == seen[-1][1] and [d for d, _ in seen] == sorted(d for d, _ in seen)

@@ -19,7 +19,7 @@ from typing import Any
 
 from ledger.domain.errors import ConfigError
 from ledger.domain.timeutil import MICROS, from_micros, to_micros
-from ledger.domain.vocabulary import ACTIVITY_TYPES, EVENT_TYPES, KEY_CATEGORIES, OUTBOX_KINDS
+from ledger.domain.vocabulary import ACTIVITY_TYPES, EVENT_TYPES, KEY_CATEGORIES
 
 BASES = ("consent", "contract", "legal_obligation", "legitimate_interest")
 ERASURE_ACTIONS = ("pseudonymise", "erase")
@@ -68,7 +68,6 @@ DEFAULT_DEAD_LETTER_RETENTION = Duration(days=30)
 DEFAULT_NOTICE_RETRIES = 3
 DEFAULT_NOTICE_RETRY_EVERY = Duration(days=1)
 MAX_NOTICE_RETRIES = 100
-MAX_CLAUSE_CHARS = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +84,23 @@ class LegalHold:
             year = from_micros(event_time).year
             start = to_micros(datetime(year + 1, 1, 1, tzinfo=UTC))
         return self.keep_for.add(start)
+
+
+# The rules a policy's clauses may quote (legal holds as "legal_holds.<name>").
+CLAUSE_RULES = ("inactivity", "notice", "no_relationship", "erasure_request", "review", "access")
+# The rule whose clause each outbox message quotes ("access": the right to a register extract).
+MESSAGE_CLAUSES = {"deletion_notice": "notice", "erasure_done": "erasure_request",
+                   "extract_ready": "access"}
+MAX_CLAUSE_CHARS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Clause:
+    """The privacy policy's own words for one rule (Swedish for the shipped policies), and
+    where they come from: quoted in reports, never interpreted."""
+
+    text: str
+    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +124,15 @@ class Policy:
     # after the last failed retry it finally fails and the notice period counts from then.
     notice_retries: int = DEFAULT_NOTICE_RETRIES
     notice_retry_every: Duration = DEFAULT_NOTICE_RETRY_EVERY
-    clauses: dict[str, str] = field(default_factory=dict)  # outbox kind -> the text to quote
+    # rule -> clause ("inactivity", ..., "legal_holds.bookkeeping"); wording, not rules, so not
+    # part of content_hash (a policy's hash stays the one its sweep events recorded).
+    clauses: dict[str, Clause] = field(default_factory=dict)
+    file_sha256: str = ""  # SHA-256 of the file's bytes (comments and clauses included)
 
     def clause(self, kind: str) -> str | None:
-        return self.clauses.get(kind)
+        """The text an outbox message of ``kind`` quotes: the clause of the rule it carries out."""
+        quoted = self.clauses.get(MESSAGE_CLAUSES.get(kind, ""))
+        return quoted.text if quoted else None
 
     def basis(self, purpose: str) -> str | None:
         return self.purposes.get(purpose)
@@ -191,16 +212,11 @@ def parse_policy(text: str, source: str) -> Policy:
     retry_every = _duration(raw, "notice_retry_every", source, required=False)
     if retry_every is not None and retry_every == Duration():
         raise ConfigError(f"{source}: notice_retry_every: must be longer than nothing")
-    clauses = _get(raw, "clauses", dict, source, {})
-    for kind, text in clauses.items():
-        if kind not in OUTBOX_KINDS:
-            raise ConfigError(f"{source}: clauses.{str(kind)[:40]}: must be one of {', '.join(OUTBOX_KINDS)}")
-        if not isinstance(text, str) or len(text) > MAX_CLAUSE_CHARS:
-            raise ConfigError(f"{source}: clauses.{kind}: expected text of at most {MAX_CLAUSE_CHARS} characters")
-    # The hash names what decides; the clauses are only the text the outbox quotes, so editing
-    # their wording keeps every recorded decision's policy hash valid.
-    decisive = {k: v for k, v in raw.items() if k != "clauses"}
-    canonical = json.dumps(decisive, sort_keys=True, ensure_ascii=False, default=str)
+    clauses = _clauses(_get(raw, "clauses", dict, source, {}), {h.name for h in holds}, source)
+    # The hash names what decides; the clauses are only wording quoted to people, so editing
+    # them keeps every recorded decision's policy hash valid.
+    ruled = {k: v for k, v in raw.items() if k != "clauses"}
+    canonical = json.dumps(ruled, sort_keys=True, ensure_ascii=False, default=str)
     return Policy(
         name=name,
         description=_get(raw, "description", str, source, ""),
@@ -219,8 +235,31 @@ def parse_policy(text: str, source: str) -> Policy:
         or DEFAULT_DEAD_LETTER_RETENTION,
         notice_retries=retries,
         notice_retry_every=retry_every or DEFAULT_NOTICE_RETRY_EVERY,
-        clauses=dict(clauses),
+        clauses=clauses,
+        file_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
     )
+
+
+def _clauses(raw: dict[str, Any], holds: set[str], source: str) -> dict[str, Clause]:
+    """``[clauses]``: rule = { text = "...", source = "..." }; legal holds as a sub-table."""
+    out: dict[str, Clause] = {}
+    flat: dict[str, Any] = {k: v for k, v in raw.items() if k != "legal_holds"}
+    for name, value in _get(raw, "legal_holds", dict, f"{source}: clauses", {}).items():
+        if name not in holds:
+            raise ConfigError(f"{source}: clauses.legal_holds.{str(name)[:40]}: no such legal hold")
+        flat[f"legal_holds.{name}"] = value
+    for rule, value in flat.items():
+        where = f"{source}: clauses.{str(rule)[:60]}"
+        if rule not in CLAUSE_RULES and not rule.startswith("legal_holds."):
+            raise ConfigError(f"{where}: unknown rule (one of {', '.join(CLAUSE_RULES)}, legal_holds.NAME)")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table with text and source")
+        text = _get(value, "text", str, where)
+        origin = _get(value, "source", str, where, "")
+        if not text.strip() or len(text) > MAX_CLAUSE_CHARS or len(origin) > 200:
+            raise ConfigError(f"{where}: text must be 1 to {MAX_CLAUSE_CHARS} characters, source at most 200")
+        out[rule] = Clause(text.strip(), origin)
+    return out
 
 
 def builtin_policies() -> list[str]:

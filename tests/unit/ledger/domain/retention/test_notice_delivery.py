@@ -41,7 +41,7 @@ def test_the_shipped_policy_names_retries_and_the_clause_without_changing_its_ha
 def test_clauses_do_not_enter_the_content_hash_but_retries_do() -> None:
     base = 'name = "p"\ninactive_after = "P6M"\nnotice_before = "P14D"\n'
     plain = parse_policy(base, "p.toml")
-    worded = parse_policy(base + '[clauses]\ndeletion_notice = "Du meddelas."\n', "p.toml")
+    worded = parse_policy(base + '[clauses.notice]\ntext = "Du meddelas."\n', "p.toml")
     retried = parse_policy(base + "notice_retries = 5\n", "p.toml")
     assert plain.content_hash == worded.content_hash != retried.content_hash
     assert worded.clause("deletion_notice") == "Du meddelas." and retried.notice_retries == 5
@@ -53,9 +53,9 @@ def test_clauses_do_not_enter_the_content_hash_but_retries_do() -> None:
     ('notice_retries = "3"\n', "notice_retries: expected int"),
     ('notice_retry_every = "P0D"\n', "notice_retry_every: must be longer than nothing"),
     ('notice_retry_every = "soon"\n', "notice_retry_every: expected an ISO-8601 duration"),
-    ('[clauses]\nspam = "x"\n', "clauses.spam: must be one of"),
-    ('[clauses]\ndeletion_notice = 3\n', "clauses.deletion_notice: expected text"),
-    (f'[clauses]\ndeletion_notice = "{"x" * 2001}"\n', "at most 2000 characters"),
+    ('[clauses.spam]\ntext = "x"\n', "clauses.spam: unknown rule"),
+    ('[clauses.notice]\ntext = 3\n', "clauses.notice: text: expected str"),
+    (f'[clauses.notice]\ntext = "{"x" * 2001}"\n', "1 to 2000 characters"),
 ])
 def test_bad_retry_and_clause_settings_are_refused(extra: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -62,3 +62,32 @@ def test_invalid_policies_name_the_key_and_the_problem(text: str, message: str) 
 def test_unknown_policy_names_are_refused() -> None:
     with pytest.raises(ConfigError, match="unknown policy 'gdpr-lite'"):
         load_policy("gdpr-lite")
+
+
+def test_clauses_are_quoted_wording_outside_the_content_hash() -> None:
+    """The shipped policies quote their seed text per rule; adding the quotations left the
+    content hashes the existing sweep events recorded unchanged (issue 13 §4)."""
+    cowrite, coegi = load_policy("cowrite"), load_policy("coegi")
+    assert cowrite.content_hash == "d0f03cd1244fa476bb444e386abf05e0fe601b64669d0fab0aad1010eaf97b82"
+    assert coegi.content_hash == "1a82d302b036fa6e0ebc36171a860d8c28a691ee28c816e67c58a217d0e0fada"
+    assert "6 månader" in cowrite.clauses["inactivity"].text
+    assert "två veckor" in cowrite.clauses["notice"].text
+    assert "3 års inaktivitet" in coegi.clauses["inactivity"].text
+    assert "written for this ledger" in cowrite.clauses["legal_holds.bookkeeping"].source
+    base = 'name = "p"\ninactive_after = "P1Y"\n'
+    plain = parse_policy(base, "p.toml")
+    quoted = parse_policy(base + '[clauses.inactivity]\ntext = "Raderas efter ett år."\nsource = "x"\n', "p.toml")
+    assert quoted.content_hash == plain.content_hash and quoted.clauses["inactivity"].text == "Raderas efter ett år."
+
+
+@pytest.mark.parametrize(("clauses", "message"), [
+    ('[clauses.sometimes]\ntext = "x"', "clauses.sometimes: unknown rule"),
+    ('[clauses]\ninactivity = "x"', "clauses.inactivity: expected a table"),
+    ('[clauses.inactivity]\nsource = "x"', "clauses.inactivity: text: missing"),
+    ('[clauses.inactivity]\ntext = "   "', "text must be 1 to 2000 characters"),
+    (f'[clauses.inactivity]\ntext = "{"a" * 2001}"', "text must be 1 to 2000 characters"),
+    ('[clauses.legal_holds.tax]\ntext = "x"', "clauses.legal_holds.tax: no such legal hold"),
+])
+def test_malformed_clauses_are_refused(clauses: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_policy('name = "p"\ninactive_after = "P1Y"\n' + clauses + "\n", "p.toml")
