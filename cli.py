@@ -73,7 +73,7 @@ FLAGS: dict[str, str] = {
     "sign": "--sign", "key": "--key", "checkpoint": "--checkpoint", "origin": "--origin",
     "name": "--name", "message_id": "ID", "reason": "--reason", "at": "--at", "kind": "--kind",
     "directory": "DIR",
-    "name": "--name", "notice_id": "--id", "version": "--version", "language": "--language",
+    "notice_id": "--id", "version": "--version", "language": "--language",
     "title": "--title",
     "checkpoint_key": "ledger.toml audit.checkpoint_key",
 }
