@@ -74,7 +74,7 @@ def test_http_permits_equal_the_library_over_the_demo_population(demo_data: Path
     server = Server(data, DEMO_NOW).start()
     try:
         got: list[dict[str, Any]] = []
-        with httpx.Client(base_url=server.url, timeout=120) as client:
+        with httpx.Client(base_url=server.url, timeout=600) as client:
             for i in range(0, len(questions), 1000):
                 r = client.post("/v1/permits", json={"questions": questions[i:i + 1000]},
                                 headers=auth(token))
