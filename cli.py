@@ -1550,7 +1550,7 @@ def audit_report(ctx: click.Context, subject: str | None, email: str | None, con
     """A self-contained HTML page about one subject for an auditor: timeline chart, consents
     with evidence, the retention decision and its rule chain, each sweep event with its
     justification, and the chain status. No personal data: nothing is decrypted."""
-    from ledger.app.audit_report import build, check_chain, write
+    from ledger.app.audit_report import build, check_chain, registry_lookup, write
     from ledger.app.permits import resolve_subject_in
 
     check_target(html_file, force, "html")  # refuse before any work
@@ -1558,9 +1558,10 @@ def audit_report(ctx: click.Context, subject: str | None, email: str | None, con
         ref = resolve_subject_in(ledger, subject=subject, email=email, controller=controller)
         ctrl, pid = ref.controller, ref.subject
         report = build(ledger, ctrl, pid, _clock(as_of), policy_paths)
+        notices = registry_lookup(ledger, ctrl)
     with _auditor(ctx.obj) as auditor:
         report = check_chain(report, auditor)
-    write(report, html_file, force=force)
+    write(report, html_file, force=force, notices=notices)
     if as_json:
         emit_json(report.summary() | {"html": str(html_file)})
         return

@@ -727,6 +727,23 @@ resources.</footer>
 """
 
 
+def registry_lookup(ledger: OpenLedger, controller: str) -> NoticeLookup:
+    """The notice registry's texts of ``controller``, read once, as the page's lookup."""
+    from ledger.app.notices import notice_texts
+
+    texts = notice_texts(ledger, controller)
+
+    def lookup(of: str, notice_id: str, version: str | None) -> str | None:
+        if of != controller:
+            return None
+        if version is None:  # a consent that names no version: the only one, if only one
+            named = [t for (n, _v), t in texts.items() if n == notice_id]
+            return named[0] if len(named) == 1 else None
+        return texts.get((notice_id, version))
+
+    return lookup
+
+
 def write(report: SubjectReport, path: Path, *, force: bool = False,
           notices: NoticeLookup = no_registry) -> None:
     """Writes the page (mode 0600, an existing file only with ``force``, never through a

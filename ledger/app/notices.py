@@ -124,6 +124,15 @@ def notice_text(opened: OpenLedger, controller: str, notice_id: str, version: st
     return None if row is None else (str(row[0]), str(row[1]))
 
 
+def notice_texts(opened: OpenLedger, controller: str) -> dict[tuple[str, str], str]:
+    """(notice id, version) -> text of every notice the controller published, in one read:
+    the subject report's lookup. Of several languages of one version, the first published."""
+    with open_read_model(opened) as con:
+        rows = con.execute("SELECT notice_id, version, text FROM notices WHERE controller = $1 "
+                           "ORDER BY position DESC", [controller]).fetchall()
+    return {(str(n), str(v)): str(t) for n, v, t in rows}  # the earliest position wins
+
+
 def _row(r: dict[str, Any]) -> dict[str, Any]:
     if isinstance(r["published_at"], datetime):
         r["published_at"] = format_micros(to_micros(r["published_at"]))

@@ -22,7 +22,8 @@ from ledger.domain.timeutil import to_naive_utc
 from ledger.domain.vocabulary import ALL, MARKETING_CHANNELS
 from projections.engine.projector import project, projections_path
 from projections.store.permissions_table import knowledge_time, known_subjects, save_permissions
-from projections.store.read_model import ProjectionsFile, ReadConnection
+from projections.store.opener import open_read_model
+from projections.store.read_model import ReadConnection
 
 
 def permission_rows(con: ReadConnection, policies: dict[str, Policy]) -> list[tuple[Any, ...]]:
@@ -54,7 +55,7 @@ def refresh_permissions(ledger: OpenLedger, path: Path | None = None) -> int:
         project(ledger)
         path = projections_path(ledger)
     policies = controller_policies(ledger)
-    with ProjectionsFile(path).read_only() as con:
+    with open_read_model(ledger, path=path) as con:
         rows = permission_rows(con, policies)
     save_permissions(path, rows)
     return len(rows)

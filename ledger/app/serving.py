@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ledger.app import outbox
 from ledger.app.decisions import controller_policies, decisions_at
 from ledger.app.outcomes import ItemResult
 from ledger.app.permits import PermitAnswer, PermitQuestion, permits_many
@@ -153,6 +154,16 @@ class LedgerService:
 
     def sweep(self, *, dry_run: bool) -> SweepReport:
         return self._locked(lambda: run_sweep(self.ledger, dry_run=dry_run))
+
+    # the outbox: messages owed to people, and the mailer's reports ---------------------------
+    def outbox(self, kind: str | None) -> list[dict[str, Any]]:
+        return self._locked(lambda: [m.as_dict() for m in outbox.pending(self.ledger, kind)])
+
+    def outbox_delivered(self, message_id: str, at: int | None) -> dict[str, Any]:
+        return self._locked(lambda: outbox.delivered(self.ledger, message_id, at).as_dict())
+
+    def outbox_failed(self, message_id: str, reason: str, at: int | None) -> dict[str, Any]:
+        return self._locked(lambda: outbox.failed(self.ledger, message_id, reason, at).as_dict())
 
     # background work -----------------------------------------------------------------------
     def run_background(self, *, follow_every: float = 1.0, sweep_every: Duration | None = None,

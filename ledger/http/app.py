@@ -24,7 +24,8 @@ from prometheus_client import (
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ledger.app.permits import PermitAnswer, PermitQuestion
+from ledger.app.outbox import MessageClosed, UnknownMessage
+from ledger.app.permits import PermitAnswer, PermitQuestion, UnknownSubject
 from ledger.app.serving import LedgerService
 from ledger.app.tokens import TokenStore
 from ledger.domain.errors import ClockError, InvalidEvent, LedgerError, UsageError
@@ -161,15 +162,15 @@ def subject_of(raw: Any, controller: str) -> SubjectSelector:
     raise ApiError(400, 'subject: expected exactly one of {"email"}, {"account"} or {"id"}')
 
 
-def as_of_of(raw: Any) -> int | None:
+def as_of_of(raw: Any, name: str = "as_of") -> int | None:
     if raw is None:
         return None
     if not isinstance(raw, str) or len(raw) > 64:
-        raise ApiError(400, "as_of: expected an ISO-8601 timestamp")
+        raise ApiError(400, f"{name}: expected an ISO-8601 timestamp")
     try:
         return parse_timestamp(raw)
     except ValueError:
-        raise ApiError(400, "as_of: expected an ISO-8601 timestamp") from None
+        raise ApiError(400, f"{name}: expected an ISO-8601 timestamp") from None
 
 
 QUESTION_KEYS: Final = frozenset({"controller", "purpose", "channel", "subject", "as_of"})
@@ -235,8 +236,10 @@ def create_app(service: LedgerService, tokens: TokenStore,
             return await run_in_threadpool(work)
         except ClockError as e:
             raise ApiError(409, str(e)) from None
+        except MessageClosed as e:
+            raise ApiError(409, str(e)) from None
         except (UsageError, InvalidEvent) as e:
-            status = 404 if type(e).__name__ == "UnknownSubject" else 400
+            status = 404 if isinstance(e, (UnknownSubject, UnknownMessage)) else 400
             raise ApiError(status, str(e)) from None
         except LedgerError as e:
             raise ApiError(500, str(e)) from None
@@ -305,7 +308,7 @@ def create_app(service: LedgerService, tokens: TokenStore,
     def rendered(result: PermitAnswer | UsageError, policies: dict[str, dict[str, str]]
                  ) -> dict[str, Any]:
         if isinstance(result, UsageError):
-            raise ApiError(404 if type(result).__name__ == "UnknownSubject" else 400,
+            raise ApiError(404 if isinstance(result, UnknownSubject) else 400,
                            str(result))
         if result.controller not in policies:
             policies[result.controller] = service.policy_of(result.controller)
@@ -415,6 +418,38 @@ def create_app(service: LedgerService, tokens: TokenStore,
             raise ApiError(400, 'expected {"dry_run": true or false}')
         report = await call(lambda: service.sweep(dry_run=bool(value.get("dry_run", False))))
         return dict(report.as_dict())
+
+    @app.get("/v1/outbox")
+    async def outbox_list(request: Request, kind: str | None = None) -> dict[str, Any]:
+        """Messages owed to people, with the contact address: it leaves the ledger only here."""
+        authorise(request, "notify")
+        return {"messages": await call(lambda: service.outbox(kind))}
+
+    async def report_body(request: Request, allowed: set[str]) -> dict[str, Any]:
+        body = await read_body(request, MAX_SMALL_BODY)
+        if not body.strip():
+            return {}
+        require_json(request)
+        value = parse_json(body)
+        if not isinstance(value, dict) or set(value) - allowed:
+            raise ApiError(400, f"expected an object with {', '.join(sorted(allowed))}")
+        return value
+
+    @app.post("/v1/outbox/{message_id}/delivered")
+    async def outbox_delivered(request: Request, message_id: str) -> dict[str, Any]:
+        authorise(request, "notify")
+        at = as_of_of((await report_body(request, {"at"})).get("at"), "at")
+        return dict(await call(lambda: service.outbox_delivered(message_id, at)))
+
+    @app.post("/v1/outbox/{message_id}/failed")
+    async def outbox_failed(request: Request, message_id: str) -> dict[str, Any]:
+        authorise(request, "notify")
+        value = await report_body(request, {"reason", "at"})
+        reason = value.get("reason")
+        if not isinstance(reason, str):
+            raise ApiError(400, 'reason: expected {"reason": "..."}')
+        at = as_of_of(value.get("at"), "at")
+        return dict(await call(lambda: service.outbox_failed(message_id, reason, at)))
 
     @app.get("/metrics")
     async def prometheus() -> Response:

@@ -350,3 +350,49 @@ def test_serve_refuses_a_bad_schedule(initialised: Path) -> None:
 
 def test_demo_now_is_before_the_server_clock() -> None:
     assert DEMO_NOW < NOW
+
+
+# --- the outbox -----------------------------------------------------------------------------
+
+
+def test_the_outbox_lists_messages_owed_and_records_the_mailers_reports(env: Env) -> None:
+    """GET /v1/outbox needs the notify scope and is the one place the address leaves the
+    ledger; a delivery is recorded once (again: duplicate) and the message leaves the list."""
+    mailer = create_token(env.server.data_dir, "mailer", "notify")
+    assert env.get("/v1/outbox").status_code == 403  # the app's token has no notify scope
+    listed = env.get("/v1/outbox", mailer)
+    assert listed.status_code == 200, listed.text
+    messages = listed.json()["messages"]
+    # the demo's last sweep sent cowrite's deletion notices that nobody has reported on yet
+    notices = [m for m in messages if m["kind"] == "deletion_notice" and m["contact"]]
+    assert notices, messages[:3]
+    first, second = notices[0], notices[-1]
+    assert "@" in first["contact"] and first["clause"] and first["policy"] == "cowrite"
+    only = env.get("/v1/outbox", mailer, kind="deletion_notice").json()["messages"]
+    assert {m["kind"] for m in only} == {"deletion_notice"}
+    assert env.get("/v1/outbox", mailer, kind="spam").status_code == 400
+
+    done = env.post(f"/v1/outbox/{first['message_id']}/delivered", {}, mailer)
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "accepted" and done.json()["final"] is True
+    again = env.post(f"/v1/outbox/{first['message_id']}/delivered", {}, mailer)
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+    failed = env.post(f"/v1/outbox/{second['message_id']}/failed",
+                      {"reason": f"mailbox full for {second['contact']}"}, mailer)
+    assert failed.status_code == 200, failed.text
+    assert failed.json()["status"] == "accepted" and failed.json()["final"] is False
+    left = {m["message_id"] for m in env.get("/v1/outbox", mailer).json()["messages"]}
+    assert first["message_id"] not in left and second["message_id"] in left
+
+    assert env.post("/v1/outbox/not-a-uuid/delivered", {}, mailer).status_code == 400
+    unknown = "00000000-0000-4000-8000-000000000000"
+    assert env.post(f"/v1/outbox/{unknown}/delivered", {}, mailer).status_code == 404
+    assert env.post(f"/v1/outbox/{second['message_id']}/failed", {}, mailer).status_code == 400
+    assert env.post(f"/v1/outbox/{second['message_id']}/failed", {"reason": "x", "extra": 1},
+                    mailer).status_code == 400
+    assert env.post(f"/v1/outbox/{second['message_id']}/delivered", {"at": "soon"},
+                    mailer).status_code == 400
+    assert env.post(f"/v1/outbox/{unknown}/delivered", {}).status_code == 403
+    log = env.server.log()
+    assert "/v1/outbox" in log
+    assert first["contact"] not in log and second["contact"] not in log and "@" not in log
