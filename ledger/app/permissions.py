@@ -21,8 +21,8 @@ from ledger.domain.retention.policy import Policy
 from ledger.domain.timeutil import to_naive_utc
 from ledger.domain.vocabulary import ALL, MARKETING_CHANNELS
 from projections.engine.projector import project, projections_path
-from projections.store.permissions_table import knowledge_time, known_subjects, save_permissions
 from projections.store.opener import open_read_model
+from projections.store.permissions_table import knowledge_time, known_subjects, save_permissions
 from projections.store.read_model import ReadConnection
 
 
