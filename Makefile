@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SUBJECTS ?= 2000
 SEED ?= 42
 
-.PHONY: demo test test-deps bench bench-projection bench-kafka clean
+.PHONY: demo test test-load test-deps bench bench-projection bench-kafka clean
 
 $(BIN)/ledger: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,16 @@ demo: $(BIN)/ledger
 # In parallel, one worker per core (pytest-xdist); PYTEST_ARGS='-m "not slow"' for the fast tier.
 PYTEST_WORKERS ?= auto
 PYTEST_ARGS ?=
+PYTEST_MARKS ?= not load
 # Bytecode is cached even where the environment sets PYTHONDONTWRITEBYTECODE (this machine
 # does): hundreds of tests start `ledger` processes, and each would compile the package again.
 test: $(BIN)/ledger test-deps
 	$(BIN)/python -m compileall -q ledger projections cli.py
-	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal -m "$(PYTEST_MARKS)" $(PYTEST_ARGS)
+
+# The service under load (tests/e2e/test_serve_load.py): about ten minutes on two cores.
+test-load: $(BIN)/ledger
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m load $(PYTEST_ARGS)
 
 # The HTML audit report is rendered in Debian's headless Chromium; installed when missing and
 # this runs as root (CI); elsewhere that one test says why it is skipped.

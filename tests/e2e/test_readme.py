@@ -57,7 +57,8 @@ def commands(block: str) -> list[str]:
 def script(block: Block, tmp: Path, port: int) -> str:
     lines = ["set -u -o pipefail"]
     for n, command in enumerate(commands(block.text)):
-        command = (command.replace(".venv/bin/", BIN + "/").replace("/tmp/", f"{tmp}/")
+        # /tmp/ first: the environment itself may live under /tmp (a CI clone)
+        command = (command.replace("/tmp/", f"{tmp}/").replace(".venv/bin/", BIN + "/")
                    .replace("19092", str(port)))
         if re.match(rf"\s*{re.escape(BIN)}/pip install", command):
             lines.append(": already installed in the test environment")
