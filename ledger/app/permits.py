@@ -9,16 +9,7 @@ projections brought up to date, so answers reflect every event in the log, or wi
 the log as known at T (knowledge time, SPEC §4), so events recorded after T never change the
 answer.
 
-Rules, first match wins; every answer names the deciding event and its date:
-1. erased or pseudonymised -> no;
-2. restricted -> no, except ``service`` and ``invoicing``;
-3. consent purposes -> yes only if the latest consent (for ``newsletter``: a subscription on the
-   channel or a ConsentGiven) was given and not withdrawn, objected to or unsubscribed since;
-4. legitimate-interest purposes -> yes unless an objection to the purpose (or a withdrawal of
-   consent to it), or for ``marketing`` an unsubscribe on the channel or on every channel,
-   came after the last opt-in;
-5. contract and legal-obligation purposes -> yes while the relationship exists
-   (SubjectRegistered seen in the current relationship, not erased).
+The rules themselves, first match wins, are listed in ``ledger.domain.permissions``.
 """
 
 from __future__ import annotations
