@@ -241,12 +241,13 @@ def remove_leftover_directories(parent: Path, name: str) -> None:
     """Removes the temporary directories of earlier runs that died (their process is gone)."""
     for leftover in parent.glob(f".{name[:200]}.*.partial*"):
         pid = leftover.name[len(name) + 2:].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid)):
             continue
         remove_tree(leftover)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (a leftover's writer may still be at work)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

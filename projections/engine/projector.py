@@ -22,7 +22,7 @@ from typing import Any, Final, Protocol, cast
 import duckdb
 from eventsourcing.persistence import Tracking
 
-from ledger.adapters.files import fsync_directory, fsync_file
+from ledger.adapters.files import fsync_directory, fsync_file, process_alive
 from ledger.contracts.schemas import SchemaRegistry
 from ledger.domain.chain import RecordPage
 from ledger.domain.errors import UsageError
@@ -314,19 +314,10 @@ def _remove_leftovers(target: Path) -> None:
     """Removes the files of rebuilds of ``target`` whose process is gone (SIGKILLed)."""
     for leftover in target.parent.glob(f"{glob.escape(target.name)}{REBUILD_MARK}*"):
         pid = leftover.name[len(target.name) + len(REBUILD_MARK):].removesuffix(".wal")
-        if not pid.isdigit() or (int(pid) != os.getpid() and _alive(int(pid))):
+        if not pid.isdigit() or (int(pid) != os.getpid() and process_alive(int(pid))):
             continue
         leftover.unlink(missing_ok=True)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def follow(
