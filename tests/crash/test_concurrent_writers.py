@@ -10,6 +10,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from ledger.app.service import Ledger
 from ledger.domain.clock import FixedClock
 from ledger.domain.errors import KeyUnavailable
@@ -52,6 +54,7 @@ def test_row03_a_key_shredded_by_another_process_is_never_used_for_new_data(data
             raise AssertionError("the shredded key still decrypts")
 
 
+@pytest.mark.slow
 def test_row03_keys_fetched_by_pool_workers_are_checked_too(data_dir: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from ledger.app import service
 

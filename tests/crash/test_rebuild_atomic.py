@@ -94,6 +94,7 @@ def test_row14_sigkill_during_a_rebuild_leaves_the_old_file(good: Path, tmp_path
     assert count_events(data) == str(EVENTS)
 
 
+@pytest.mark.slow
 def test_row14_rebuild_repairs_a_truncated_projections_file(good: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     shutil.copytree(good, data)
@@ -104,6 +105,7 @@ def test_row14_rebuild_repairs_a_truncated_projections_file(good: Path, tmp_path
     assert count_events(data) == str(EVENTS)
 
 
+@pytest.mark.slow
 def test_row14_a_full_disk_during_a_rebuild_leaves_the_old_file(good: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     shutil.copytree(good, data)

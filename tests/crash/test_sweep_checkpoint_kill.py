@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ledger import config as cfg
 from tests.conftest import make_event
 
@@ -27,6 +29,7 @@ def _run(*args: str, env: dict[str, str] | None = None, input: str | None = None
                           env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=120)
 
 
+@pytest.mark.slow
 def test_killed_before_signing_the_next_sweep_signs(tmp_path: Path) -> None:
     data = tmp_path / "d"
     assert _run("--data", str(data), "init").returncode == 0

@@ -237,6 +237,7 @@ print(n, retried, flush=True)
 """
 
 
+@pytest.mark.slow
 def test_row02_publish_during_a_wall_clock_sweep_keeps_the_invariant(data: Path, tmp_path: Path,
                                                                       ) -> None:
     """The wall clock is months after the history: every subject is due. A publisher appends

@@ -290,6 +290,7 @@ def test_huge_headers_are_refused(env: Env) -> None:
     assert env.client.get("/v1/health").status_code == 200
 
 
+@pytest.mark.slow
 def test_a_slow_client_times_out_with_408(env: Env) -> None:
     """A body that never finishes: the server gives up on it (408) and keeps serving."""
     head = (f"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {env.token}\r\n"
@@ -355,6 +356,7 @@ def test_demo_now_is_before_the_server_clock() -> None:
 # --- the outbox -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_outbox_lists_messages_owed_and_records_the_mailers_reports(env: Env) -> None:
     """GET /v1/outbox needs the notify scope and is the one place the address leaves the
     ledger; a delivery is recorded once (again: duplicate) and the message leaves the list."""

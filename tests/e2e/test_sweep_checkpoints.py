@@ -101,6 +101,7 @@ def test_a_configured_key_makes_the_sweep_sign_a_checkpoint_verify_accepts(data:
                                 f"{target}\n")
 
 
+@pytest.mark.slow
 def test_no_key_no_checkpoint(data: str) -> None:
     result = sweep(data, "--json")
     assert result.exit_code == 0, result.output
@@ -117,6 +118,7 @@ def test_a_dry_run_signs_nothing(data: str, key: Path) -> None:
     assert not (Path(data) / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_a_relative_key_path_is_from_the_data_directory(data: str, key: Path) -> None:
     configure(data, "../keys/checkpoint.key")
     result = sweep(data, "--json")
@@ -141,6 +143,7 @@ def test_a_missing_key_is_refused(data: str, tmp_path: Path) -> None:
     expect(sweep(data), 2, "", f"Error: ledger.toml audit.checkpoint_key: {missing} does not exist\n")
 
 
+@pytest.mark.slow
 def test_a_failure_to_sign_keeps_the_sweep_and_the_next_sweep_signs(
         data: str, key: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     configure(data, str(key))
@@ -165,6 +168,7 @@ def test_a_failure_to_sign_keeps_the_sweep_and_the_next_sweep_signs(
     assert d["checkpoint"]["written"] is True and d["checkpoint"]["size"] == size
 
 
+@pytest.mark.slow
 def test_the_report_cites_the_checkpoint(data: str, key: Path, tmp_path: Path) -> None:
     html = tmp_path / "r.html"
     args = ("--data", data, "--now", "2026-03-07", "audit", "report", "--email", EMAIL,
@@ -193,6 +197,7 @@ def test_the_report_cites_the_checkpoint(data: str, key: Path, tmp_path: Path) -
         "merkle_root": root.hex(), "signed_by": [LABEL], "consistent": True}
 
 
+@pytest.mark.slow
 def test_the_report_ignores_a_checkpoint_the_key_did_not_sign(data: str, key: Path, tmp_path: Path) -> None:
     configure(data, str(key))
     assert sweep(data).exit_code == 0

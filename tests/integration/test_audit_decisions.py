@@ -144,6 +144,7 @@ def demo(demo_data: Path) -> str:
     return str(demo_data)
 
 
+@pytest.mark.slow
 def test_the_demo_sweep_is_all_justified(demo: str) -> None:
     code, out = run("--data", demo, "audit", "decisions", "--json")
     assert code == 0, out
@@ -154,6 +155,7 @@ def test_the_demo_sweep_is_all_justified(demo: str) -> None:
     assert code == 0 and "0 unjustified" in out
 
 
+@pytest.mark.slow
 def test_a_wrong_erasure_in_the_demo_log_exits_1(demo: str, tmp_path: Path) -> None:
     import shutil
 

@@ -83,6 +83,7 @@ def test_the_demo_log_verifies(demo_dir: Path) -> None:
     assert report["ok"] and report["decode_checked"] and report["records"] > SUBJECTS * 5
 
 
+@pytest.mark.slow
 def test_a_second_demo_into_the_same_directory_says_already_published(tmp_path: Path) -> None:
     data = str(tmp_path / "d")
     # the final sweep only: the figures below are those of one sweep at the clock

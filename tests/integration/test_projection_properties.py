@@ -123,7 +123,7 @@ def new_ledger(root: Path, name: str) -> Ledger:
 
 # Each example projects a few times into fresh DuckDB files (about 2 s on a loaded 2-core
 # machine): the fast tier tries a few histories, the slow tier (``-m slow``) the full count.
-FAST_EXAMPLES, SLOW_EXAMPLES = 5, 20
+FAST_EXAMPLES, SLOW_EXAMPLES = 3, 20
 
 
 @settings(max_examples=FAST_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

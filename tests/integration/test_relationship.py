@@ -347,7 +347,7 @@ def relationship_histories(draw: st.DrawFn) -> list[tuple[str, Any]]:
     return items
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=relationship_histories(), data=st.data())
 def test_row07_relationships_are_the_same_however_the_log_is_paged_fast(
         history: list[tuple[str, Any]], data: st.DataObject) -> None:

@@ -168,7 +168,9 @@ def demo_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("when", ["2023-06-30", "2025-01-15", "2026-11-01T12:00:00Z"])
+@pytest.mark.parametrize("when", [pytest.param("2023-06-30", marks=pytest.mark.slow),
+                                  pytest.param("2025-01-15", marks=pytest.mark.slow),
+                                  "2026-11-01T12:00:00Z"])
 def test_sql_decisions_equal_the_pure_rules_for_every_demo_subject(demo_ledger: Path, when: str) -> None:
     with Ledger.open(demo_ledger, now="2026-11-01T12:00:00Z") as ledger:
         table = decisions_at(ledger, parse_timestamp(when))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.security.helpers import NOW, events_file, ledger, line, one_line_error
+from tests.tiers import fast_rows
 
 FILES = ("ledger.toml", "master.key", "keys.sqlite", "log.sqlite", "projections.duckdb",
          "dead-letters.jsonl")
@@ -120,8 +121,13 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("case", "damage", "damaged", "command", "advice"), CASES,
-                         ids=[c[0] for c in CASES])
+# The fast tier damages each kind of file once; the full suite every row.
+FAST = {"vault half truncated", "log header overwritten", "projections truncated: permits",
+        "projections blocks overwritten: sweep", "binary ledger.toml"}
+
+
+@pytest.mark.parametrize(("case", "damage", "damaged", "command", "advice"),
+                         fast_rows(CASES, FAST))
 def test_row13_corrupt_file(good: Path, tmp_path: Path, case: str,
                             damage: Callable[[Path], None], damaged: str,
                             command: tuple[str, ...], advice: str) -> None:

@@ -193,6 +193,7 @@ def test_row05_purge_with_a_bad_time_is_one_line_exit_2(data_dir: Path, bad: str
     assert len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_row05_the_sweep_purges_dead_letters_after_the_policy_retention(
         ledger: Ledger, data_dir: Path, tmp_path: Path) -> None:
     at(ledger, "2026-03-05T12:00:00Z")

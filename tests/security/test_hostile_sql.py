@@ -302,6 +302,7 @@ def test_row01_every_duckdb_file_reader_is_in_the_table() -> None:
     assert len(set(HOSTILE)) == len(HOSTILE)
 
 
+@pytest.mark.slow
 def test_row01_the_reported_queries_through_the_installed_cli(world: Fixture) -> None:
     """The issue's own reproduction, in a real process: exit 2, one line, nothing printed."""
     import subprocess

@@ -66,6 +66,7 @@ def test_row11_existing_file_is_refused_without_force(data: Path, tmp_path: Path
     assert leftovers(tmp_path, "extract.json") == set()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("force", [False, True])
 def test_row11_a_symlink_is_refused_even_with_force(data: Path, tmp_path: Path, force: bool) -> None:
     elsewhere = tmp_path / "elsewhere"
@@ -149,6 +150,7 @@ def test_row11_audit_digest_out_uses_the_same_rules(data: Path, tmp_path: Path) 
     assert linked.returncode == 2 and "symbolic link" in one_line_error(linked)
 
 
+@pytest.mark.slow
 def test_row11_audit_report_html_uses_the_same_rules(data: Path, tmp_path: Path) -> None:
     html = foreign_file(tmp_path / "report.html", "planted")
     args = ("--data", str(data), "--now", NOW, "audit", "report", "--email", "person0@example.se",

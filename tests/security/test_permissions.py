@@ -90,6 +90,7 @@ def test_row10_python_api_and_wal_files_under_umask_000(tmp_path: Path) -> None:
     assert int(dir_mode) == 0o700
 
 
+@pytest.mark.slow
 def test_row10_loose_files_are_tightened_with_a_warning(tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert ledger("--data", str(data), "init").returncode == 0

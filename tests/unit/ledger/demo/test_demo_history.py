@@ -386,6 +386,7 @@ def test_a_custom_span(people: list[DemoPerson]) -> None:
         assert all(lo <= _when(e["occurred_at"]) for e in b.events)
 
 
+@pytest.mark.slow
 def test_the_history_streams_in_bounded_memory() -> None:
     """The module's promise: "only a few days of events are ever held in memory". Streaming
     500 subjects' six years (about 16,000 events, some 12 MB as a list) peaks far below what
