@@ -66,6 +66,11 @@ class Metrics:
                          registry=self.registry)
         self.requests = Counter("ledger_http_requests", "HTTP requests",
                                 ["method", "route", "status"], registry=self.registry)
+        self.cache_hits = Gauge("ledger_facts_cache_hits", "permits answers from cached facts",
+                                registry=self.registry)
+        self.cache_misses = Gauge("ledger_facts_cache_misses",
+                                  "permits answers that read the subject's facts",
+                                  registry=self.registry)
         self.latency = Histogram("ledger_http_request_seconds", "HTTP request latency",
                                  ["route"], registry=self.registry)
 
@@ -487,6 +492,8 @@ def create_app(service: LedgerService, tokens: TokenStore,
     async def prometheus() -> Response:
         h = await call(service.health)
         metrics.lag.set(max(0, h.log_position - h.projected_position))
+        metrics.cache_hits.set(service.cache_hits)
+        metrics.cache_misses.set(service.cache_misses)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/trivial", include_in_schema=False)
