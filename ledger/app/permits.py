@@ -14,6 +14,8 @@ The rules themselves, first match wins, are listed in ``ledger.domain.permission
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, cast
@@ -35,6 +37,7 @@ from ledger.domain.permissions import (
     SubscriptionFact,
     decide,
 )
+from ledger.domain.retention.policy import Policy
 from ledger.domain.subjects import SubjectSelector
 from ledger.domain.timeutil import format_micros, to_micros
 from ledger.domain.vocabulary import MARKETING_CHANNELS
@@ -144,12 +147,7 @@ def resolve_subject_in(ledger: OpenLedger, path: Path | None = None, *, subject:
 def purpose_basis(ledger: OpenLedger, controller: str, purpose: str) -> str:
     """The legal basis of a purpose under the controller's policy; a usage error if the policy
     does not know the purpose."""
-    policy = controller_policies(ledger, controller)[controller]
-    basis = policy.basis(purpose)
-    if basis is None:
-        raise UsageError(f"unknown purpose {purpose[:40]!r} for policy {policy.name!r} "
-                         f"(known: {', '.join(sorted(policy.purposes))})")
-    return basis
+    return _basis(controller_policies(ledger, controller)[controller], purpose)
 
 
 def check_channel(channel: str | None) -> str | None:
@@ -223,22 +221,46 @@ class PermitQuestion:
     as_of: int | None = None
 
 
-def permits_many(ledger: OpenLedger, questions: list[PermitQuestion]
-                 ) -> list[PermitAnswer | UsageError]:
+# The facts of (controller, subject) on an open read model, and a controller's policy: the
+# library reads both each time; the service keeps them cached (``ledger.app.serving``).
+FactsOf = Callable[[ReadConnection, str, str], PermitFacts]
+PolicyOf = Callable[[str], Policy]
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerSource:
+    """Where ``permits_many`` reads questions about now: ``read_model`` is the projections
+    brought up to date (the library opens the file once per batch; the service hands out its
+    open store), ``facts`` and ``policy`` as ``gather`` and ``controller_policies`` give them,
+    and ``before_replay`` runs before a question as of a time opens the file itself."""
+
+    read_model: Callable[[], AbstractContextManager[ReadConnection]]
+    facts: FactsOf = gather
+    policy: PolicyOf | None = None
+    before_replay: Callable[[], None] = lambda: None
+
+
+def permits_many(ledger: OpenLedger, questions: list[PermitQuestion],
+                 source: AnswerSource | None = None) -> list[PermitAnswer | UsageError]:
     """Answers a batch, in order: the questions about now from ONE read model brought up to
     date once (a batch costs one catch-up, not one per question); a question as of a time
     goes through ``permits``. A question that cannot be answered (unknown controller,
     purpose, channel or subject) is its UsageError in place of the answer."""
+    if source is None:
+        source = AnswerSource(lambda: open_read_model(ledger))
+    policy_of = source.policy or (lambda c: controller_policies(ledger, c)[c])
     results: list[PermitAnswer | UsageError | None] = [None] * len(questions)
     current = [(i, q) for i, q in enumerate(questions) if q.as_of is None]
     if current:
-        with open_read_model(ledger) as con:
+        with source.read_model() as con:
             now = ledger.clock.now()
             for i, q in current:
                 try:
-                    results[i] = _answer_in(ledger, con, q, now)
+                    results[i] = _answer_in(ledger, con, q, now, source.facts, policy_of)
                 except UsageError as e:
                     results[i] = e
+    if len(current) < len(questions):
+        source.before_replay()
     for i, q in enumerate(questions):
         if q.as_of is not None:
             try:
@@ -251,16 +273,26 @@ def permits_many(ledger: OpenLedger, questions: list[PermitQuestion]
     return [r for r in results if r is not None]
 
 
-def _answer_in(ledger: OpenLedger, con: ReadConnection, q: PermitQuestion, now: int
-               ) -> PermitAnswer:
+def _basis(policy: Policy, purpose: str) -> str:
+    """``purpose_basis`` on a policy at hand (the same message)."""
+    basis = policy.basis(purpose)
+    if basis is None:
+        raise UsageError(f"unknown purpose {purpose[:40]!r} for policy {policy.name!r} "
+                         f"(known: {', '.join(sorted(policy.purposes))})")
+    return basis
+
+
+def _answer_in(ledger: OpenLedger, con: ReadConnection, q: PermitQuestion, now: int,
+               facts_of: FactsOf = gather, policy_of: PolicyOf | None = None) -> PermitAnswer:
     """``permits`` for a question about now, on an open read model (the same steps)."""
+    policy = policy_of or (lambda c: controller_policies(ledger, c)[c])
     check_channel(q.channel)
     if q.who.controller is not None:
         if q.who.controller not in ledger.config.controllers:
             raise UnknownController(q.who.controller)
-        purpose_basis(ledger, q.who.controller, q.purpose)
+        _basis(policy(q.who.controller), q.purpose)
     ref = resolve_subject(ledger, con, subject=q.who.subject_id, email=q.who.email_address,
                           account=q.who.account_id, controller=q.who.controller)
-    basis = purpose_basis(ledger, ref.controller, q.purpose)
-    facts = gather(con, ref.controller, ref.subject)
+    basis = _basis(policy(ref.controller), q.purpose)
+    facts = facts_of(con, ref.controller, ref.subject)
     return PermitAnswer(ref.controller, ref.subject, now, decide(facts, q.purpose, basis, q.channel))

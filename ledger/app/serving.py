@@ -4,29 +4,48 @@ directory's single-writer resources and every caller goes through this object.
 Why one object: the ledger's connections (SQLite log and vault, DuckDB projections) are not
 shared between threads, so every use of the ``Ledger`` runs under one lock. Publishing requests
 that arrive while an append is in flight wait in a queue and the next append takes all of them
-at once (group commit: one durable transaction for many requests). A permits answer first
-brings the projections up to the log's head, so it reflects every event whose publish returned
-before the question was asked (read your writes)."""
+at once (group commit: one durable transaction for many requests).
+
+The read model stays open: the service owns the projections' DuckDB store and its projector,
+and a permits answer catches them up only when the log's head moved past what they reflect
+(one cheap head read), so it reflects every event whose publish returned before the question
+was asked (read your writes). A subject's facts are cached until a catch-up projects an event
+of that subject (opening the file and five point queries cost milliseconds; an answer from the
+cache costs microseconds). Work that opens the projections itself (the sweep, decisions, the
+extract, the outbox, answers as of a time) first closes the store; the next answer reopens it."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ledger.app import outbox
 from ledger.app.decisions import controller_policies, decisions_at
 from ledger.app.outcomes import ItemResult
-from ledger.app.permits import PermitAnswer, PermitQuestion, permits_many
+from ledger.app.permits import (
+    AnswerSource,
+    PermitAnswer,
+    PermitQuestion,
+    gather,
+    permits_many,
+)
 from ledger.app.service import Ledger
 from ledger.app.sweep import SweepReport
 from ledger.app.sweep import sweep as run_sweep
 from ledger.domain.errors import UsageError
-from ledger.domain.retention.policy import Duration
+from ledger.domain.permissions import PermitFacts
+from ledger.domain.retention.policy import Duration, Policy, is_shipped
 from ledger.domain.subjects import SubjectSelector
-from projections.engine.projector import project, projections_path, stored_position
+from projections.engine.projector import make_projector, open_store
+from projections.store.duckdb_store import DuckDBStore
+from projections.store.read_model import ReadConnection, read_only_cursor
+from projections.store.subject_queries import subjects_recorded
 
 T = TypeVar("T")
 
@@ -53,6 +72,7 @@ class LedgerService:
     """The ledger behind the HTTP API. Thread-safe: callers are the server's worker threads."""
 
     MAX_GROUP = 20_000  # events one grouped append takes at most
+    MAX_CACHED = 100_000  # subjects whose facts stay in memory (least recently used go first)
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
@@ -61,6 +81,13 @@ class LedgerService:
         self._queue_lock = threading.Lock()
         self._projected = 0  # the log position the projections reflect (after a catch-up)
         self._stop = threading.Event()
+        self._store: DuckDBStore | None = None  # the read model, open between answers
+        self._projector: Any = None
+        self._appended = 0  # appends by this service (a partitioned log's head is remote)
+        self._appended_seen = -1
+        self._facts: OrderedDict[tuple[str, str], PermitFacts] = OrderedDict()
+        self._policies: dict[str, tuple[Any, Policy]] = {}
+        self.cache_hits = self.cache_misses = 0
 
     # publishing (group commit) -------------------------------------------------------------
     def publish(self, items: Sequence[Any]) -> list[ItemResult]:
@@ -97,6 +124,7 @@ class LedgerService:
             if not isinstance(e, Exception):
                 raise
             return
+        self._appended += 1
         for j, results in zip(jobs, grouped, strict=True):
             j.results = results
             j.done.set()
@@ -106,15 +134,105 @@ class LedgerService:
         with self._lock:
             return work()
 
-    def catch_up(self) -> int:
-        """Brings the projections up to the log; returns the position they reflect."""
+    def _alone(self, work: Callable[[], T]) -> T:
+        """``work`` that opens the projections file itself, with the read model closed."""
 
-        def run() -> int:
-            project(self.ledger)
-            self._projected = stored_position(projections_path(self.ledger))
-            return self._projected
+        def run() -> T:
+            self._release()
+            return work()
 
         return self._locked(run)
+
+    def catch_up(self) -> int:
+        """Brings the projections up to the log; returns the position they reflect."""
+        return self._locked(self._catch_up)
+
+    def _open(self) -> DuckDBStore:
+        if self._store is None:
+            self._store = open_store(self.ledger)
+            self._projector = make_projector(self.ledger, self._store)
+            self._appended_seen = -1  # a reopened store may lag: the next answer catches up
+        return self._store
+
+    def _release(self) -> None:
+        """Closes the read model: for work that opens the projections file itself."""
+        store, self._store, self._projector = self._store, None, None
+        self._facts.clear()  # that work may project: what it changes is not tracked here
+        if store is not None:
+            store.close()
+
+    def _moved(self) -> bool:
+        """Whether the log may hold records the projections do not reflect: the embedded
+        log's head (one indexed read), or, for a partitioned log, appends by this service
+        since the last catch-up (the background loop follows other writers)."""
+        if self._store is None:
+            return True
+        if self.ledger.log.partitioned:
+            return self._appended != self._appended_seen
+        return self.ledger.log.head().position > self._projected
+
+    def _catch_up(self) -> int:
+        if not self._moved():
+            return self._projected
+        store = self._open()
+        appended = self._appended
+        before = self._projected
+        self._projected = self._projector.run().position
+        self._appended_seen = appended
+        if self._projected != before:
+            self._forget(store, before, self._projected)
+        return self._projected
+
+    def _forget(self, store: DuckDBStore, before: int, after: int) -> None:
+        """Drops the cached facts of the subjects of the records just projected (all of
+        them if they are many, or positions do not order a partitioned log)."""
+        touched = None
+        if self._facts and not self.ledger.log.partitioned and before > 0:
+            with read_only_cursor(store.con, store.path) as con:
+                touched = subjects_recorded(con, before, after, len(self._facts))
+        if touched is None:
+            self._facts.clear()
+            return
+        for key in touched:
+            self._facts.pop(key, None)
+
+    @contextmanager
+    def _read_model(self) -> Iterator[ReadConnection]:
+        self._catch_up()
+        store = self._open()
+        with read_only_cursor(store.con, store.path) as con:
+            yield con
+
+    def _cached_facts(self, con: ReadConnection, controller: str, subject: str) -> PermitFacts:
+        key = (controller, subject)
+        found = self._facts.get(key)
+        if found is not None:
+            self.cache_hits += 1
+            self._facts.move_to_end(key)
+            return found
+        self.cache_misses += 1
+        facts = gather(con, controller, subject)  # an unknown subject raises: not cached
+        self._facts[key] = facts
+        if len(self._facts) > self.MAX_CACHED:
+            self._facts.popitem(last=False)
+        return facts
+
+    def _policy(self, controller: str) -> Policy:
+        """The controller's policy, parsed once; a policy file is read again when it changes."""
+        name = self.ledger.config.controllers[controller].policy
+        stamp: Any = name
+        if not is_shipped(name):
+            try:
+                st = os.stat(name)
+                stamp = (name, st.st_ino, st.st_mtime_ns, st.st_size)
+            except OSError:
+                stamp = None  # controller_policies says why it cannot be read
+        cached = self._policies.get(controller)
+        if cached is not None and stamp is not None and cached[0] == stamp:
+            return cached[1]
+        policy = controller_policies(self.ledger, controller)[controller]
+        self._policies[controller] = (stamp, policy)
+        return policy
 
     def health(self) -> Health:
         def read() -> Health:
@@ -124,22 +242,26 @@ class LedgerService:
 
     def permits(self, purpose: str, who: SubjectSelector, *, channel: str | None = None,
                 as_of: int | None = None) -> PermitAnswer:
-        return self._locked(lambda: self.ledger.permits(purpose, who, channel=channel,
-                                                        as_of=as_of))
+        def run() -> PermitAnswer:
+            self._release()
+            return self.ledger.permits(purpose, who, channel=channel, as_of=as_of)
+
+        return self._locked(run)
 
     def permits_many(self, questions: list[PermitQuestion]) -> list[PermitAnswer | UsageError]:
-        """A batch from one catch-up of the read model (see ``permits_many``)."""
-        return self._locked(lambda: permits_many(self.ledger, questions))
+        """A batch from the open read model, caught up if the log moved (see ``permits_many``)."""
+        source = AnswerSource(self._read_model, self._cached_facts, self._policy, self._release)
+        return self._locked(lambda: permits_many(self.ledger, questions, source))
 
     def policy_of(self, controller: str) -> dict[str, str]:
         def read() -> dict[str, str]:
-            policy = controller_policies(self.ledger, controller)[controller]
+            policy = self._policy(controller)
             return {"name": policy.name, "hash": policy.content_hash}
 
         return self._locked(read)
 
     def export_subject(self, who: SubjectSelector, *, include_pseudonymised: bool) -> dict[str, Any]:
-        return self._locked(lambda: self.ledger.export_subject(
+        return self._alone(lambda: self.ledger.export_subject(
             who, include_pseudonymised=include_pseudonymised))
 
     def decisions(self, controller: str | None, actions: Sequence[str], limit: int | None
@@ -150,20 +272,20 @@ class LedgerService:
                     if not actions or d.action in actions]
             return rows if limit is None else rows[:limit]
 
-        return self._locked(read)
+        return self._alone(read)
 
     def sweep(self, *, dry_run: bool) -> SweepReport:
-        return self._locked(lambda: run_sweep(self.ledger, dry_run=dry_run))
+        return self._alone(lambda: run_sweep(self.ledger, dry_run=dry_run))
 
     # the outbox: messages owed to people, and the mailer's reports ---------------------------
     def outbox(self, kind: str | None) -> list[dict[str, Any]]:
-        return self._locked(lambda: [m.as_dict() for m in outbox.pending(self.ledger, kind)])
+        return self._alone(lambda: [m.as_dict() for m in outbox.pending(self.ledger, kind)])
 
     def outbox_delivered(self, message_id: str, at: int | None) -> dict[str, Any]:
-        return self._locked(lambda: outbox.delivered(self.ledger, message_id, at).as_dict())
+        return self._alone(lambda: outbox.delivered(self.ledger, message_id, at).as_dict())
 
     def outbox_failed(self, message_id: str, reason: str, at: int | None) -> dict[str, Any]:
-        return self._locked(lambda: outbox.failed(self.ledger, message_id, reason, at).as_dict())
+        return self._alone(lambda: outbox.failed(self.ledger, message_id, reason, at).as_dict())
 
     # background work -----------------------------------------------------------------------
     def run_background(self, *, follow_every: float = 1.0, sweep_every: Duration | None = None,
@@ -192,6 +314,7 @@ class LedgerService:
     def close(self) -> None:
         self.stop()
         with self._lock:
+            self._release()
             self.ledger.close()
 
 

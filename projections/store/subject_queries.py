@@ -32,6 +32,18 @@ def is_known(con: ReadConnection, controller: str, subject: str) -> bool:
                        [controller, subject]).fetchone() is not None
 
 
+def subjects_recorded(con: ReadConnection, after: int, through: int, limit: int
+                      ) -> list[tuple[str, str]] | None:
+    """(controller, subject) of the events at positions after ``after`` through ``through``
+    (the embedded log's positions): whose rows those records can have changed. None when
+    there are more than ``limit`` of them, or a record without a subject."""
+    rows = con.execute("SELECT DISTINCT controller, subject FROM events WHERE position > ? "
+                       "AND position <= ? LIMIT ?", [after, through, limit + 1]).fetchall()
+    if len(rows) > limit or any(c is None or s is None or s == "*" for c, s in rows):
+        return None
+    return [(str(c), str(s)) for c, s in rows]
+
+
 # --- the facts permits need ----------------------------------------------------------------
 
 
