@@ -42,9 +42,8 @@ from ledger.domain.errors import UsageError
 from ledger.domain.permissions import PermitFacts
 from ledger.domain.retention.policy import Duration, Policy, is_shipped
 from ledger.domain.subjects import SubjectSelector
-from projections.engine.projector import make_projector, open_store
-from projections.store.duckdb_store import DuckDBStore
-from projections.store.read_model import ReadConnection, read_only_cursor
+from projections.store.opener import LiveReadModel
+from projections.store.read_model import ReadConnection
 from projections.store.subject_queries import subjects_recorded
 
 T = TypeVar("T")
@@ -81,8 +80,7 @@ class LedgerService:
         self._queue_lock = threading.Lock()
         self._projected = 0  # the log position the projections reflect (after a catch-up)
         self._stop = threading.Event()
-        self._store: DuckDBStore | None = None  # the read model, open between answers
-        self._projector: Any = None
+        self._model = LiveReadModel(ledger)  # the read model, open between answers
         self._appended = 0  # appends by this service (a partitioned log's head is remote)
         self._appended_seen = -1
         self._facts: OrderedDict[tuple[str, str], PermitFacts] = OrderedDict()
@@ -147,25 +145,16 @@ class LedgerService:
         """Brings the projections up to the log; returns the position they reflect."""
         return self._locked(self._catch_up)
 
-    def _open(self) -> DuckDBStore:
-        if self._store is None:
-            self._store = open_store(self.ledger)
-            self._projector = make_projector(self.ledger, self._store)
-            self._appended_seen = -1  # a reopened store may lag: the next answer catches up
-        return self._store
-
     def _release(self) -> None:
         """Closes the read model: for work that opens the projections file itself."""
-        store, self._store, self._projector = self._store, None, None
         self._facts.clear()  # that work may project: what it changes is not tracked here
-        if store is not None:
-            store.close()
+        self._model.close()
 
     def _moved(self) -> bool:
         """Whether the log may hold records the projections do not reflect: the embedded
         log's head (one indexed read), or, for a partitioned log, appends by this service
         since the last catch-up (the background loop follows other writers)."""
-        if self._store is None:
+        if not self._model.is_open:
             return True
         if self.ledger.log.partitioned:
             return self._appended != self._appended_seen
@@ -174,21 +163,20 @@ class LedgerService:
     def _catch_up(self) -> int:
         if not self._moved():
             return self._projected
-        store = self._open()
         appended = self._appended
         before = self._projected
-        self._projected = self._projector.run().position
+        self._projected = self._model.catch_up()
         self._appended_seen = appended
         if self._projected != before:
-            self._forget(store, before, self._projected)
+            self._forget(before, self._projected)
         return self._projected
 
-    def _forget(self, store: DuckDBStore, before: int, after: int) -> None:
+    def _forget(self, before: int, after: int) -> None:
         """Drops the cached facts of the subjects of the records just projected (all of
         them if they are many, or positions do not order a partitioned log)."""
         touched = None
         if self._facts and not self.ledger.log.partitioned and before > 0:
-            with read_only_cursor(store.con, store.path) as con:
+            with self._model.read_only() as con:
                 touched = subjects_recorded(con, before, after, len(self._facts))
         if touched is None:
             self._facts.clear()
@@ -199,8 +187,7 @@ class LedgerService:
     @contextmanager
     def _read_model(self) -> Iterator[ReadConnection]:
         self._catch_up()
-        store = self._open()
-        with read_only_cursor(store.con, store.path) as con:
+        with self._model.read_only() as con:
             yield con
 
     def _cached_facts(self, con: ReadConnection, controller: str, subject: str) -> PermitFacts:

@@ -18,10 +18,13 @@ from projections.engine.projector import (
     LogSource,
     Progress,
     Projector,
+    make_projector,
+    open_store,
     project,
     projections_path,
     replay,
 )
+from projections.engine.workers import PartitionProjector
 from projections.store.duckdb_store import DuckDBStore
 from projections.store.read_model import ProjectionsFile, ReadConnection, read_only_cursor
 
@@ -83,4 +86,36 @@ def open_prefix_replay(source: LogSource) -> Iterator[PrefixReplay]:
         try:
             yield PrefixReplay(source, store)
         finally:
+            store.close()
+
+
+class LiveReadModel:
+    """The live projections held open by one long-running owner (``ledger serve``): caught up
+    on demand and read through read-only cursors, instead of opened per answer. Whoever holds
+    it is the projections file's one writer until ``close``."""
+
+    def __init__(self, source: LogSource) -> None:
+        self._source = source
+        self._store: DuckDBStore | None = None
+        self._projector: Projector | PartitionProjector | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._store is not None
+
+    def catch_up(self) -> int:
+        """Projects what the log holds beyond the projections; returns the position reached."""
+        if self._store is None or self._projector is None:
+            self._store = open_store(self._source)
+            self._projector = make_projector(self._source, self._store)
+        return self._projector.run().position
+
+    def read_only(self) -> AbstractContextManager[ReadConnection]:
+        if self._store is None:
+            raise RuntimeError("the read model is closed: catch_up() opens it")
+        return read_only_cursor(self._store.con, self._store.path)
+
+    def close(self) -> None:
+        store, self._store, self._projector = self._store, None, None
+        if store is not None:
             store.close()
