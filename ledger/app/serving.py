@@ -229,11 +229,8 @@ class LedgerService:
 
     def permits(self, purpose: str, who: SubjectSelector, *, channel: str | None = None,
                 as_of: int | None = None) -> PermitAnswer:
-        def run() -> PermitAnswer:
-            self._release()
-            return self.ledger.permits(purpose, who, channel=channel, as_of=as_of)
-
-        return self._locked(run)
+        return self._alone(lambda: self.ledger.permits(purpose, who, channel=channel,
+                                                       as_of=as_of))
 
     def permits_many(self, questions: list[PermitQuestion]) -> list[PermitAnswer | UsageError]:
         """A batch from the open read model, caught up if the log moved (see ``permits_many``)."""
